@@ -1,0 +1,222 @@
+//! Settings: defaults, then the config file (TOML), then `HOOKCTL_*` environment variables,
+//! then command-line flags (applied by the caller).
+
+use anyhow::{Context, Result, bail};
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub db: PathBuf,
+    /// Networks that delivery may reach despite being loopback/private (e.g. 127.0.0.0/8).
+    pub allow_networks: Vec<IpNet>,
+    /// `synchronous=FULL`: survive power loss, at a throughput cost.
+    pub synchronous_full: bool,
+    pub listen: String,
+    /// Attempts in flight across all endpoints.
+    pub max_in_flight: usize,
+    /// Attempts in flight to one endpoint, so a slow one only holds its own slots.
+    pub endpoint_in_flight: usize,
+    pub busy_timeout_ms: u64,
+    /// Response body bytes kept (and read) per attempt.
+    pub response_body_cap: usize,
+    pub log: Option<String>,
+}
+
+/// The file's shape; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    db: Option<PathBuf>,
+    allow_networks: Option<Vec<String>>,
+    synchronous: Option<String>,
+    listen: Option<String>,
+    max_in_flight: Option<usize>,
+    endpoint_in_flight: Option<usize>,
+    busy_timeout_ms: Option<u64>,
+    response_body_cap: Option<usize>,
+    log: Option<String>,
+}
+
+fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+            PathBuf::from(home).join(fallback)
+        }
+    }
+}
+
+pub fn default_db_path() -> PathBuf {
+    xdg_dir("XDG_DATA_HOME", ".local/share").join("hookctl/hookctl.db")
+}
+
+pub fn default_config_path() -> PathBuf {
+    xdg_dir("XDG_CONFIG_HOME", ".config").join("hookctl/config.toml")
+}
+
+pub fn parse_networks(list: &str) -> Result<Vec<IpNet>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(parse_network)
+        .collect()
+}
+
+/// A CIDR, or a bare address meaning just that address.
+pub fn parse_network(s: &str) -> Result<IpNet> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(net);
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| anyhow::anyhow!("'{s}' is not a network (expected CIDR like 127.0.0.0/8)"))
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    match env(name) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{name}={v}: {e}")),
+    }
+}
+
+impl Config {
+    pub fn defaults() -> Config {
+        Config {
+            db: default_db_path(),
+            allow_networks: Vec::new(),
+            synchronous_full: false,
+            listen: "127.0.0.1:8700".to_string(),
+            max_in_flight: 512,
+            endpoint_in_flight: 32,
+            busy_timeout_ms: 10_000,
+            response_body_cap: 64 * 1024,
+            log: None,
+        }
+    }
+
+    /// Loads the file at `path` (an explicit path must exist; the default may not) and the
+    /// environment on top of the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let mut cfg = Config::defaults();
+        let (file, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (default_config_path(), false),
+        };
+        match std::fs::read_to_string(&file) {
+            Ok(text) => cfg.apply_file(&file, &text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {}
+            Err(e) => bail!("cannot read config {}: {e}", file.display()),
+        }
+        cfg.apply_env()?;
+        Ok(cfg)
+    }
+
+    fn apply_file(&mut self, path: &Path, text: &str) -> Result<()> {
+        let f: FileConfig =
+            toml::from_str(text).with_context(|| format!("config {}", path.display()))?;
+        if let Some(v) = f.db {
+            self.db = v;
+        }
+        if let Some(v) = f.allow_networks {
+            self.allow_networks = v.iter().map(|s| parse_network(s)).collect::<Result<_>>()?;
+        }
+        if let Some(v) = f.synchronous {
+            self.synchronous_full = parse_synchronous(&v)?;
+        }
+        if let Some(v) = f.listen {
+            self.listen = v;
+        }
+        if let Some(v) = f.max_in_flight {
+            self.max_in_flight = v;
+        }
+        if let Some(v) = f.endpoint_in_flight {
+            self.endpoint_in_flight = v;
+        }
+        if let Some(v) = f.busy_timeout_ms {
+            self.busy_timeout_ms = v;
+        }
+        if let Some(v) = f.response_body_cap {
+            self.response_body_cap = v;
+        }
+        if f.log.is_some() {
+            self.log = f.log;
+        }
+        Ok(())
+    }
+
+    fn apply_env(&mut self) -> Result<()> {
+        if let Some(v) = env("HOOKCTL_ALLOW_NETWORKS") {
+            self.allow_networks = parse_networks(&v).context("HOOKCTL_ALLOW_NETWORKS")?;
+        }
+        if let Some(v) = env("HOOKCTL_SYNCHRONOUS") {
+            self.synchronous_full = parse_synchronous(&v).context("HOOKCTL_SYNCHRONOUS")?;
+        }
+        if let Some(v) = env("HOOKCTL_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = env_parse("HOOKCTL_MAX_IN_FLIGHT")? {
+            self.max_in_flight = v;
+        }
+        if let Some(v) = env_parse("HOOKCTL_ENDPOINT_IN_FLIGHT")? {
+            self.endpoint_in_flight = v;
+        }
+        if let Some(v) = env_parse("HOOKCTL_BUSY_TIMEOUT_MS")? {
+            self.busy_timeout_ms = v;
+        }
+        if let Some(v) = env_parse("HOOKCTL_RESPONSE_BODY_CAP")? {
+            self.response_body_cap = v;
+        }
+        if let Some(v) = env("HOOKCTL_LOG") {
+            self.log = Some(v);
+        }
+        // HOOKCTL_DB is read by the command line parser, which gives --db precedence.
+        Ok(())
+    }
+}
+
+fn parse_synchronous(v: &str) -> Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "normal" => Ok(false),
+        "full" => Ok(true),
+        _ => bail!("synchronous must be 'normal' or 'full', not '{v}'"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_keys_apply_and_unknown_keys_are_refused() {
+        let mut c = Config::defaults();
+        c.apply_file(
+            Path::new("x.toml"),
+            "allow_networks = [\"127.0.0.0/8\", \"::1\"]\nsynchronous = \"full\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.allow_networks.len(), 2);
+        assert!(c.synchronous_full);
+        let err = c.apply_file(Path::new("x.toml"), "alow_networks = []").unwrap_err();
+        assert!(format!("{err:#}").contains("alow_networks"));
+    }
+
+    #[test]
+    fn networks_parse_with_clear_errors() {
+        assert_eq!(parse_networks("127.0.0.0/8, ::1").unwrap().len(), 2);
+        assert!(parse_networks("127.0.0.0/33").is_err());
+        assert!(parse_networks("nonsense").is_err());
+    }
+}

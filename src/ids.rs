@@ -1,0 +1,88 @@
+//! Identifiers and secrets made by hookctl.
+
+use base64::Engine as _;
+use rand::RngCore;
+
+/// Event ids made for producers that gave none: sortable by creation time.
+pub fn event_id() -> String {
+    format!("evt_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())
+}
+
+pub fn subscription_id() -> String {
+    format!("sub_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())
+}
+
+/// A signing secret in the Standard Webhooks form (`whsec_` + base64 of 24 random bytes).
+/// The same string serves the `wl` scheme, where the key is the string's bytes as shown.
+pub fn secret() -> String {
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// What may be shown of a secret anywhere but the command that created it.
+pub fn mask(secret: &str) -> String {
+    let shown: String = if let Some(rest) = secret.strip_prefix("whsec_") {
+        format!("whsec_{}", rest.chars().take(4).collect::<String>())
+    } else {
+        secret.chars().take(4).collect()
+    };
+    if secret.chars().count() <= shown.chars().count() + 4 {
+        // Too short to reveal anything of it safely.
+        return "****".to_string();
+    }
+    format!("{shown}…****")
+}
+
+/// Header names whose values are credentials and must be masked when shown.
+pub fn is_credential_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "authorization"
+        || n == "proxy-authorization"
+        || n == "cookie"
+        || n.contains("token")
+        || n.contains("secret")
+        || n.contains("api-key")
+        || n.contains("apikey")
+        || n == "x-api-key"
+}
+
+pub fn mask_header_value(name: &str, value: &str) -> String {
+    if !is_credential_header(name) {
+        return value.to_string();
+    }
+    // Keep the auth scheme ("Bearer") visible: it helps diagnose without revealing.
+    match value.split_once(' ') {
+        Some((scheme, rest)) if !rest.is_empty() => format!("{scheme} {}", mask(rest)),
+        _ => mask(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_never_reveal_the_secret() {
+        let s = secret();
+        let m = mask(&s);
+        assert!(m.starts_with("whsec_"));
+        assert!(!m.contains(&s[6..]));
+        assert!(m.len() < s.len());
+        assert_eq!(mask("abc"), "****");
+        assert_eq!(mask_header_value("Authorization", "Bearer abcdefghijkl"), "Bearer abcd…****");
+        assert_eq!(mask_header_value("X-Trace", "abcdefghijkl"), "abcdefghijkl");
+    }
+
+    #[test]
+    fn ids_are_unique_and_prefixed() {
+        let a = event_id();
+        let b = event_id();
+        assert_ne!(a, b);
+        assert!(a.starts_with("evt_"));
+        assert!(subscription_id().starts_with("sub_"));
+    }
+}

@@ -1,0 +1,180 @@
+//! Persistence behind one interface, so that a PostgreSQL backend can stand beside SQLite.
+//! Writes are few kinds of operation (publish, claim, record, state changes); reads serve
+//! the CLI, the console and the API and never block the writer.
+
+pub mod sqlite;
+
+use crate::model::{Attempt, DeliveryStatus, Event, Millis, SubState, Subscription};
+use anyhow::Result;
+use async_trait::async_trait;
+
+/// An event as a producer hands it in, its type already canonical.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub event_type: String,
+    pub location_id: Option<String>,
+    pub timestamp: Millis,
+    pub data: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Published {
+    pub id: String,
+    /// The id was already stored: accepted once, nothing new fanned out.
+    pub duplicate: bool,
+    pub deliveries: usize,
+}
+
+/// A delivery an engine has leased and is about to attempt.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub delivery_id: i64,
+    pub subscription_id: String,
+    /// Attempts already made before this one.
+    pub attempts: u32,
+    /// The body as first sent, when an earlier attempt rendered it.
+    pub body: Option<Vec<u8>>,
+    pub event: Event,
+}
+
+/// The result of one attempt, with the delivery's next state already decided.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub delivery_id: i64,
+    pub attempt: Attempt,
+    pub status: DeliveryStatus,
+    pub next_at: Option<Millis>,
+    /// The rendered body, stored on the first attempt only.
+    pub body: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub status: Option<DeliveryStatus>,
+    pub subscription_id: Option<String>,
+    pub event_type: Option<String>,
+    pub location_id: Option<String>,
+    pub since: Option<Millis>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeliveryBrief {
+    pub id: i64,
+    pub subscription_id: String,
+    pub status: DeliveryStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EventRow {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub location_id: Option<String>,
+    pub timestamp: Millis,
+    pub deliveries: Vec<DeliveryBrief>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryDetail {
+    pub id: i64,
+    pub subscription_id: String,
+    pub url: Option<String>,
+    pub status: DeliveryStatus,
+    pub next_at: Option<Millis>,
+    pub superseded_by: Option<i64>,
+    pub body: Option<Vec<u8>>,
+    pub created_at: Millis,
+    pub attempts: Vec<Attempt>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventDetail {
+    pub event: Event,
+    pub deliveries: Vec<DeliveryDetail>,
+}
+
+/// Which deliveries to send again.
+#[derive(Debug, Clone)]
+pub enum RedeliverTarget {
+    /// One event: its latest delivery to each subscription (or to one).
+    Event {
+        event_id: String,
+        subscription_id: Option<String>,
+    },
+    /// Every delivery of a subscription in a state, optionally recent ones only.
+    Bulk {
+        subscription_id: String,
+        statuses: Vec<DeliveryStatus>,
+        since: Option<Millis>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Redelivered {
+    pub event_id: String,
+    pub subscription_id: String,
+    /// The delivery replaced; `None` when the subscription had none for the event.
+    pub previous: Option<i64>,
+    /// The new delivery; `None` on a dry run.
+    pub delivery_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct SubscriptionStats {
+    pub subscription_id: String,
+    pub pending: i64,
+    pub retrying: i64,
+    pub delivered: i64,
+    pub dead: i64,
+    pub cancelled: i64,
+    pub last_status_code: Option<u16>,
+    pub last_attempt_at: Option<Millis>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Writes. Each returns after its change is committed.
+    async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>>;
+    async fn add_subscription(&self, sub: Subscription) -> Result<()>;
+    /// `false` when no subscription has that id.
+    async fn set_subscription_state(&self, id: &str, state: SubState) -> Result<bool>;
+    /// Leases up to `n` due deliveries of each listed active subscription until `lease_until`.
+    async fn claim(
+        &self,
+        wants: Vec<(String, usize)>,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Vec<Job>>;
+    async fn record(&self, outcomes: Vec<Outcome>) -> Result<()>;
+    /// Returns unfinished leases to the queue; with `None`, every lease (the engine that
+    /// takes the database's lock owns all work, so earlier claims are void).
+    async fn release(&self, delivery_ids: Option<Vec<i64>>) -> Result<u64>;
+    async fn redeliver(
+        &self,
+        target: RedeliverTarget,
+        dry_run: bool,
+        now: Millis,
+    ) -> Result<Vec<Redelivered>>;
+
+    // Reads.
+    async fn subscriptions(&self) -> Result<Vec<Subscription>>;
+    /// By full id or an unambiguous prefix of one.
+    async fn find_subscription(&self, id_or_prefix: &str) -> Result<Option<Subscription>>;
+    async fn subscription_stats(&self) -> Result<Vec<SubscriptionStats>>;
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRow>>;
+    async fn event_detail(&self, id: &str) -> Result<Option<EventDetail>>;
+    /// When the earliest unleased delivery of an active subscription is due.
+    async fn next_due(&self) -> Result<Option<Millis>>;
+    /// A number that changes whenever any process commits to the store.
+    async fn change_counter(&self) -> Result<i64>;
+}
+
+/// Raised when an id prefix names more than one subscription.
+#[derive(Debug, thiserror::Error)]
+#[error("'{prefix}' matches several subscriptions: {}", .matches.join(", "))]
+pub struct AmbiguousId {
+    pub prefix: String,
+    pub matches: Vec<String>,
+}

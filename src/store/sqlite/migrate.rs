@@ -1,0 +1,64 @@
+//! Schema migrations, embedded in the binary. sqlx's SQLite migrator takes no lock of its
+//! own, so two processes opening a fresh file at once would collide: they are serialised
+//! here by an OS lock on `<db>.migrate.lock` (not the engine's lock, so a CLI command never
+//! waits behind a running engine).
+
+use anyhow::{Context, Result};
+use sqlx::SqliteConnection;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::SqlStr;
+use std::borrow::Cow;
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../../migrations/0001_init.sql"),
+)];
+
+fn migrator() -> Migrator {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(version, name, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*name),
+                MigrationType::Simple,
+                SqlStr::from_static(sql),
+                false,
+            )
+        })
+        .collect();
+    let mut m = Migrator::with_migrations(migrations);
+    m.set_locking(false);
+    m
+}
+
+/// Holds the migration lock while alive.
+pub struct MigrationLock {
+    _file: File,
+}
+
+pub async fn lock(db: &Path) -> Result<MigrationLock> {
+    let mut path = db.as_os_str().to_owned();
+    path.push(".migrate.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", Path::new(&path).display()))?;
+    // Blocking wait: another process is migrating and will be done in milliseconds.
+    let file = tokio::task::spawn_blocking(move || file.lock().map(|_| file))
+        .await?
+        .context("cannot take the migration lock")?;
+    Ok(MigrationLock { _file: file })
+}
+
+pub async fn run(conn: &mut SqliteConnection) -> Result<()> {
+    migrator()
+        .run(conn)
+        .await
+        .context("cannot apply database migrations")
+}

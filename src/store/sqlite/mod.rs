@@ -1,0 +1,220 @@
+//! SQLite store: one writer connection owned by a group-commit task, a read pool, and a
+//! dedicated connection that watches `PRAGMA data_version` for other processes' commits.
+
+mod migrate;
+mod read;
+mod rows;
+mod writer;
+
+use super::*;
+use crate::model::{Millis, SubState, Subscription};
+use anyhow::{Context, Result, bail};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use writer::Op;
+
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    pub synchronous_full: bool,
+    pub busy_timeout: Duration,
+    pub read_connections: u32,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            synchronous_full: false,
+            busy_timeout: Duration::from_secs(10),
+            read_connections: 4,
+        }
+    }
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    ops: mpsc::Sender<Op>,
+    read: SqlitePool,
+    version: Mutex<SqliteConnection>,
+    /// Signalled after every local commit, so an in-process engine reacts at once.
+    committed: Arc<Notify>,
+}
+
+fn base_options(path: &Path, o: &OpenOptions) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .busy_timeout(o.busy_timeout)
+        .foreign_keys(true)
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1))
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating when needed) the database at `path`.
+    pub async fn open(path: &Path, o: OpenOptions) -> Result<Arc<SqliteStore>> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.is_dir() {
+            bail!("database directory {} does not exist", dir.display());
+        }
+        let writer_opts = base_options(path, &o)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if o.synchronous_full {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            });
+        let mut conn = {
+            let _lock = migrate::lock(path).await?;
+            let mut conn = writer_opts
+                .connect()
+                .await
+                .with_context(|| format!("cannot open database {}", path.display()))?;
+            migrate::run(&mut conn).await?;
+            conn
+        };
+        // Cheap insurance that the connection is usable before handing it to the task.
+        conn.ping().await.context("database is not responding")?;
+
+        let read_opts = base_options(path, &o).read_only(true);
+        let read = SqlitePoolOptions::new()
+            .max_connections(o.read_connections)
+            .min_connections(0)
+            .connect_with(read_opts.clone())
+            .await
+            .with_context(|| format!("cannot open database {} for reading", path.display()))?;
+        let version = read_opts.connect().await?;
+
+        let committed = Arc::new(Notify::new());
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(writer::run(conn, rx, committed.clone()));
+        Ok(Arc::new(SqliteStore {
+            path: path.to_path_buf(),
+            ops: tx,
+            read,
+            version: Mutex::new(version),
+            committed,
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Notified after each commit made by this process.
+    pub fn committed(&self) -> Arc<Notify> {
+        self.committed.clone()
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Op) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.ops
+            .send(make(tx))
+            .await
+            .map_err(|_| anyhow::anyhow!("the store's writer has stopped"))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("the store's writer has stopped"))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>> {
+        self.call(|reply| Op::Publish { events, reply }).await
+    }
+
+    async fn add_subscription(&self, sub: Subscription) -> Result<()> {
+        self.call(|reply| Op::AddSubscription {
+            sub: Box::new(sub),
+            reply,
+        })
+        .await
+    }
+
+    async fn set_subscription_state(&self, id: &str, state: SubState) -> Result<bool> {
+        let id = id.to_string();
+        self.call(|reply| Op::SetState { id, state, reply }).await
+    }
+
+    async fn claim(
+        &self,
+        wants: Vec<(String, usize)>,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Vec<Job>> {
+        self.call(|reply| Op::Claim {
+            wants,
+            now,
+            lease_until,
+            reply,
+        })
+        .await
+    }
+
+    async fn record(&self, outcomes: Vec<Outcome>) -> Result<()> {
+        self.call(|reply| Op::Record { outcomes, reply }).await
+    }
+
+    async fn release(&self, delivery_ids: Option<Vec<i64>>) -> Result<u64> {
+        self.call(|reply| Op::Release {
+            ids: delivery_ids,
+            reply,
+        })
+        .await
+    }
+
+    async fn redeliver(
+        &self,
+        target: RedeliverTarget,
+        dry_run: bool,
+        now: Millis,
+    ) -> Result<Vec<Redelivered>> {
+        self.call(|reply| Op::Redeliver {
+            target,
+            dry_run,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<Subscription>> {
+        read::subscriptions(&self.read).await
+    }
+
+    async fn find_subscription(&self, id_or_prefix: &str) -> Result<Option<Subscription>> {
+        read::find_subscription(&self.read, id_or_prefix).await
+    }
+
+    async fn subscription_stats(&self) -> Result<Vec<SubscriptionStats>> {
+        read::subscription_stats(&self.read).await
+    }
+
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRow>> {
+        read::list_events(&self.read, filter).await
+    }
+
+    async fn event_detail(&self, id: &str) -> Result<Option<EventDetail>> {
+        read::event_detail(&self.read, id).await
+    }
+
+    async fn next_due(&self) -> Result<Option<Millis>> {
+        read::next_due(&self.read).await
+    }
+
+    async fn change_counter(&self) -> Result<i64> {
+        let mut conn = self.version.lock().await;
+        let (v,): (i64,) = sqlx::query_as("PRAGMA data_version")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(v)
+    }
+}

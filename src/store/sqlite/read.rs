@@ -1,0 +1,234 @@
+//! Read queries, on the read-only pool: never in the writer's way.
+
+use super::rows;
+use crate::model::*;
+use crate::store::*;
+use anyhow::Result;
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use std::collections::HashMap;
+
+pub async fn subscriptions(pool: &SqlitePool) -> Result<Vec<Subscription>> {
+    let sql = format!(
+        "SELECT {} FROM subscriptions ORDER BY created_at, id",
+        rows::SUBSCRIPTION_COLUMNS
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?;
+    rows.iter().map(rows::subscription).collect()
+}
+
+pub async fn find_subscription(pool: &SqlitePool, key: &str) -> Result<Option<Subscription>> {
+    // LIKE would treat '_' in ids as a wildcard; compare the prefix exactly instead.
+    let sql = format!(
+        "SELECT {} FROM subscriptions WHERE id = ?1 OR substr(id, 1, length(?1)) = ?1 OR name = ?1 LIMIT 10",
+        rows::SUBSCRIPTION_COLUMNS
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(key)
+        .fetch_all(pool)
+        .await?;
+    let subs: Vec<Subscription> = rows.iter().map(rows::subscription).collect::<Result<_>>()?;
+    if let Some(exact) = subs.iter().find(|s| s.id == key) {
+        return Ok(Some(exact.clone()));
+    }
+    match subs.len() {
+        0 => Ok(None),
+        1 => Ok(subs.into_iter().next()),
+        _ => Err(AmbiguousId {
+            prefix: key.to_string(),
+            matches: subs.into_iter().map(|s| s.id).collect(),
+        }
+        .into()),
+    }
+}
+
+pub async fn subscription_stats(pool: &SqlitePool) -> Result<Vec<SubscriptionStats>> {
+    let rows = sqlx::query(
+        "SELECT subscription_id, status, COUNT(*) AS n FROM deliveries \
+         WHERE superseded_by IS NULL OR status IN ('pending', 'retrying') \
+         GROUP BY subscription_id, status",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut by_sub: HashMap<String, SubscriptionStats> = HashMap::new();
+    for r in rows {
+        let sub: String = r.try_get("subscription_id")?;
+        let status: String = r.try_get("status")?;
+        let n: i64 = r.try_get("n")?;
+        let s = by_sub.entry(sub.clone()).or_insert_with(|| SubscriptionStats {
+            subscription_id: sub,
+            ..Default::default()
+        });
+        match status.parse::<DeliveryStatus>() {
+            Ok(DeliveryStatus::Pending) => s.pending += n,
+            Ok(DeliveryStatus::Retrying) => s.retrying += n,
+            Ok(DeliveryStatus::Delivered) => s.delivered += n,
+            Ok(DeliveryStatus::Dead) => s.dead += n,
+            Ok(DeliveryStatus::Cancelled) => s.cancelled += n,
+            Err(_) => {}
+        }
+    }
+    let last = sqlx::query(
+        "SELECT d.subscription_id, a.status_code, a.at FROM attempts a \
+         JOIN deliveries d ON d.id = a.delivery_id \
+         WHERE d.id IN (SELECT MAX(id) FROM deliveries WHERE attempts > 0 GROUP BY subscription_id) \
+         ORDER BY a.n",
+    )
+    .fetch_all(pool)
+    .await?;
+    for r in last {
+        let sub: String = r.try_get("subscription_id")?;
+        let code: Option<i64> = r.try_get("status_code")?;
+        let s = by_sub.entry(sub.clone()).or_insert_with(|| SubscriptionStats {
+            subscription_id: sub,
+            ..Default::default()
+        });
+        s.last_status_code = code.and_then(|c| u16::try_from(c).ok());
+        s.last_attempt_at = Some(r.try_get("at")?);
+    }
+    let mut out: Vec<_> = by_sub.into_values().collect();
+    out.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
+    Ok(out)
+}
+
+pub async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Vec<EventRow>> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "SELECT e.seq, e.id, e.type, e.location_id, e.timestamp FROM events e WHERE 1 = 1",
+    );
+    if let Some(t) = &f.event_type {
+        q.push(" AND e.type = ").push_bind(t.clone());
+    }
+    if let Some(l) = &f.location_id {
+        q.push(" AND e.location_id = ").push_bind(l.clone());
+    }
+    if let Some(since) = f.since {
+        q.push(" AND e.received_at >= ").push_bind(since);
+    }
+    if f.status.is_some() || f.subscription_id.is_some() {
+        q.push(" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq");
+        push_delivery_filter(&mut q, f);
+        q.push(")");
+    }
+    q.push(" ORDER BY e.seq DESC LIMIT ").push_bind(i64::from(f.limit));
+    let rows = q.build().fetch_all(pool).await?;
+    let mut events: Vec<(i64, EventRow)> = Vec::with_capacity(rows.len());
+    for r in &rows {
+        events.push((
+            r.try_get("seq")?,
+            EventRow {
+                id: r.try_get("id")?,
+                event_type: r.try_get("type")?,
+                location_id: r.try_get("location_id")?,
+                timestamp: r.try_get("timestamp")?,
+                deliveries: Vec::new(),
+            },
+        ));
+    }
+    let index: HashMap<i64, usize> = events
+        .iter()
+        .enumerate()
+        .map(|(i, (seq, _))| (*seq, i))
+        .collect();
+    let seqs: Vec<i64> = events.iter().map(|(s, _)| *s).collect();
+    for chunk in seqs.chunks(200) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT d.id, d.event_seq, d.subscription_id, d.status FROM deliveries d WHERE d.event_seq IN (",
+        );
+        let mut sep = q.separated(", ");
+        for s in chunk {
+            sep.push_bind(*s);
+        }
+        q.push(")");
+        push_delivery_filter(&mut q, f);
+        q.push(" ORDER BY d.id");
+        let rows = q.build().fetch_all(pool).await?;
+        let mut found: Vec<(i64, DeliveryBrief)> = Vec::with_capacity(rows.len());
+        for r in rows {
+            let status: String = r.try_get("status")?;
+            found.push((
+                r.try_get("event_seq")?,
+                DeliveryBrief {
+                    id: r.try_get("id")?,
+                    subscription_id: r.try_get("subscription_id")?,
+                    status: status.parse().map_err(anyhow::Error::msg)?,
+                },
+            ));
+        }
+        for (seq, d) in found {
+            if let Some(&i) = index.get(&seq) {
+                events[i].1.deliveries.push(d);
+            }
+        }
+    }
+    Ok(events.into_iter().map(|(_, e)| e).collect())
+}
+
+fn push_delivery_filter(q: &mut QueryBuilder<Sqlite>, f: &EventFilter) {
+    if let Some(s) = f.status {
+        q.push(" AND d.status = ").push_bind(s.as_str());
+    }
+    if let Some(sub) = &f.subscription_id {
+        q.push(" AND d.subscription_id = ").push_bind(sub.clone());
+    }
+}
+
+pub async fn event_detail(pool: &SqlitePool, id: &str) -> Result<Option<EventDetail>> {
+    let Some(row) = sqlx::query(
+        "SELECT seq, id, type, location_id, timestamp, data FROM events WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let seq: i64 = row.try_get("seq")?;
+    let event = rows::event(&row)?;
+    let drows = sqlx::query(
+        "SELECT d.id, d.subscription_id, s.url, d.status, d.next_at, d.superseded_by, d.body, d.created_at \
+         FROM deliveries d LEFT JOIN subscriptions s ON s.id = d.subscription_id \
+         WHERE d.event_seq = ? ORDER BY d.id",
+    )
+    .bind(seq)
+    .fetch_all(pool)
+    .await?;
+    let mut deliveries = Vec::with_capacity(drows.len());
+    for r in drows {
+        let status: String = r.try_get("status")?;
+        deliveries.push(DeliveryDetail {
+            id: r.try_get("id")?,
+            subscription_id: r.try_get("subscription_id")?,
+            url: r.try_get("url")?,
+            status: status.parse().map_err(anyhow::Error::msg)?,
+            next_at: r.try_get("next_at")?,
+            superseded_by: r.try_get("superseded_by")?,
+            body: r.try_get("body")?,
+            created_at: r.try_get("created_at")?,
+            attempts: Vec::new(),
+        });
+    }
+    let arows = sqlx::query(
+        "SELECT a.* FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
+         WHERE d.event_seq = ? ORDER BY a.delivery_id, a.n",
+    )
+    .bind(seq)
+    .fetch_all(pool)
+    .await?;
+    for r in arows {
+        let delivery_id: i64 = r.try_get("delivery_id")?;
+        if let Some(d) = deliveries.iter_mut().find(|d| d.id == delivery_id) {
+            d.attempts.push(rows::attempt(&r)?);
+        }
+    }
+    Ok(Some(EventDetail { event, deliveries }))
+}
+
+pub async fn next_due(pool: &SqlitePool) -> Result<Option<Millis>> {
+    let (at,): (Option<i64>,) = sqlx::query_as(
+        "SELECT MIN(d.next_at) FROM subscriptions s, deliveries d \
+         WHERE s.state = 'active' AND d.subscription_id = s.id \
+           AND d.status IN ('pending', 'retrying') AND d.lease_until IS NULL",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(at)
+}

@@ -1,0 +1,627 @@
+//! The only writer: a task that owns the write connection and commits whatever operations
+//! have queued up in one `BEGIN IMMEDIATE` transaction (group commit), then answers each
+//! sender. Each operation runs inside its own savepoint, so one that fails is undone alone
+//! and stores nothing partial.
+
+use super::rows;
+use crate::model::*;
+use crate::store::*;
+use anyhow::{Result, anyhow};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+type Reply<T> = oneshot::Sender<Result<T>>;
+
+pub enum Op {
+    Publish {
+        events: Vec<NewEvent>,
+        reply: Reply<Vec<Published>>,
+    },
+    AddSubscription {
+        sub: Box<Subscription>,
+        reply: Reply<()>,
+    },
+    SetState {
+        id: String,
+        state: SubState,
+        reply: Reply<bool>,
+    },
+    Claim {
+        wants: Vec<(String, usize)>,
+        now: Millis,
+        lease_until: Millis,
+        reply: Reply<Vec<Job>>,
+    },
+    Record {
+        outcomes: Vec<Outcome>,
+        reply: Reply<()>,
+    },
+    Release {
+        ids: Option<Vec<i64>>,
+        reply: Reply<u64>,
+    },
+    Redeliver {
+        target: RedeliverTarget,
+        dry_run: bool,
+        now: Millis,
+        reply: Reply<Vec<Redelivered>>,
+    },
+}
+
+/// Most operations taken into one transaction.
+const MAX_BATCH: usize = 256;
+/// Rows per multi-row statement (well under SQLite's bound-variable limit).
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// Sends an operation's answer once the transaction's fate is known.
+type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
+
+fn finisher<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Finish {
+    Box::new(move |commit_error| {
+        let answer = match (commit_error, result) {
+            (Some(e), _) => Err(anyhow!("commit failed: {e}")),
+            (None, r) => r,
+        };
+        // The sender may have given up (e.g. the console quit); nothing to do then.
+        let _ = reply.send(answer);
+    })
+}
+
+pub async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, committed: Arc<Notify>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, batch.drain(..)).await;
+        committed.notify_waiters();
+    }
+}
+
+async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
+    sqlx::query(sql).execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn commit_batch(conn: &mut SqliteConnection, ops: impl Iterator<Item = Op>) {
+    let ops: Vec<Op> = ops.collect();
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE").await {
+        let msg = describe_begin_error(&e);
+        for op in ops {
+            finisher_for_failed(op, &msg)(None);
+        }
+        return;
+    }
+    let mut finishes: Vec<Finish> = Vec::with_capacity(ops.len());
+    for op in ops {
+        let savepoint = exec(conn, "SAVEPOINT op").await;
+        if let Err(e) = savepoint {
+            finishes.push(finisher_for_failed(op, &e.to_string()));
+            continue;
+        }
+        let (finish, ok) = apply(conn, op).await;
+        let end = if ok {
+            exec(conn, "RELEASE op").await
+        } else {
+            match exec(conn, "ROLLBACK TO op").await {
+                Ok(()) => exec(conn, "RELEASE op").await,
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = end {
+            tracing::error!("savepoint handling failed: {e:#}");
+        }
+        finishes.push(finish);
+    }
+    let commit_error = match exec(conn, "COMMIT").await {
+        Ok(()) => None,
+        Err(e) => {
+            tracing::error!("commit failed: {e:#}");
+            let _ = exec(conn, "ROLLBACK").await;
+            Some(e.to_string())
+        }
+    };
+    for f in finishes {
+        f(commit_error.as_deref());
+    }
+}
+
+fn describe_begin_error(e: &anyhow::Error) -> String {
+    let text = e.to_string();
+    if text.contains("locked") || text.contains("busy") {
+        format!("the database is locked by another process beyond the busy timeout ({text})")
+    } else {
+        format!("cannot start a write transaction: {text}")
+    }
+}
+
+fn finisher_for_failed(op: Op, msg: &str) -> Finish {
+    let e = || anyhow!("{msg}");
+    match op {
+        Op::Publish { reply, .. } => finisher(reply, Err(e())),
+        Op::AddSubscription { reply, .. } => finisher(reply, Err(e())),
+        Op::SetState { reply, .. } => finisher(reply, Err(e())),
+        Op::Claim { reply, .. } => finisher(reply, Err(e())),
+        Op::Record { reply, .. } => finisher(reply, Err(e())),
+        Op::Release { reply, .. } => finisher(reply, Err(e())),
+        Op::Redeliver { reply, .. } => finisher(reply, Err(e())),
+    }
+}
+
+/// Runs one operation; the flag says whether its savepoint should be kept.
+async fn apply(conn: &mut SqliteConnection, op: Op) -> (Finish, bool) {
+    fn done<T: Send + 'static>(reply: Reply<T>, r: Result<T>) -> (Finish, bool) {
+        let ok = r.is_ok();
+        (finisher(reply, r), ok)
+    }
+    match op {
+        Op::Publish { events, reply } => done(reply, publish(conn, &events).await),
+        Op::AddSubscription { sub, reply } => done(reply, add_subscription(conn, &sub).await),
+        Op::SetState { id, state, reply } => done(reply, set_state(conn, &id, state).await),
+        Op::Claim {
+            wants,
+            now,
+            lease_until,
+            reply,
+        } => done(reply, claim(conn, &wants, now, lease_until).await),
+        Op::Record { outcomes, reply } => done(reply, record(conn, &outcomes).await),
+        Op::Release { ids, reply } => done(reply, release(conn, ids.as_deref()).await),
+        Op::Redeliver {
+            target,
+            dry_run,
+            now,
+            reply,
+        } => done(reply, redeliver(conn, &target, dry_run, now).await),
+    }
+}
+
+/// What fan-out needs of a subscription.
+struct Route {
+    id: String,
+    events: Option<Vec<String>>,
+    location_id: Option<String>,
+}
+
+impl Route {
+    fn matches(&self, event_type: &str, location: Option<&str>) -> bool {
+        self.events
+            .as_ref()
+            .is_none_or(|t| t.iter().any(|t| t == event_type))
+            && self
+                .location_id
+                .as_deref()
+                .is_none_or(|l| location == Some(l))
+    }
+}
+
+async fn routes(conn: &mut SqliteConnection) -> Result<Vec<Route>> {
+    let rows = sqlx::query("SELECT id, events, location_id FROM subscriptions")
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let events: Option<String> = r.try_get("events")?;
+            Ok(Route {
+                id: r.try_get("id")?,
+                events: events.map(|e| serde_json::from_str(&e)).transpose()?,
+                location_id: r.try_get("location_id")?,
+            })
+        })
+        .collect()
+}
+
+async fn publish(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<Vec<Published>> {
+    let now = now_ms();
+    let routes = routes(conn).await?;
+    let mut seqs: HashMap<String, i64> = HashMap::with_capacity(events.len());
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO events (id, type, location_id, timestamp, data, received_at) ",
+        );
+        q.push_values(chunk, |mut b, e| {
+            b.push_bind(e.id.clone())
+                .push_bind(e.event_type.clone())
+                .push_bind(e.location_id.clone())
+                .push_bind(e.timestamp)
+                .push_bind(e.data.to_string())
+                .push_bind(now);
+        });
+        q.push(" ON CONFLICT(id) DO NOTHING RETURNING seq, id");
+        for row in q.build().fetch_all(&mut *conn).await? {
+            seqs.insert(row.try_get("id")?, row.try_get("seq")?);
+        }
+    }
+    // (event_seq, subscription_id) for every new event × matching subscription.
+    let mut fan: Vec<(i64, &str)> = Vec::new();
+    let mut out = Vec::with_capacity(events.len());
+    let mut seen: HashMap<&str, ()> = HashMap::new();
+    for e in events {
+        // The same id twice in one batch: the first is stored, the second is a duplicate.
+        let first = seen.insert(e.id.as_str(), ()).is_none();
+        match seqs.get(&e.id) {
+            Some(&seq) if first => {
+                let before = fan.len();
+                for r in routes
+                    .iter()
+                    .filter(|r| r.matches(&e.event_type, e.location_id.as_deref()))
+                {
+                    fan.push((seq, r.id.as_str()));
+                }
+                out.push(Published {
+                    id: e.id.clone(),
+                    duplicate: false,
+                    deliveries: fan.len() - before,
+                });
+            }
+            _ => out.push(Published {
+                id: e.id.clone(),
+                duplicate: true,
+                deliveries: 0,
+            }),
+        }
+    }
+    insert_deliveries(conn, &fan, now).await?;
+    Ok(out)
+}
+
+async fn insert_deliveries(
+    conn: &mut SqliteConnection,
+    rows: &[(i64, &str)],
+    now: Millis,
+) -> Result<Vec<i64>> {
+    let mut ids = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO deliveries (event_seq, subscription_id, status, attempts, next_at, created_at, updated_at) ",
+        );
+        q.push_values(chunk, |mut b, (seq, sub)| {
+            b.push_bind(*seq)
+                .push_bind(sub.to_string())
+                .push_bind("pending")
+                .push_bind(0i64)
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        q.push(" RETURNING id");
+        let mut chunk_ids: Vec<i64> = Vec::with_capacity(chunk.len());
+        for row in q.build().fetch_all(&mut *conn).await? {
+            chunk_ids.push(row.try_get("id")?);
+        }
+        // RETURNING's order is unspecified, but rowids are handed out in VALUES order.
+        chunk_ids.sort_unstable();
+        ids.extend(chunk_ids);
+    }
+    Ok(ids)
+}
+
+async fn add_subscription(conn: &mut SqliteConnection, s: &Subscription) -> Result<()> {
+    let events = s
+        .events
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()?;
+    sqlx::query(
+        "INSERT INTO subscriptions (id, name, url, events, location_id, secret, method, headers, format, payload, template, retry_schedule, timeout_ms, rate_per_sec, signature_scheme, signature_header, state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    )
+    .bind(&s.id)
+    .bind(&s.name)
+    .bind(&s.url)
+    .bind(events)
+    .bind(&s.location_id)
+    .bind(&s.secret)
+    .bind(s.method.as_str())
+    .bind(rows::headers_to_json(&s.headers))
+    .bind(s.format.as_str())
+    .bind(s.payload.as_str())
+    .bind(&s.template)
+    .bind(serde_json::to_string(&s.retry_schedule_ms)?)
+    .bind(s.timeout_ms as i64)
+    .bind(s.rate_per_sec)
+    .bind(s.signature_scheme.as_str())
+    .bind(&s.signature_header)
+    .bind(s.state.as_str())
+    .bind(s.created_at)
+    .bind(s.updated_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn set_state(conn: &mut SqliteConnection, id: &str, state: SubState) -> Result<bool> {
+    let r = sqlx::query("UPDATE subscriptions SET state = ?, updated_at = ? WHERE id = ?")
+        .bind(state.as_str())
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+async fn claim(
+    conn: &mut SqliteConnection,
+    wants: &[(String, usize)],
+    now: Millis,
+    lease_until: Millis,
+) -> Result<Vec<Job>> {
+    let mut claimed: Vec<(i64, i64, String, u32, Option<Vec<u8>>)> = Vec::new();
+    for (sub, n) in wants.iter().filter(|(_, n)| *n > 0) {
+        let rows = sqlx::query(
+            "UPDATE deliveries SET lease_until = ?1 \
+             WHERE id IN (SELECT id FROM deliveries \
+                 WHERE subscription_id = ?2 AND status IN ('pending', 'retrying') \
+                   AND lease_until IS NULL AND next_at <= ?3 \
+                 ORDER BY next_at LIMIT ?4) \
+               AND EXISTS (SELECT 1 FROM subscriptions WHERE id = ?2 AND state = 'active') \
+             RETURNING id, event_seq, attempts, body",
+        )
+        .bind(lease_until)
+        .bind(sub)
+        .bind(now)
+        .bind(*n as i64)
+        .fetch_all(&mut *conn)
+        .await?;
+        for r in rows {
+            let attempts: i64 = r.try_get("attempts")?;
+            claimed.push((
+                r.try_get("id")?,
+                r.try_get("event_seq")?,
+                sub.clone(),
+                attempts as u32,
+                r.try_get("body")?,
+            ));
+        }
+    }
+    if claimed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut events: HashMap<i64, Event> = HashMap::new();
+    let mut seqs: Vec<i64> = claimed.iter().map(|c| c.1).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    for chunk in seqs.chunks(ROWS_PER_STATEMENT) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT seq, id, type, location_id, timestamp, data FROM events WHERE seq IN (",
+        );
+        let mut sep = q.separated(", ");
+        for s in chunk {
+            sep.push_bind(*s);
+        }
+        q.push(")");
+        for row in q.build().fetch_all(&mut *conn).await? {
+            events.insert(row.try_get("seq")?, rows::event(&row)?);
+        }
+    }
+    let mut jobs = Vec::with_capacity(claimed.len());
+    for (delivery_id, seq, subscription_id, attempts, body) in claimed {
+        let event = events
+            .get(&seq)
+            .cloned()
+            .ok_or_else(|| anyhow!("delivery {delivery_id} points at missing event {seq}"))?;
+        jobs.push(Job {
+            delivery_id,
+            subscription_id,
+            attempts,
+            body,
+            event,
+        });
+    }
+    Ok(jobs)
+}
+
+async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome]) -> Result<()> {
+    let now = now_ms();
+    for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT OR REPLACE INTO attempts (delivery_id, n, at, status_code, error_class, error, latency_ms, request_headers, response_headers, response_body) ",
+        );
+        q.push_values(chunk, |mut b, o| {
+            let a = &o.attempt;
+            b.push_bind(o.delivery_id)
+                .push_bind(a.n as i64)
+                .push_bind(a.at)
+                .push_bind(a.status_code.map(i64::from))
+                .push_bind(a.error_class.map(|c| c.as_str()))
+                .push_bind(a.error.clone())
+                .push_bind(a.latency_ms as i64)
+                .push_bind(Some(rows::headers_to_json(&a.request_headers)))
+                .push_bind(
+                    (!a.response_headers.is_empty())
+                        .then(|| rows::headers_to_json(&a.response_headers)),
+                )
+                .push_bind(a.response_body.clone());
+        });
+        q.build().execute(&mut *conn).await?;
+
+        // One statement updates every delivery of the chunk. A delivery cancelled while in
+        // flight keeps its final state; the attempt is still on record.
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "UPDATE deliveries SET \
+               status = CASE WHEN deliveries.status IN ('pending', 'retrying') THEN v.column2 ELSE deliveries.status END, \
+               next_at = CASE WHEN deliveries.status IN ('pending', 'retrying') THEN v.column3 ELSE NULL END, \
+               attempts = v.column4, \
+               body = COALESCE(deliveries.body, v.column5), \
+               lease_until = NULL, \
+               updated_at = ",
+        );
+        q.push_bind(now);
+        q.push(" FROM (");
+        q.push_values(chunk, |mut b, o| {
+            b.push_bind(o.delivery_id)
+                .push_bind(o.status.as_str())
+                .push_bind(o.next_at)
+                .push_bind(o.attempt.n as i64)
+                .push_bind(o.body.clone());
+        });
+        q.push(") AS v WHERE deliveries.id = v.column1");
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn release(conn: &mut SqliteConnection, ids: Option<&[i64]>) -> Result<u64> {
+    match ids {
+        None => {
+            let r = sqlx::query(
+                "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL",
+            )
+            .execute(&mut *conn)
+            .await?;
+            Ok(r.rows_affected())
+        }
+        Some(ids) => {
+            let mut n = 0;
+            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                let mut q: QueryBuilder<Sqlite> =
+                    QueryBuilder::new("UPDATE deliveries SET lease_until = NULL WHERE id IN (");
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                q.push(")");
+                n += q.build().execute(&mut *conn).await?.rows_affected();
+            }
+            Ok(n)
+        }
+    }
+}
+
+/// The deliveries a redelivery replaces: (event seq, event id, subscription, delivery, status, leased).
+type Replaced = (i64, String, String, Option<i64>, Option<String>, bool);
+
+async fn redeliver(
+    conn: &mut SqliteConnection,
+    target: &RedeliverTarget,
+    dry_run: bool,
+    now: Millis,
+) -> Result<Vec<Redelivered>> {
+    let mut plan: Vec<Replaced> = Vec::new();
+    match target {
+        RedeliverTarget::Event {
+            event_id,
+            subscription_id,
+        } => {
+            let seq: Option<(i64,)> = sqlx::query_as("SELECT seq FROM events WHERE id = ?")
+                .bind(event_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let Some((seq,)) = seq else {
+                return Err(anyhow!("no event with id '{event_id}'"));
+            };
+            let rows = sqlx::query(
+                "SELECT id, subscription_id, status, lease_until IS NOT NULL AS leased FROM deliveries \
+                 WHERE event_seq = ? AND superseded_by IS NULL AND (?2 IS NULL OR subscription_id = ?2) \
+                 ORDER BY id",
+            )
+            .bind(seq)
+            .bind(subscription_id)
+            .fetch_all(&mut *conn)
+            .await?;
+            for r in &rows {
+                plan.push((
+                    seq,
+                    event_id.clone(),
+                    r.try_get("subscription_id")?,
+                    Some(r.try_get("id")?),
+                    Some(r.try_get("status")?),
+                    r.try_get("leased")?,
+                ));
+            }
+            if let (Some(sub), true) = (subscription_id, rows.is_empty()) {
+                // Sending an event to a subscription that never had it (e.g. made later).
+                let exists: Option<(String,)> =
+                    sqlx::query_as("SELECT id FROM subscriptions WHERE id = ?")
+                        .bind(sub)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                if exists.is_none() {
+                    return Err(anyhow!("no subscription with id '{sub}'"));
+                }
+                plan.push((seq, event_id.clone(), sub.clone(), None, None, false));
+            }
+        }
+        RedeliverTarget::Bulk {
+            subscription_id,
+            statuses,
+            since,
+        } => {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT d.id, d.event_seq, e.id AS event_id, d.status, d.lease_until IS NOT NULL AS leased \
+                 FROM deliveries d JOIN events e ON e.seq = d.event_seq \
+                 WHERE d.superseded_by IS NULL AND d.subscription_id = ",
+            );
+            q.push_bind(subscription_id.clone());
+            q.push(" AND d.status IN (");
+            let mut sep = q.separated(", ");
+            for s in statuses {
+                sep.push_bind(s.as_str());
+            }
+            q.push(")");
+            if let Some(since) = since {
+                q.push(" AND d.updated_at >= ");
+                q.push_bind(*since);
+            }
+            q.push(" ORDER BY d.id");
+            for r in q.build().fetch_all(&mut *conn).await? {
+                plan.push((
+                    r.try_get("event_seq")?,
+                    r.try_get("event_id")?,
+                    subscription_id.clone(),
+                    Some(r.try_get("id")?),
+                    Some(r.try_get("status")?),
+                    r.try_get("leased")?,
+                ));
+            }
+        }
+    }
+    if dry_run {
+        return Ok(plan
+            .into_iter()
+            .map(|(_, event_id, subscription_id, previous, _, _)| Redelivered {
+                event_id,
+                subscription_id,
+                previous,
+                delivery_id: None,
+            })
+            .collect());
+    }
+    let fan: Vec<(i64, &str)> = plan.iter().map(|p| (p.0, p.2.as_str())).collect();
+    let new_ids = insert_deliveries(conn, &fan, now).await?;
+    let mut out = Vec::with_capacity(plan.len());
+    for ((_, event_id, subscription_id, previous, status, leased), new_id) in
+        plan.into_iter().zip(new_ids)
+    {
+        if let Some(prev) = previous {
+            // An unfinished delivery that is not in flight is cancelled, so the event is not
+            // sent twice; one in flight finishes and keeps its own outcome.
+            let unfinished = matches!(status.as_deref(), Some("pending" | "retrying"));
+            let cancel = unfinished && !leased;
+            sqlx::query(
+                "UPDATE deliveries SET superseded_by = ?, updated_at = ?, \
+                   status = CASE WHEN ? THEN 'cancelled' ELSE status END, \
+                   next_at = CASE WHEN ? THEN NULL ELSE next_at END \
+                 WHERE id = ?",
+            )
+            .bind(new_id)
+            .bind(now)
+            .bind(cancel)
+            .bind(cancel)
+            .bind(prev)
+            .execute(&mut *conn)
+            .await?;
+        }
+        out.push(Redelivered {
+            event_id,
+            subscription_id,
+            previous,
+            delivery_id: Some(new_id),
+        });
+    }
+    Ok(out)
+}
