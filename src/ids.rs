@@ -8,8 +8,15 @@ pub fn event_id() -> String {
     format!("evt_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())
 }
 
+/// Random, not time-ordered: operators type these, and any few leading characters should
+/// already tell two subscriptions apart.
 pub fn subscription_id() -> String {
-    format!("sub_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())
+    const ALPHABET: &[u8] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    let mut rng = rand::rng();
+    let tail: String = (0..12)
+        .map(|_| ALPHABET[(rng.next_u32() % 32) as usize] as char)
+        .collect();
+    format!("sub_{tail}")
 }
 
 /// A signing secret in the Standard Webhooks form (`whsec_` + base64 of 24 random bytes).

@@ -2,8 +2,12 @@
 
 pub mod catalog;
 pub mod config;
+pub mod engine;
 pub mod ids;
 pub mod model;
 pub mod netguard;
 pub mod signing;
 pub mod store;
+pub mod api;
+pub mod cli;
+pub mod sink;

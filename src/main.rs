@@ -1,1 +1,48 @@
-fn main() {}
+use clap::Parser;
+use std::io::IsTerminal;
+use hookctl::cli::{self, Cli};
+use hookctl::cli::args::Command;
+
+fn init_logging(cli: &Cli) {
+    // Long-running commands report what they do; one-shot commands only what went wrong.
+    let default = match cli.command {
+        Command::Serve(_) | Command::Sink(_) => "info",
+        _ => "warn",
+    };
+    let filter = std::env::var("HOOKCTL_LOG").unwrap_or_else(|_| default.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal())
+        .init();
+}
+
+fn main() {
+    // Rust ignores SIGPIPE, which makes `hookctl event list | head` panic on a closed
+    // stdout; the default action ends the process quietly, as a Unix tool should.
+    // SAFETY: setting a signal disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hookctl: cannot start the runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    let code = match rt.block_on(cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hookctl: {e:#}");
+            2
+        }
+    };
+    // Background tasks (the store's writer) have answered everything awaited; don't wait.
+    rt.shutdown_background();
+    std::process::exit(code);
+}

@@ -95,6 +95,17 @@ pub struct EventDetail {
     pub deliveries: Vec<DeliveryDetail>,
 }
 
+/// Which leases to give up.
+#[derive(Debug, Clone)]
+pub enum Release {
+    /// Every lease: the engine that takes the database's lock owns all work, so claims
+    /// made by an engine before it are void.
+    All,
+    Ids(Vec<i64>),
+    /// Leases that ran out before this time.
+    ExpiredBefore(Millis),
+}
+
 /// Which deliveries to send again.
 #[derive(Debug, Clone)]
 pub enum RedeliverTarget {
@@ -148,9 +159,8 @@ pub trait Store: Send + Sync + 'static {
         lease_until: Millis,
     ) -> Result<Vec<Job>>;
     async fn record(&self, outcomes: Vec<Outcome>) -> Result<()>;
-    /// Returns unfinished leases to the queue; with `None`, every lease (the engine that
-    /// takes the database's lock owns all work, so earlier claims are void).
-    async fn release(&self, delivery_ids: Option<Vec<i64>>) -> Result<u64>;
+    /// Returns leased deliveries to the queue.
+    async fn release(&self, which: Release) -> Result<u64>;
     async fn redeliver(
         &self,
         target: RedeliverTarget,

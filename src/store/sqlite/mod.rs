@@ -163,12 +163,8 @@ impl Store for SqliteStore {
         self.call(|reply| Op::Record { outcomes, reply }).await
     }
 
-    async fn release(&self, delivery_ids: Option<Vec<i64>>) -> Result<u64> {
-        self.call(|reply| Op::Release {
-            ids: delivery_ids,
-            reply,
-        })
-        .await
+    async fn release(&self, which: Release) -> Result<u64> {
+        self.call(|reply| Op::Release { which, reply }).await
     }
 
     async fn redeliver(

@@ -39,7 +39,7 @@ pub enum Op {
         reply: Reply<()>,
     },
     Release {
-        ids: Option<Vec<i64>>,
+        which: Release,
         reply: Reply<u64>,
     },
     Redeliver {
@@ -79,8 +79,13 @@ pub async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, committ
                 Err(_) => break,
             }
         }
+        // Claims make no new work for anyone; everything else may (new events, resumed
+        // endpoints, retries scheduled), so the local engine is woken for those.
+        let wake = batch.iter().any(|op| !matches!(op, Op::Claim { .. }));
         commit_batch(&mut conn, batch.drain(..)).await;
-        committed.notify_waiters();
+        if wake {
+            committed.notify_waiters();
+        }
     }
 }
 
@@ -171,7 +176,7 @@ async fn apply(conn: &mut SqliteConnection, op: Op) -> (Finish, bool) {
             reply,
         } => done(reply, claim(conn, &wants, now, lease_until).await),
         Op::Record { outcomes, reply } => done(reply, record(conn, &outcomes).await),
-        Op::Release { ids, reply } => done(reply, release(conn, ids.as_deref()).await),
+        Op::Release { which, reply } => done(reply, release(conn, &which).await),
         Op::Redeliver {
             target,
             dry_run,
@@ -465,9 +470,9 @@ async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome]) -> Result<()>
     Ok(())
 }
 
-async fn release(conn: &mut SqliteConnection, ids: Option<&[i64]>) -> Result<u64> {
-    match ids {
-        None => {
+async fn release(conn: &mut SqliteConnection, which: &Release) -> Result<u64> {
+    match which {
+        Release::All => {
             let r = sqlx::query(
                 "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL",
             )
@@ -475,7 +480,16 @@ async fn release(conn: &mut SqliteConnection, ids: Option<&[i64]>) -> Result<u64
             .await?;
             Ok(r.rows_affected())
         }
-        Some(ids) => {
+        Release::ExpiredBefore(t) => {
+            let r = sqlx::query(
+                "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL AND lease_until < ?",
+            )
+            .bind(t)
+            .execute(&mut *conn)
+            .await?;
+            Ok(r.rows_affected())
+        }
+        Release::Ids(ids) => {
             let mut n = 0;
             for chunk in ids.chunks(ROWS_PER_STATEMENT) {
                 let mut q: QueryBuilder<Sqlite> =

@@ -1,0 +1,279 @@
+//! The command line (DESIGN §2). Parsing only: each command lives in its own module.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookctl",
+    version,
+    about = "Webhook delivery engine and its terminal console",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Print one JSON document instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The database file (default: under the XDG data dir).
+    #[arg(long, global = true, env = "HOOKCTL_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Config file (TOML; default: under the XDG config dir). Every key also as HOOKCTL_<KEY>.
+    #[arg(long, global = true, env = "HOOKCTL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Headless engine and HTTP API, for systemd; logs to stderr; SIGTERM drains.
+    Serve(ServeArgs),
+    /// Manage subscriptions.
+    #[command(subcommand)]
+    Sub(SubCommand),
+    /// Publish an event (acknowledged once it and its deliveries are committed).
+    Emit(EmitArgs),
+    /// Inspect events and their deliveries.
+    #[command(subcommand)]
+    Event(EventCommand),
+    /// Send events again: one event, or in bulk by subscription and state.
+    Redeliver(RedeliverArgs),
+    /// Local receiver: verifies signatures, prints each request, can misbehave on purpose.
+    Sink(SinkArgs),
+    /// Check a signature: exit 0 valid, 1 invalid.
+    Verify(VerifyArgs),
+    /// The event types, with a sample payload each.
+    Catalog(CatalogArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// API address; port 0 picks a free port (printed on stderr).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Longest wait for attempts in flight on SIGTERM.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubCommand {
+    /// Add a subscription; prints its secret alone on the last line.
+    Add(SubAddArgs),
+    /// List subscriptions.
+    List,
+    /// One subscription with its delivery counts.
+    Show { id: String },
+    /// Hold new deliveries for an endpoint (nothing is dropped).
+    Pause { id: String },
+    /// Release held deliveries.
+    Resume { id: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MethodArg {
+    #[value(name = "POST")]
+    Post,
+    #[value(name = "PUT")]
+    Put,
+    #[value(name = "GET")]
+    Get,
+    #[value(name = "DELETE")]
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Json,
+    Form,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PayloadArg {
+    Flat,
+    Envelope,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SchemeArg {
+    Wl,
+    Standard,
+}
+
+#[derive(Debug, Args)]
+pub struct SubAddArgs {
+    #[arg(long)]
+    pub url: String,
+    /// Event types (canonical names or the guide's aliases), comma-separated.
+    #[arg(long, value_delimiter = ',', conflicts_with = "all", required_unless_present = "all")]
+    pub events: Vec<String>,
+    /// Every event type.
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Signing secret (generated and shown once when not given).
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// Extra header 'Name: value' (repeatable).
+    #[arg(long = "header", value_name = "'K: V'")]
+    pub headers: Vec<String>,
+    #[arg(long, value_enum, default_value = "POST", ignore_case = true)]
+    pub method: MethodArg,
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: FormatArg,
+    #[arg(long, value_enum, default_value = "flat")]
+    pub payload: PayloadArg,
+    /// Only events of this location.
+    #[arg(long, value_name = "ID")]
+    pub location: Option<String>,
+    /// Delays between attempts, e.g. 5s,5m,30m (first attempt at once, one retry per delay).
+    #[arg(long, value_name = "LIST")]
+    pub retry_schedule: Option<String>,
+    /// Per-attempt timeout.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    #[arg(long, value_enum, default_value = "wl")]
+    pub signature_scheme: SchemeArg,
+    #[arg(long, value_name = "NAME", default_value = "x-wl-signature")]
+    pub signature_header: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EmitArgs {
+    /// Event type (canonical name or alias). Not needed with --ndjson.
+    #[arg(required_unless_present = "ndjson")]
+    pub event_type: Option<String>,
+    #[arg(long, value_name = "ID")]
+    pub location: Option<String>,
+    /// Event data: JSON text or @FILE (default: the catalog's sample).
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub data: Option<String>,
+    /// Event id (producer idempotency: the same id is accepted once).
+    #[arg(long, value_name = "EVENT_ID")]
+    pub id: Option<String>,
+    /// Publish many events: one JSON object per line ({type, locationId?, id?, timestamp?,
+    /// data?}) from FILE or - for stdin, committed in batches.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["event_type", "data", "id", "location"])]
+    pub ndjson: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventCommand {
+    /// Events, newest first, each with the status of its deliveries.
+    List(EventListArgs),
+    /// One event, its deliveries and every attempt.
+    Show { id: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StatusArg {
+    Pending,
+    Retrying,
+    Delivered,
+    Dead,
+    Cancelled,
+}
+
+impl StatusArg {
+    pub fn model(self) -> crate::model::DeliveryStatus {
+        use crate::model::DeliveryStatus as D;
+        match self {
+            StatusArg::Pending => D::Pending,
+            StatusArg::Retrying => D::Retrying,
+            StatusArg::Delivered => D::Delivered,
+            StatusArg::Dead => D::Dead,
+            StatusArg::Cancelled => D::Cancelled,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct EventListArgs {
+    #[arg(long, value_enum)]
+    pub status: Option<StatusArg>,
+    #[arg(long, value_name = "ID")]
+    pub sub: Option<String>,
+    #[arg(long = "type", value_name = "T")]
+    pub event_type: Option<String>,
+    #[arg(long, value_name = "L")]
+    pub location: Option<String>,
+    /// Only events received within this long, e.g. 2h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<std::time::Duration>,
+    #[arg(long, default_value_t = 1000)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RedeliverStatusArg {
+    Dead,
+    Retrying,
+}
+
+#[derive(Debug, Args)]
+pub struct RedeliverArgs {
+    /// The event to send again (omit for bulk by --sub).
+    #[arg(required_unless_present = "sub")]
+    pub event_id: Option<String>,
+    #[arg(long, value_name = "ID")]
+    pub sub: Option<String>,
+    /// Bulk: which deliveries (default dead).
+    #[arg(long, value_enum, conflicts_with = "event_id")]
+    pub status: Option<RedeliverStatusArg>,
+    /// Bulk: only deliveries that changed within this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "event_id")]
+    pub since: Option<std::time::Duration>,
+    /// Count what would be sent, send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SinkArgs {
+    #[arg(long, default_value = "127.0.0.1:8800", value_name = "ADDR")]
+    pub listen: String,
+    /// Verify signatures with this secret.
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// Answer this fraction of requests with 500.
+    #[arg(long, value_name = "0..1", default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// Wait this long before answering.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub delay: Option<std::time::Duration>,
+    /// Always answer with this status.
+    #[arg(long, value_name = "CODE")]
+    pub status: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[arg(long)]
+    pub secret: String,
+    /// The signature header's value (hex, or Standard Webhooks 'v1,…' entries).
+    #[arg(long)]
+    pub signature: String,
+    /// The raw body: a file, or - for stdin (default stdin).
+    #[arg(long, value_name = "FILE|-", default_value = "-")]
+    pub body: String,
+    /// Standard Webhooks: the webhook-id header.
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Standard Webhooks: the webhook-timestamp header.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    pub timestamp: Option<i64>,
+    /// Standard Webhooks: accepted clock difference.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub tolerance: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// Show one type's sample payload.
+    pub event_type: Option<String>,
+}
+
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("'{s}' is not a duration ({e}); use e.g. 500ms, 5s, 2h"))
+}

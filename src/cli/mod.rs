@@ -1,0 +1,72 @@
+//! Command implementations: each reads its arguments, calls the library, prints text or
+//! one JSON document.
+
+pub mod args;
+mod emit;
+mod events;
+mod output;
+mod serve;
+mod subs;
+mod tools;
+
+use crate::config::Config;
+use crate::store::sqlite::{OpenOptions, SqliteStore};
+use anyhow::{Context, Result};
+pub use args::Cli;
+use args::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What every command gets: settings and the output mode.
+pub struct Ctx {
+    pub cfg: Config,
+    pub json: bool,
+    /// The database path was left to its default (its directory may be created).
+    pub default_db: bool,
+}
+
+impl Ctx {
+    pub async fn open_store(&self) -> Result<Arc<SqliteStore>> {
+        if self.default_db
+            && let Some(dir) = self.cfg.db.parent()
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        SqliteStore::open(
+            &self.cfg.db,
+            OpenOptions {
+                synchronous_full: self.cfg.synchronous_full,
+                busy_timeout: Duration::from_millis(self.cfg.busy_timeout_ms),
+                ..OpenOptions::default()
+            },
+        )
+        .await
+    }
+}
+
+/// Exit status of a command that ran: 0, or 1 for a negative answer (verify: invalid).
+pub type Exit = i32;
+
+pub async fn run(cli: Cli) -> Result<Exit> {
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    let default_db = cli.db.is_none();
+    if let Some(db) = cli.db {
+        cfg.db = db;
+    }
+    let ctx = Ctx {
+        cfg,
+        json: cli.json,
+        default_db,
+    };
+    match cli.command {
+        Command::Serve(a) => serve::run(&ctx, a).await,
+        Command::Sub(c) => subs::run(&ctx, c).await,
+        Command::Emit(a) => emit::run(&ctx, a).await,
+        Command::Event(c) => events::run(&ctx, c).await,
+        Command::Redeliver(a) => events::redeliver(&ctx, a).await,
+        Command::Sink(a) => tools::sink(&ctx, a).await,
+        Command::Verify(a) => tools::verify(&ctx, a).await,
+        Command::Catalog(a) => tools::catalog(&ctx, a).await,
+    }
+}

@@ -1,0 +1,260 @@
+//! `hookctl sub …`
+
+use super::args::*;
+use super::output::{self, cell, print_json};
+use super::{Ctx, Exit};
+use crate::model::*;
+use crate::netguard::Policy;
+use crate::store::Store;
+use crate::{catalog, ids};
+use anyhow::{Context, Result, anyhow, bail};
+
+pub async fn run(ctx: &Ctx, cmd: SubCommand) -> Result<Exit> {
+    match cmd {
+        SubCommand::Add(a) => add(ctx, a).await,
+        SubCommand::List => list(ctx).await,
+        SubCommand::Show { id } => show(ctx, &id).await,
+        SubCommand::Pause { id } => set_state(ctx, &id, SubState::Paused).await,
+        SubCommand::Resume { id } => set_state(ctx, &id, SubState::Active).await,
+    }
+}
+
+/// A subscription by id, id prefix or name, or a clear error.
+pub async fn find(store: &dyn Store, key: &str) -> Result<Subscription> {
+    store
+        .find_subscription(key)
+        .await?
+        .ok_or_else(|| anyhow!("no subscription '{key}' (see `hookctl sub list`)"))
+}
+
+pub fn parse_schedule(list: &str) -> Result<Vec<u64>> {
+    let list = list.trim();
+    if list.is_empty() || list == "none" {
+        return Ok(Vec::new());
+    }
+    list.split(',')
+        .map(|d| {
+            super::args::parse_duration(d)
+                .map(|d| d.as_millis() as u64)
+                .map_err(|e| anyhow!("--retry-schedule: {e}"))
+        })
+        .collect()
+}
+
+fn parse_header(h: &str) -> Result<(String, String)> {
+    let (k, v) = h
+        .split_once(':')
+        .ok_or_else(|| anyhow!("--header '{h}' is not 'Name: value'"))?;
+    let (k, v) = (k.trim(), v.trim());
+    reqwest::header::HeaderName::from_bytes(k.as_bytes())
+        .map_err(|_| anyhow!("--header: '{k}' is not a valid header name"))?;
+    reqwest::header::HeaderValue::from_str(v)
+        .map_err(|_| anyhow!("--header: the value of '{k}' has characters a header cannot carry"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+async fn add(ctx: &Ctx, a: SubAddArgs) -> Result<Exit> {
+    // Everything is checked before the database is touched: a refusal writes nothing.
+    let url = reqwest::Url::parse(a.url.trim()).map_err(|e| anyhow!("--url '{}': {e}", a.url))?;
+    Policy::new(ctx.cfg.allow_networks.clone())
+        .check_url(&url)
+        .map_err(|e| anyhow!("--url {url}: {e}"))?;
+    let events = if a.all {
+        None
+    } else {
+        let mut types = Vec::new();
+        for t in a.events.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+            let canon = catalog::resolve(t)?;
+            if !types.iter().any(|x| x == canon) {
+                types.push(canon.to_string());
+            }
+        }
+        if types.is_empty() {
+            bail!("--events names no event type (or use --all)");
+        }
+        Some(types)
+    };
+    let headers = a.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>>>()?;
+    let signature_header = a.signature_header.trim().to_ascii_lowercase();
+    reqwest::header::HeaderName::from_bytes(signature_header.as_bytes())
+        .map_err(|_| anyhow!("--signature-header '{signature_header}' is not a valid header name"))?;
+    let retry_schedule_ms = match &a.retry_schedule {
+        Some(s) => parse_schedule(s)?,
+        None => DEFAULT_RETRY_SCHEDULE_MS.to_vec(),
+    };
+    let timeout_ms = a
+        .timeout
+        .map(|t| t.as_millis() as u64)
+        .unwrap_or(DEFAULT_TIMEOUT_MS);
+    if timeout_ms == 0 {
+        bail!("--timeout must be more than zero");
+    }
+    let secret = match a.secret {
+        Some(s) if s.trim().is_empty() => bail!("--secret is empty"),
+        Some(s) => s,
+        None => ids::secret(),
+    };
+    let now = now_ms();
+    let sub = Subscription {
+        id: ids::subscription_id(),
+        name: a
+            .name
+            .unwrap_or_else(|| url.host_str().unwrap_or("endpoint").to_string()),
+        url: url.to_string(),
+        events,
+        location_id: a.location,
+        secret,
+        method: match a.method {
+            MethodArg::Post => Method::Post,
+            MethodArg::Put => Method::Put,
+            MethodArg::Get => Method::Get,
+            MethodArg::Delete => Method::Delete,
+        },
+        headers,
+        format: match a.format {
+            FormatArg::Json => BodyFormat::Json,
+            FormatArg::Form => BodyFormat::Form,
+        },
+        payload: match a.payload {
+            PayloadArg::Flat => PayloadStyle::Flat,
+            PayloadArg::Envelope => PayloadStyle::Envelope,
+        },
+        template: None,
+        retry_schedule_ms,
+        timeout_ms,
+        rate_per_sec: None,
+        signature_scheme: match a.signature_scheme {
+            SchemeArg::Wl => SignatureScheme::Wl,
+            SchemeArg::Standard => SignatureScheme::Standard,
+        },
+        signature_header,
+        state: SubState::Active,
+        created_at: now,
+        updated_at: now,
+    };
+    let store = ctx.open_store().await?;
+    store.add_subscription(sub.clone()).await?;
+    if ctx.json {
+        print_json(&output::subscription(&sub, true))?;
+    } else {
+        println!("added {} ({}) → {}", sub.id, sub.name, sub.url);
+        println!(
+            "events: {}",
+            sub.events
+                .as_ref()
+                .map(|e| e.join(", "))
+                .unwrap_or_else(|| "all".into())
+        );
+        println!("signing secret (shown once; keep it):");
+        println!("{}", sub.secret);
+    }
+    Ok(0)
+}
+
+async fn list(ctx: &Ctx) -> Result<Exit> {
+    let store = ctx.open_store().await?;
+    let subs = store.subscriptions().await?;
+    if ctx.json {
+        print_json(&serde_json::Value::Array(
+            subs.iter().map(|s| output::subscription(s, false)).collect(),
+        ))?;
+        return Ok(0);
+    }
+    if subs.is_empty() {
+        println!("no subscriptions (add one with `hookctl sub add --url URL --all`)");
+        return Ok(0);
+    }
+    println!("{} {} {} {} URL", cell("ID", 30), cell("NAME", 16), cell("STATE", 9), cell("EVENTS", 24));
+    for s in &subs {
+        let events = s
+            .events
+            .as_ref()
+            .map(|e| e.join(","))
+            .unwrap_or_else(|| "all".into());
+        println!(
+            "{} {} {} {} {}",
+            cell(&s.id, 30),
+            cell(&s.name, 16),
+            cell(s.state.as_str(), 9),
+            cell(&events, 24),
+            s.url
+        );
+    }
+    Ok(0)
+}
+
+async fn show(ctx: &Ctx, key: &str) -> Result<Exit> {
+    let store = ctx.open_store().await?;
+    let sub = find(store.as_ref(), key).await?;
+    let stats = store
+        .subscription_stats()
+        .await?
+        .into_iter()
+        .find(|s| s.subscription_id == sub.id)
+        .unwrap_or_default();
+    if ctx.json {
+        let mut v = output::subscription(&sub, false);
+        v["deliveries"] = output::stats(&stats);
+        print_json(&v)?;
+        return Ok(0);
+    }
+    let v = output::subscription(&sub, false);
+    println!("{} ({})", sub.id, sub.name);
+    println!("  url        {} {}", sub.method.upper(), sub.url);
+    println!("  state      {}", sub.state);
+    println!(
+        "  events     {}",
+        sub.events.as_ref().map(|e| e.join(", ")).unwrap_or_else(|| "all".into())
+    );
+    if let Some(l) = &sub.location_id {
+        println!("  location   {l}");
+    }
+    println!("  body       {} / {}", sub.format, sub.payload);
+    println!("  signature  {} in {} (secret {})", sub.signature_scheme, sub.signature_header, v["secret"].as_str().unwrap_or(""));
+    for h in v["headers"].as_array().into_iter().flatten() {
+        println!("  header     {}: {}", h["name"].as_str().unwrap_or(""), h["value"].as_str().unwrap_or(""));
+    }
+    println!(
+        "  retries    {} then dead; timeout {}",
+        if sub.retry_schedule_ms.is_empty() { "none".to_string() } else {
+            sub.retry_schedule_ms.iter().map(|m| output::duration_text(*m)).collect::<Vec<_>>().join(", ")
+        },
+        output::duration_text(sub.timeout_ms)
+    );
+    println!(
+        "  deliveries {} pending, {} retrying, {} delivered, {} dead, {} cancelled",
+        stats.pending, stats.retrying, stats.delivered, stats.dead, stats.cancelled
+    );
+    if let Some(at) = stats.last_attempt_at {
+        println!(
+            "  last       {} at {}",
+            stats.last_status_code.map(|c| c.to_string()).unwrap_or_else(|| "no response".into()),
+            rfc3339(at)
+        );
+    }
+    Ok(0)
+}
+
+async fn set_state(ctx: &Ctx, key: &str, state: SubState) -> Result<Exit> {
+    let store = ctx.open_store().await?;
+    let sub = find(store.as_ref(), key).await?;
+    let changed = store
+        .set_subscription_state(&sub.id, state)
+        .await
+        .context("changing the subscription's state")?;
+    if !changed {
+        bail!("subscription {} disappeared before it could be changed", sub.id);
+    }
+    let mut after = sub.clone();
+    after.state = state;
+    if ctx.json {
+        print_json(&output::subscription(&after, false))?;
+    } else {
+        let verb = match state {
+            SubState::Paused => "paused: new deliveries are held",
+            _ => "active: held deliveries are released",
+        };
+        println!("{} {verb}", sub.id);
+    }
+    Ok(0)
+}

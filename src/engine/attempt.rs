@@ -1,0 +1,125 @@
+//! One delivery attempt from lease to outcome: render (or reuse) the payload, sign, send,
+//! and decide what happens next.
+
+use super::http::{Failure, Response, Sender};
+use super::request::{self, RenderError};
+use super::retry;
+use crate::model::*;
+use crate::store::{Job, Outcome};
+use std::time::Duration;
+
+/// Response bytes kept on record per attempt.
+const KEPT_BODY: usize = 1024;
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+pub async fn run(sender: &Sender, sub: &Subscription, job: Job) -> Outcome {
+    let n = job.attempts + 1;
+    let at = now_ms();
+    let (payload, fresh) = match job.body {
+        Some(b) => (b, false),
+        None => match request::render_payload(sub, &job.event) {
+            Ok(b) => (b, true),
+            Err(RenderError(msg)) => {
+                // Rendering is deterministic: retrying the same input cannot help.
+                return Outcome {
+                    delivery_id: job.delivery_id,
+                    attempt: Attempt {
+                        n,
+                        at,
+                        status_code: None,
+                        error_class: Some(ErrorClass::Render),
+                        error: Some(msg),
+                        latency_ms: 0,
+                        request_headers: Vec::new(),
+                        response_headers: Vec::new(),
+                        response_body: None,
+                    },
+                    status: DeliveryStatus::Dead,
+                    next_at: None,
+                    body: None,
+                };
+            }
+        },
+    };
+    let req = request::build(sub, &job.event, &payload, n, at);
+    let result = sender
+        .send(&req, Duration::from_millis(sub.timeout_ms.max(1)))
+        .await;
+    let mut attempt = Attempt {
+        n,
+        at,
+        status_code: None,
+        error_class: None,
+        error: None,
+        latency_ms: 0,
+        request_headers: req.headers_for_record(),
+        response_headers: Vec::new(),
+        response_body: None,
+    };
+    let mut retry_after: Option<i64> = None;
+    let delivered = match result {
+        Ok(Response {
+            status,
+            headers,
+            mut body,
+            latency,
+        }) => {
+            attempt.status_code = Some(status);
+            attempt.latency_ms = latency.as_millis() as u64;
+            body.truncate(KEPT_BODY);
+            attempt.response_body = Some(body);
+            let ok = (200..300).contains(&status);
+            if !ok {
+                attempt.error_class = Some(ErrorClass::Status);
+                attempt.error = Some(match status {
+                    300..=399 => format!(
+                        "HTTP {status} redirect to {} (redirects are not followed)",
+                        header(&headers, "location").unwrap_or("?")
+                    ),
+                    _ => format!("HTTP {status}"),
+                });
+                if retry::honours_retry_after(status) {
+                    retry_after = header(&headers, "retry-after")
+                        .and_then(|v| retry::parse_retry_after(v, now_ms()));
+                }
+            }
+            attempt.response_headers = headers;
+            ok
+        }
+        Err(Failure {
+            class,
+            message,
+            latency,
+        }) => {
+            attempt.error_class = Some(class);
+            attempt.error = Some(message);
+            attempt.latency_ms = latency.as_millis() as u64;
+            false
+        }
+    };
+    let (status, next_at) = if delivered {
+        (DeliveryStatus::Delivered, None)
+    } else {
+        let done = now_ms();
+        match retry::delay(&sub.retry_schedule_ms, n, &mut rand::rng()) {
+            Some(delay) => {
+                let wait = retry_after.map_or(delay, |ra| ra.max(delay));
+                (DeliveryStatus::Retrying, Some(done + wait))
+            }
+            None => (DeliveryStatus::Dead, None),
+        }
+    };
+    Outcome {
+        delivery_id: job.delivery_id,
+        attempt,
+        status,
+        next_at,
+        body: fresh.then_some(payload),
+    }
+}

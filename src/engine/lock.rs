@@ -1,0 +1,76 @@
+//! One engine per database: an OS file lock on `<db>.lock`, released by the kernel even on
+//! `kill -9`. The file is never deleted (deleting it would let two engines lock two files).
+
+use anyhow::{Context, Result};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+pub struct EngineLock {
+    // Held for the life of the engine; dropping it releases the lock.
+    _file: File,
+    pub path: PathBuf,
+}
+
+pub fn lock_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("another engine is already running on {db}{}", .pid.as_ref().map(|p| format!(" (pid {p})")).unwrap_or_default())]
+pub struct EngineRunning {
+    pub db: String,
+    pub pid: Option<String>,
+}
+
+/// Takes the lock, or says which process holds it.
+pub fn try_acquire(db: &Path) -> Result<Result<EngineLock, EngineRunning>> {
+    let path = lock_path(db);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0))?;
+            writeln!(file, "{}", std::process::id())?;
+            file.flush()?;
+            Ok(Ok(EngineLock { _file: file, path }))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim().to_string();
+            Ok(Err(EngineRunning {
+                db: db.display().to_string(),
+                pid: (!pid.is_empty()).then_some(pid),
+            }))
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        let first = try_acquire(&db).unwrap().unwrap();
+        let second = try_acquire(&db).unwrap();
+        let err = second.err().unwrap();
+        assert_eq!(err.pid.as_deref(), Some(std::process::id().to_string().as_str()));
+        drop(first);
+        assert!(try_acquire(&db).unwrap().is_ok());
+    }
+}

@@ -1,0 +1,252 @@
+//! What goes on the wire for one attempt: the payload rendered once per delivery, and the
+//! headers (signature, ids, attempt number) made fresh for each attempt.
+
+use crate::ids;
+use crate::model::*;
+use crate::signing;
+use serde_json::{Map, Value};
+
+/// A request ready to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The headers with credential values masked: what may be stored or shown.
+    pub fn headers_for_record(&self) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .map(|(k, v)| (k.clone(), ids::mask_header_value(k, v)))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RenderError(pub String);
+
+/// The event as the subscription's payload style shapes it.
+pub fn payload_value(sub: &Subscription, event: &Event) -> Value {
+    let mut obj = Map::new();
+    obj.insert("type".into(), Value::String(event.event_type.clone()));
+    obj.insert(
+        "locationId".into(),
+        event
+            .location_id
+            .clone()
+            .map(Value::String)
+            .unwrap_or(Value::Null),
+    );
+    match sub.payload {
+        PayloadStyle::Flat => match &event.data {
+            Value::Object(fields) => {
+                for (k, v) in fields {
+                    if k != "type" && k != "locationId" {
+                        obj.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            other => {
+                obj.insert("data".into(), other.clone());
+            }
+        },
+        PayloadStyle::Envelope => {
+            obj.insert("timestamp".into(), Value::String(rfc3339(event.timestamp)));
+            obj.insert("data".into(), event.data.clone());
+        }
+    }
+    Value::Object(obj)
+}
+
+/// Top-level fields as form/query pairs: strings as they are, anything else as JSON text.
+fn pairs(v: &Value) -> Vec<(String, String)> {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn urlencode(pairs: &[(String, String)]) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+/// The bytes that are signed and kept for the delivery: the body for POST/PUT, the query
+/// string for GET/DELETE (which carry the fields as parameters).
+pub fn render_payload(sub: &Subscription, event: &Event) -> Result<Vec<u8>, RenderError> {
+    if let Some(t) = &sub.template {
+        return Err(RenderError(format!(
+            "this subscription has a body template ({} bytes) but this build renders none",
+            t.len()
+        )));
+    }
+    let value = payload_value(sub, event);
+    if !sub.method.has_body() || sub.format == BodyFormat::Form {
+        return Ok(urlencode(&pairs(&value)).into_bytes());
+    }
+    serde_json::to_vec(&value).map_err(|e| RenderError(e.to_string()))
+}
+
+fn content_type(sub: &Subscription) -> Option<&'static str> {
+    if !sub.method.has_body() {
+        return None;
+    }
+    Some(match sub.format {
+        BodyFormat::Json => "application/json",
+        BodyFormat::Form => "application/x-www-form-urlencoded",
+    })
+}
+
+/// The full request for attempt `attempt` (1-based) at `now`.
+pub fn build(sub: &Subscription, event: &Event, payload: &[u8], attempt: u32, now: Millis) -> Request {
+    let ts = now.div_euclid(1000);
+    let mut headers: Vec<(String, String)> = Vec::new();
+    if let Some(ct) = content_type(sub) {
+        headers.push(("content-type".into(), ct.into()));
+    }
+    headers.push((
+        "user-agent".into(),
+        concat!("hookctl/", env!("CARGO_PKG_VERSION")).into(),
+    ));
+    match sub.signature_scheme {
+        SignatureScheme::Wl => {
+            headers.push((
+                sub.signature_header.to_ascii_lowercase(),
+                signing::sign_wl(&sub.secret, payload),
+            ));
+            headers.push(("webhook-id".into(), event.id.clone()));
+            headers.push(("x-wl-timestamp".into(), ts.to_string()));
+        }
+        SignatureScheme::Standard => {
+            headers.push(("webhook-id".into(), event.id.clone()));
+            headers.push(("webhook-timestamp".into(), ts.to_string()));
+            headers.push((
+                "webhook-signature".into(),
+                signing::sign_standard(&sub.secret, &event.id, ts, payload),
+            ));
+        }
+    }
+    headers.push(("x-wl-attempt".into(), attempt.to_string()));
+    for (k, v) in &sub.headers {
+        headers.push((k.clone(), v.clone()));
+    }
+    let (url, body) = if sub.method.has_body() {
+        (sub.url.clone(), payload.to_vec())
+    } else {
+        let query = String::from_utf8_lossy(payload);
+        let sep = if sub.url.contains('?') { '&' } else { '?' };
+        let url = if query.is_empty() {
+            sub.url.clone()
+        } else {
+            format!("{}{sep}{query}", sub.url)
+        };
+        (url, Vec::new())
+    };
+    Request {
+        method: sub.method,
+        url,
+        headers,
+        body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn sub() -> Subscription {
+        Subscription {
+            id: "sub_1".into(),
+            name: "t".into(),
+            url: "http://127.0.0.1:9/x".into(),
+            events: None,
+            location_id: None,
+            secret: "s3cret".into(),
+            method: Method::Post,
+            headers: vec![("Authorization".into(), "Bearer abcdefghijkl".into())],
+            format: BodyFormat::Json,
+            payload: PayloadStyle::Flat,
+            template: None,
+            retry_schedule_ms: vec![1000],
+            timeout_ms: 1000,
+            rate_per_sec: None,
+            signature_scheme: SignatureScheme::Wl,
+            signature_header: "x-wl-signature".into(),
+            state: SubState::Active,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn event() -> Event {
+        Event {
+            id: "evt_1".into(),
+            event_type: "ContactCreate".into(),
+            location_id: Some("loc1".into()),
+            timestamp: 1_700_000_000_000,
+            data: serde_json::json!({"id": "c1", "email": "a@b.c", "tags": ["x"]}),
+        }
+    }
+
+    #[test]
+    fn flat_payload_puts_fields_at_the_top() {
+        let body = render_payload(&sub(), &event()).unwrap();
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            r#"{"type":"ContactCreate","locationId":"loc1","id":"c1","email":"a@b.c","tags":["x"]}"#
+        );
+    }
+
+    #[test]
+    fn envelope_payload_nests_data() {
+        let mut s = sub();
+        s.payload = PayloadStyle::Envelope;
+        let v: Value = serde_json::from_slice(&render_payload(&s, &event()).unwrap()).unwrap();
+        assert_eq!(v["timestamp"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(v["data"]["email"], "a@b.c");
+    }
+
+    #[test]
+    fn signed_headers_and_masked_record() {
+        let s = sub();
+        let e = event();
+        let payload = render_payload(&s, &e).unwrap();
+        let req = build(&s, &e, &payload, 2, 1_700_000_000_123);
+        let get = |n: &str| req.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert!(signing::verify_wl("s3cret", &req.body, &get("x-wl-signature").unwrap()));
+        assert_eq!(get("webhook-id").as_deref(), Some("evt_1"));
+        assert_eq!(get("x-wl-attempt").as_deref(), Some("2"));
+        assert_eq!(get("x-wl-timestamp").as_deref(), Some("1700000000"));
+        let recorded = req.headers_for_record();
+        assert!(!format!("{recorded:?}").contains("abcdefghijkl"));
+    }
+
+    #[test]
+    fn get_carries_fields_in_the_query() {
+        let mut s = sub();
+        s.method = Method::Get;
+        let e = event();
+        let payload = render_payload(&s, &e).unwrap();
+        let req = build(&s, &e, &payload, 1, 0);
+        assert!(req.body.is_empty());
+        assert!(req.url.starts_with("http://127.0.0.1:9/x?type=ContactCreate&locationId=loc1&id=c1"), "{}", req.url);
+        assert!(!req.headers.iter().any(|(k, _)| k == "content-type"));
+    }
+}
