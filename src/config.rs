@@ -209,7 +209,9 @@ mod tests {
         .unwrap();
         assert_eq!(c.allow_networks.len(), 2);
         assert!(c.synchronous_full);
-        let err = c.apply_file(Path::new("x.toml"), "alow_networks = []").unwrap_err();
+        let err = c
+            .apply_file(Path::new("x.toml"), "alow_networks = []")
+            .unwrap_err();
         assert!(format!("{err:#}").contains("alow_networks"));
     }
 

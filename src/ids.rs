@@ -80,7 +80,10 @@ mod tests {
         assert!(!m.contains(&s[6..]));
         assert!(m.len() < s.len());
         assert_eq!(mask("abc"), "****");
-        assert_eq!(mask_header_value("Authorization", "Bearer abcdefghijkl"), "Bearer abcd…****");
+        assert_eq!(
+            mask_header_value("Authorization", "Bearer abcdefghijkl"),
+            "Bearer abcd…****"
+        );
         assert_eq!(mask_header_value("X-Trace", "abcdefghijkl"), "abcdefghijkl");
     }
 

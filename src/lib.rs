@@ -1,13 +1,13 @@
 //! hookctl: a webhook delivery engine and its operations console.
 
+pub mod api;
 pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod ids;
 pub mod model;
 pub mod netguard;
 pub mod signing;
-pub mod store;
-pub mod api;
-pub mod cli;
 pub mod sink;
+pub mod store;

@@ -1,7 +1,7 @@
 use clap::Parser;
-use std::io::IsTerminal;
-use hookctl::cli::{self, Cli};
 use hookctl::cli::args::Command;
+use hookctl::cli::{self, Cli};
+use std::io::IsTerminal;
 
 fn init_logging(cli: &Cli) {
     // Long-running commands report what they do; one-shot commands only what went wrong.
@@ -28,7 +28,10 @@ fn main() {
     }
     let cli = Cli::parse();
     init_logging(&cli);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hookctl: cannot start the runtime: {e}");

@@ -68,7 +68,9 @@ fn classify_v4(ip: Ipv4Addr) -> Option<Restricted> {
         return Some(Restricted::Documentation);
     }
     // 192.0.0.0/24 (protocol assignments), 198.18.0.0/15 (benchmarking), 240.0.0.0/4.
-    if (o[0] == 192 && o[1] == 0 && o[2] == 0) || (o[0] == 198 && (o[1] & 0xfe) == 18) || o[0] >= 240
+    if (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || (o[0] == 198 && (o[1] & 0xfe) == 18)
+        || o[0] >= 240
     {
         return Some(Restricted::Reserved);
     }
@@ -83,11 +85,21 @@ fn classify_v6(ip: Ipv6Addr) -> Option<Restricted> {
     let seg = ip.segments();
     // IPv4-compatible (::a.b.c.d, deprecated) and NAT64 (64:ff9b::/96) forms.
     if seg[..6] == [0, 0, 0, 0, 0, 0] && !ip.is_unspecified() && !ip.is_loopback() {
-        let v4 = Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8);
+        let v4 = Ipv4Addr::new(
+            (seg[6] >> 8) as u8,
+            seg[6] as u8,
+            (seg[7] >> 8) as u8,
+            seg[7] as u8,
+        );
         return classify_v4(v4).or(Some(Restricted::Reserved));
     }
     if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
-        let v4 = Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8);
+        let v4 = Ipv4Addr::new(
+            (seg[6] >> 8) as u8,
+            seg[6] as u8,
+            (seg[7] >> 8) as u8,
+            seg[7] as u8,
+        );
         return classify_v4(v4);
     }
     if ip.is_unspecified() {
@@ -244,7 +256,9 @@ impl Resolve for GuardedResolver {
                 })
                 .collect();
             if allowed.is_empty() {
-                return Err(Box::new(BlockedError(format!("{host}: {}", reasons.join("; ")))) as BoxError);
+                return Err(
+                    Box::new(BlockedError(format!("{host}: {}", reasons.join("; ")))) as BoxError,
+                );
             }
             let addrs: Addrs = Box::new(allowed.into_iter());
             Ok(addrs)
@@ -298,7 +312,13 @@ mod tests {
         for (addr, want) in cases {
             assert_eq!(classify(ip(addr)), Some(want), "{addr}");
         }
-        for public in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "2606:4700::1111"] {
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+        ] {
             assert_eq!(classify(ip(public)), None, "{public}");
         }
     }
@@ -325,14 +345,26 @@ mod tests {
             "https://0.0.0.0/x",
             "https://169.254.169.254/latest/meta-data",
         ] {
-            assert!(matches!(strict.check_url(&url(u)), Err(UrlRefused::Blocked(_))), "{u}");
+            assert!(
+                matches!(strict.check_url(&url(u)), Err(UrlRefused::Blocked(_))),
+                "{u}"
+            );
         }
-        assert!(matches!(strict.check_url(&url("ftp://example.com/x")), Err(UrlRefused::Scheme(_))));
-        assert!(matches!(strict.check_url(&url("http://example.com/x")), Err(UrlRefused::NeedsHttps)));
+        assert!(matches!(
+            strict.check_url(&url("ftp://example.com/x")),
+            Err(UrlRefused::Scheme(_))
+        ));
+        assert!(matches!(
+            strict.check_url(&url("http://example.com/x")),
+            Err(UrlRefused::NeedsHttps)
+        ));
         assert!(strict.check_url(&url("https://example.com/x")).is_ok());
         let local = Policy::new(vec!["127.0.0.0/8".parse().unwrap()]);
         assert!(local.check_url(&url("http://127.0.0.1:9/x")).is_ok());
         assert!(local.check_url(&url("http://localhost:9/x")).is_ok());
-        assert!(matches!(local.check_url(&url("http://10.0.0.1/x")), Err(UrlRefused::Blocked(_))));
+        assert!(matches!(
+            local.check_url(&url("http://10.0.0.1/x")),
+            Err(UrlRefused::Blocked(_))
+        ));
     }
 }

@@ -128,15 +128,39 @@ mod tests {
         assert_eq!(sig, "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=");
         let header = format!("v1,bogus {sig}");
         assert_eq!(
-            verify_standard(secret, "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", 1649367553, body, &header, 1649367600, 300),
+            verify_standard(
+                secret,
+                "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+                1649367553,
+                body,
+                &header,
+                1649367600,
+                300
+            ),
             Ok(())
         );
         assert_eq!(
-            verify_standard(secret, "msg_other", 1649367553, body, &header, 1649367600, 300),
+            verify_standard(
+                secret,
+                "msg_other",
+                1649367553,
+                body,
+                &header,
+                1649367600,
+                300
+            ),
             Err(StandardError::NoMatch)
         );
         assert!(matches!(
-            verify_standard(secret, "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", 1649367553, body, &header, 1649377553, 300),
+            verify_standard(
+                secret,
+                "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+                1649367553,
+                body,
+                &header,
+                1649377553,
+                300
+            ),
             Err(StandardError::Timestamp(_))
         ));
     }

@@ -79,11 +79,20 @@ async fn handle(
 ) -> Response {
     let headers: BTreeMap<String, String> = headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let query = uri.query().unwrap_or("").to_string();
     // GET and DELETE deliveries carry their fields (and signature input) in the query.
-    let signed: &[u8] = if body.is_empty() { query.as_bytes() } else { &body };
+    let signed: &[u8] = if body.is_empty() {
+        query.as_bytes()
+    } else {
+        &body
+    };
     let verified = state
         .cfg
         .secret
@@ -94,7 +103,9 @@ async fn handle(
     }
     let status = if let Some(code) = state.cfg.status {
         code
-    } else if state.cfg.fail_rate > 0.0 && rand::rng().random_bool(state.cfg.fail_rate.clamp(0.0, 1.0)) {
+    } else if state.cfg.fail_rate > 0.0
+        && rand::rng().random_bool(state.cfg.fail_rate.clamp(0.0, 1.0))
+    {
         500
     } else {
         200
@@ -109,7 +120,12 @@ async fn handle(
         answered: status,
     });
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (code, [("content-type", "application/json")], format!("{{\"status\":{status}}}")).into_response()
+    (
+        code,
+        [("content-type", "application/json")],
+        format!("{{\"status\":{status}}}"),
+    )
+        .into_response()
 }
 
 pub fn router(cfg: SinkConfig, on_request: OnRequest) -> axum::Router {
@@ -120,6 +136,10 @@ pub fn router(cfg: SinkConfig, on_request: OnRequest) -> axum::Router {
 }
 
 /// Serves until the task is dropped or the listener fails.
-pub async fn serve(listener: TcpListener, cfg: SinkConfig, on_request: OnRequest) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    cfg: SinkConfig,
+    on_request: OnRequest,
+) -> std::io::Result<()> {
     axum::serve(listener, router(cfg, on_request)).await
 }

@@ -14,15 +14,27 @@ fn hundred_emits_arrive_signed_and_delivered() {
     let sink = Sink::start(&env, &[]);
     let _serve = Serve::start(&env);
     env.sub_add(&["--url", &sink.url("/x"), "--all", "--secret", SECRET]);
-    let types = ["ContactCreate", "InvoicePaid", "OpportunityStageUpdate", "Payment received", "FormSubmitted"];
+    let types = [
+        "ContactCreate",
+        "InvoicePaid",
+        "OpportunityStageUpdate",
+        "Payment received",
+        "FormSubmitted",
+    ];
     for i in 0..100 {
         env.ok(&["emit", types[i % types.len()], "--location", "loc1"]);
     }
     sink.wait_count(100, LONG);
     let reqs = sink.requests();
     assert_eq!(reqs.len(), 100);
-    assert!(reqs.iter().all(|r| r["verified"] == true), "unverified request: {reqs:?}");
-    let ids: HashSet<&str> = reqs.iter().map(|r| r["headers"]["webhook-id"].as_str().unwrap()).collect();
+    assert!(
+        reqs.iter().all(|r| r["verified"] == true),
+        "unverified request: {reqs:?}"
+    );
+    let ids: HashSet<&str> = reqs
+        .iter()
+        .map(|r| r["headers"]["webhook-id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids.len(), 100);
     wait_until("event list shows 100 delivered", LONG, || {
         let s = delivery_statuses(&env);
@@ -32,7 +44,10 @@ fn hundred_emits_arrive_signed_and_delivered() {
     assert_eq!(events.as_array().unwrap().len(), 100);
     let first = &events[0];
     for key in ["id", "type", "location_id", "timestamp", "deliveries"] {
-        assert!(first.get(key).is_some(), "event list entry lacks {key}: {first}");
+        assert!(
+            first.get(key).is_some(),
+            "event list entry lacks {key}: {first}"
+        );
     }
     assert_eq!(first["location_id"], "loc1");
 }
@@ -43,7 +58,15 @@ fn failures_retry_then_die_and_redeliver_brings_them_home() {
     let failing = Sink::start(&env, &["--status", "500"]);
     let addr = failing.addr.clone();
     let _serve = Serve::start(&env);
-    let sub = env.sub_add(&["--url", &failing.url("/hook"), "--all", "--secret", SECRET, "--retry-schedule", "1s,1s"]);
+    let sub = env.sub_add(&[
+        "--url",
+        &failing.url("/hook"),
+        "--all",
+        "--secret",
+        SECRET,
+        "--retry-schedule",
+        "1s,1s",
+    ]);
     let out = env.json(&["emit", "InvoicePaid"]);
     let event_id = out["id"].as_str().unwrap().to_string();
 
@@ -60,7 +83,9 @@ fn failures_retry_then_die_and_redeliver_brings_them_home() {
         assert_eq!(a["error_class"], "status");
     }
     // Retries follow the schedule: about 1 s apart (±20 % jitter).
-    let at = |i: usize| chrono::DateTime::parse_from_rfc3339(attempts[i]["at"].as_str().unwrap()).unwrap();
+    let at = |i: usize| {
+        chrono::DateTime::parse_from_rfc3339(attempts[i]["at"].as_str().unwrap()).unwrap()
+    };
     let gap = (at(1) - at(0)).num_milliseconds();
     assert!((700..5000).contains(&gap), "gap {gap} ms");
     assert_eq!(failing.count(), 3);
@@ -77,7 +102,12 @@ fn failures_retry_then_die_and_redeliver_brings_them_home() {
     env.ok(&["emit", "ContactCreate"]);
     healthy.wait_count(1, LONG);
     assert_eq!(healthy.count(), 1);
-    assert_eq!(healthy.requests()[0]["body"].as_str().unwrap().contains("ContactCreate"), true);
+    assert!(
+        healthy.requests()[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("ContactCreate")
+    );
 
     let done = env.json(&["redeliver", "--sub", &sub, "--status", "dead"]);
     assert_eq!(done["count"], 1);
@@ -87,7 +117,11 @@ fn failures_retry_then_die_and_redeliver_brings_them_home() {
     assert_eq!(resent["verified"], true);
     wait_until("the redelivery to be recorded delivered", LONG, || {
         let d = env.json(&["event", "show", &event_id]);
-        d["deliveries"].as_array().unwrap().iter().any(|d| d["status"] == "delivered")
+        d["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["status"] == "delivered")
     });
     // Nothing dead is left to redeliver.
     let again = env.json(&["redeliver", "--sub", &sub, "--status", "dead", "--dry-run"]);
@@ -99,25 +133,58 @@ fn paused_endpoint_holds_everything_until_resumed() {
     let env = Env::new();
     let sink = Sink::start(&env, &[]);
     let _serve = Serve::start(&env);
-    let active = env.sub_add(&["--url", &sink.url("/active"), "--events", "ContactCreate,InvoicePaid", "--secret", SECRET]);
-    let paused = env.sub_add(&["--url", &sink.url("/paused"), "--events", "ContactCreate,InvoicePaid", "--secret", SECRET]);
+    let active = env.sub_add(&[
+        "--url",
+        &sink.url("/active"),
+        "--events",
+        "ContactCreate,InvoicePaid",
+        "--secret",
+        SECRET,
+    ]);
+    let paused = env.sub_add(&[
+        "--url",
+        &sink.url("/paused"),
+        "--events",
+        "ContactCreate,InvoicePaid",
+        "--secret",
+        SECRET,
+    ]);
     let after = env.json(&["sub", "pause", &paused]);
     assert_eq!(after["state"], "paused");
     let listed = env.json(&["sub", "list"]);
-    let state_of = |id: &str| listed.as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()["state"].clone();
+    let state_of = |id: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap()["state"]
+            .clone()
+    };
     assert_eq!(state_of(&paused), "paused");
     assert_eq!(state_of(&active), "active");
 
     for i in 0..20 {
-        env.ok(&["emit", if i % 2 == 0 { "ContactCreate" } else { "InvoicePaid" }]);
+        env.ok(&[
+            "emit",
+            if i % 2 == 0 {
+                "ContactCreate"
+            } else {
+                "InvoicePaid"
+            },
+        ]);
     }
-    wait_until("the active endpoint to get all 20", LONG, || sink.count_path("/active") == 20);
+    wait_until("the active endpoint to get all 20", LONG, || {
+        sink.count_path("/active") == 20
+    });
     assert_eq!(sink.count_path("/paused"), 0);
     let held = env.json(&["event", "list", "--sub", &paused, "--status", "pending"]);
     assert_eq!(held.as_array().unwrap().len(), 20);
 
     env.ok(&["sub", "resume", &paused]);
-    wait_until("the resumed endpoint to get all 20", LONG, || sink.count_path("/paused") == 20);
+    wait_until("the resumed endpoint to get all 20", LONG, || {
+        sink.count_path("/paused") == 20
+    });
     let got: HashSet<String> = sink
         .requests()
         .iter()
@@ -139,10 +206,15 @@ fn kill_9_mid_delivery_loses_nothing() {
     assert_eq!(out["published"], 5000);
 
     let serve = Serve::start_with(&env, &[("HOOKCTL_ENDPOINT_IN_FLIGHT", "4")]);
-    wait_until("a quarter of the events at the sink", LONG, || sink.count() >= 1250);
+    wait_until("a quarter of the events at the sink", LONG, || {
+        sink.count() >= 1250
+    });
     let at_kill = sink.count();
     serve.kill9();
-    assert!(at_kill <= 3750, "killed too late ({at_kill} of 5000 already arrived)");
+    assert!(
+        at_kill <= 3750,
+        "killed too late ({at_kill} of 5000 already arrived)"
+    );
     eprintln!("killed with {at_kill} of 5000 at the sink");
 
     let _again = Serve::start(&env);
@@ -177,7 +249,9 @@ fn concurrent_writers_on_a_fresh_database_and_one_engine_only() {
                 let env = &env;
                 s.spawn(move || {
                     (0..15)
-                        .map(|i| env.run(&["emit", "TaskCreate", "--id", &format!("single-{k}-{i}")]))
+                        .map(|i| {
+                            env.run(&["emit", "TaskCreate", "--id", &format!("single-{k}-{i}")])
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -188,14 +262,22 @@ fn concurrent_writers_on_a_fresh_database_and_one_engine_only() {
         {
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success(), "emit failed: {err}");
-            assert!(!err.to_lowercase().contains("busy") && !err.contains("locked"), "{err}");
+            assert!(
+                !err.to_lowercase().contains("busy") && !err.contains("locked"),
+                "{err}"
+            );
         }
         serve.join().unwrap()
     });
     // Subscribed after the fact: redeliver everything to it by event, through the engine.
     let sub = env.sub_add(&["--url", &sink.url("/x"), "--all", "--secret", SECRET]);
     let events = env.json(&["event", "list", "--limit", "100000"]);
-    let all: Vec<String> = events.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    let all: Vec<String> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(all.len(), 2400 + 30);
     for id in ids_a.iter().chain(&ids_b) {
         assert!(all.contains(id), "missing {id}");
@@ -207,15 +289,32 @@ fn concurrent_writers_on_a_fresh_database_and_one_engine_only() {
         let pc = s.spawn(|| env.run(&["emit", "--ndjson", path_str(&c)]));
         let pd = s.spawn(|| env.run(&["emit", "--ndjson", path_str(&d)]));
         for out in [pc.join().unwrap(), pd.join().unwrap()] {
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     });
     sink.wait_count(1000, LONG);
     wait_until("1000 deliveries recorded delivered", LONG, || {
-        let s = env.json(&["event", "list", "--sub", &sub, "--status", "delivered", "--limit", "100000"]);
+        let s = env.json(&[
+            "event",
+            "list",
+            "--sub",
+            &sub,
+            "--status",
+            "delivered",
+            "--limit",
+            "100000",
+        ]);
         s.as_array().unwrap().len() == 1000
     });
-    assert!(!serve.log().contains("SQLITE_BUSY") && !serve.log().contains("database is locked"), "{}", serve.log());
+    assert!(
+        !serve.log().contains("SQLITE_BUSY") && !serve.log().contains("database is locked"),
+        "{}",
+        serve.log()
+    );
 
     // A second engine on the same database refuses, clearly.
     let second = env.run(&["serve", "--listen", "127.0.0.1:0"]);
@@ -231,22 +330,56 @@ fn verify_accepts_what_was_sent_and_rejects_one_changed_byte() {
     let sink = Sink::start(&env, &[]);
     let _serve = Serve::start(&env);
     env.sub_add(&["--url", &sink.url("/x"), "--all", "--secret", SECRET]);
-    env.ok(&["emit", "ContactCreate", "--data", r#"{"id":"c1","email":"jane@example.com"}"#]);
+    env.ok(&[
+        "emit",
+        "ContactCreate",
+        "--data",
+        r#"{"id":"c1","email":"jane@example.com"}"#,
+    ]);
     sink.wait_count(1, LONG);
     let req = &sink.requests()[0];
     let body = req["body"].as_str().unwrap();
     let sig = req["headers"]["x-wl-signature"].as_str().unwrap();
     let file = env.path("body.json");
     std::fs::write(&file, body).unwrap();
-    let ok = env.run(&["verify", "--secret", SECRET, "--signature", sig, "--body", path_str(&file)]);
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
+    let ok = env.run(&[
+        "verify",
+        "--secret",
+        SECRET,
+        "--signature",
+        sig,
+        "--body",
+        path_str(&file),
+    ]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
 
     let mut tampered = body.as_bytes().to_vec();
     let i = tampered.iter().position(|&c| c == b'j').unwrap();
     tampered[i] = b'J';
     std::fs::write(&file, &tampered).unwrap();
-    let bad = env.run(&["verify", "--secret", SECRET, "--signature", sig, "--body", path_str(&file)]);
+    let bad = env.run(&[
+        "verify",
+        "--secret",
+        SECRET,
+        "--signature",
+        sig,
+        "--body",
+        path_str(&file),
+    ]);
     assert_eq!(bad.status.code(), Some(1));
-    let wrong_secret = env.run(&["verify", "--secret", "whsec_other", "--signature", sig, "--body", "-"]);
+    let wrong_secret = env.run(&[
+        "verify",
+        "--secret",
+        "whsec_other",
+        "--signature",
+        sig,
+        "--body",
+        "-",
+    ]);
     assert_eq!(wrong_secret.status.code(), Some(1));
 }

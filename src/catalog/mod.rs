@@ -211,7 +211,10 @@ mod tests {
     fn aliases_and_loose_spellings_resolve() {
         assert_eq!(resolve("ContactCreated"), Ok("ContactCreate"));
         assert_eq!(resolve("Payment received"), Ok("InvoicePaid"));
-        assert_eq!(resolve("opportunity stage changed"), Ok("OpportunityStageUpdate"));
+        assert_eq!(
+            resolve("opportunity stage changed"),
+            Ok("OpportunityStageUpdate")
+        );
         assert_eq!(resolve("Appointment booked"), Ok("AppointmentCreate"));
         assert_eq!(resolve("Form submitted"), Ok("FormSubmitted"));
         assert_eq!(resolve("invoicepaid"), Ok("InvoicePaid"));

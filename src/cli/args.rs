@@ -105,7 +105,12 @@ pub struct SubAddArgs {
     #[arg(long)]
     pub url: String,
     /// Event types (canonical names or the guide's aliases), comma-separated.
-    #[arg(long, value_delimiter = ',', conflicts_with = "all", required_unless_present = "all")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "all",
+        required_unless_present = "all"
+    )]
     pub events: Vec<String>,
     /// Every event type.
     #[arg(long)]
@@ -275,5 +280,6 @@ pub struct CatalogArgs {
 }
 
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("'{s}' is not a duration ({e}); use e.g. 500ms, 5s, 2h"))
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("'{s}' is not a duration ({e}); use e.g. 500ms, 5s, 2h"))
 }

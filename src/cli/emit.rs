@@ -18,7 +18,8 @@ fn read_data(arg: &str) -> Result<Value> {
     } else {
         arg.to_string()
     };
-    let v: Value = serde_json::from_str(&text).map_err(|e| anyhow!("--data is not valid JSON: {e}"))?;
+    let v: Value =
+        serde_json::from_str(&text).map_err(|e| anyhow!("--data is not valid JSON: {e}"))?;
     if !v.is_object() {
         bail!("--data must be a JSON object (the event's fields)");
     }
@@ -71,8 +72,14 @@ fn parse_line(line: &str, n: usize) -> Result<NewEvent> {
         ),
         Some(_) => bail!("line {n}: timestamp must be RFC 3339 text or epoch milliseconds"),
     };
-    new_event(t, s("locationId"), s("id"), timestamp, v.get("data").cloned())
-        .map_err(|e| anyhow!("line {n}: {e}"))
+    new_event(
+        t,
+        s("locationId"),
+        s("id"),
+        timestamp,
+        v.get("data").cloned(),
+    )
+    .map_err(|e| anyhow!("line {n}: {e}"))
 }
 
 pub async fn run(ctx: &Ctx, a: EmitArgs) -> Result<Exit> {
@@ -84,13 +91,21 @@ pub async fn run(ctx: &Ctx, a: EmitArgs) -> Result<Exit> {
     let event = new_event(t, a.location, a.id, None, data)?;
     let store = ctx.open_store().await?;
     let published = store.publish(vec![event.clone()]).await?;
-    let p = published.first().ok_or_else(|| anyhow!("the store acknowledged nothing"))?;
+    let p = published
+        .first()
+        .ok_or_else(|| anyhow!("the store acknowledged nothing"))?;
     if ctx.json {
         print_json(&serde_json::to_value(p)?)?;
     } else if p.duplicate {
-        println!("{} was already published: accepted once, nothing new sent", p.id);
+        println!(
+            "{} was already published: accepted once, nothing new sent",
+            p.id
+        );
     } else {
-        println!("{} {} → {} deliveries", p.id, event.event_type, p.deliveries);
+        println!(
+            "{} {} → {} deliveries",
+            p.id, event.event_type, p.deliveries
+        );
     }
     Ok(0)
 }

@@ -55,7 +55,12 @@ async fn list(ctx: &Ctx, a: EventListArgs) -> Result<Exit> {
         println!("no events match");
         return Ok(0);
     }
-    println!("{} {} {} DELIVERIES", cell("ID", 30), cell("TYPE", 24), cell("TIME", 24));
+    println!(
+        "{} {} {} DELIVERIES",
+        cell("ID", 30),
+        cell("TYPE", 24),
+        cell("TIME", 24)
+    );
     for r in &rows {
         let ds = r
             .deliveries
@@ -68,7 +73,11 @@ async fn list(ctx: &Ctx, a: EventListArgs) -> Result<Exit> {
             cell(&r.id, 30),
             cell(&r.event_type, 24),
             cell(&rfc3339(r.timestamp), 24),
-            if ds.is_empty() { "(no subscriber)".to_string() } else { ds }
+            if ds.is_empty() {
+                "(no subscriber)".to_string()
+            } else {
+                ds
+            }
         );
     }
     Ok(0)
@@ -76,7 +85,11 @@ async fn list(ctx: &Ctx, a: EventListArgs) -> Result<Exit> {
 
 /// Enough of an id to tell subscriptions apart in a table.
 fn short(id: &str) -> &str {
-    let end = id.char_indices().nth(12).map(|(i, _)| i).unwrap_or(id.len());
+    let end = id
+        .char_indices()
+        .nth(12)
+        .map(|(i, _)| i)
+        .unwrap_or(id.len());
     &id[..end]
 }
 
@@ -166,7 +179,10 @@ pub async fn redeliver(ctx: &Ctx, a: RedeliverArgs) -> Result<Exit> {
             "deliveries": done,
         }))?;
     } else if a.dry_run {
-        println!("would redeliver {} deliveries (dry run: nothing sent)", done.len());
+        println!(
+            "would redeliver {} deliveries (dry run: nothing sent)",
+            done.len()
+        );
     } else {
         println!("redelivering {} deliveries", done.len());
         for d in done.iter().take(20) {

@@ -9,8 +9,9 @@ use tokio::signal::unix::{SignalKind, signal};
 
 pub async fn run(ctx: &Ctx, a: ServeArgs) -> Result<Exit> {
     let store = ctx.open_store().await?;
-    let engine_lock = lock::try_acquire(&ctx.cfg.db)?
-        .map_err(|running| anyhow::anyhow!("{running}; stop it first (a console can attach to it instead)"))?;
+    let engine_lock = lock::try_acquire(&ctx.cfg.db)?.map_err(|running| {
+        anyhow::anyhow!("{running}; stop it first (a console can attach to it instead)")
+    })?;
     let listen = a.listen.unwrap_or_else(|| ctx.cfg.listen.clone());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -31,7 +32,10 @@ pub async fn run(ctx: &Ctx, a: ServeArgs) -> Result<Exit> {
             tracing::error!("API server stopped: {e}");
         }
     });
-    eprintln!("hookctl serve: engine running on {}; API listening on http://{addr}", ctx.cfg.db.display());
+    eprintln!(
+        "hookctl serve: engine running on {}; API listening on http://{addr}",
+        ctx.cfg.db.display()
+    );
     tracing::info!(db = %ctx.cfg.db.display(), %addr, "serving");
 
     // SIGTERM (systemd), SIGINT (a terminal), SIGHUP (the SSH session dropped): all drain.

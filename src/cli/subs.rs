@@ -48,8 +48,9 @@ fn parse_header(h: &str) -> Result<(String, String)> {
     let (k, v) = (k.trim(), v.trim());
     reqwest::header::HeaderName::from_bytes(k.as_bytes())
         .map_err(|_| anyhow!("--header: '{k}' is not a valid header name"))?;
-    reqwest::header::HeaderValue::from_str(v)
-        .map_err(|_| anyhow!("--header: the value of '{k}' has characters a header cannot carry"))?;
+    reqwest::header::HeaderValue::from_str(v).map_err(|_| {
+        anyhow!("--header: the value of '{k}' has characters a header cannot carry")
+    })?;
     Ok((k.to_string(), v.to_string()))
 }
 
@@ -74,10 +75,15 @@ async fn add(ctx: &Ctx, a: SubAddArgs) -> Result<Exit> {
         }
         Some(types)
     };
-    let headers = a.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>>>()?;
+    let headers = a
+        .headers
+        .iter()
+        .map(|h| parse_header(h))
+        .collect::<Result<Vec<_>>>()?;
     let signature_header = a.signature_header.trim().to_ascii_lowercase();
-    reqwest::header::HeaderName::from_bytes(signature_header.as_bytes())
-        .map_err(|_| anyhow!("--signature-header '{signature_header}' is not a valid header name"))?;
+    reqwest::header::HeaderName::from_bytes(signature_header.as_bytes()).map_err(|_| {
+        anyhow!("--signature-header '{signature_header}' is not a valid header name")
+    })?;
     let retry_schedule_ms = match &a.retry_schedule {
         Some(s) => parse_schedule(s)?,
         None => DEFAULT_RETRY_SCHEDULE_MS.to_vec(),
@@ -156,7 +162,9 @@ async fn list(ctx: &Ctx) -> Result<Exit> {
     let subs = store.subscriptions().await?;
     if ctx.json {
         print_json(&serde_json::Value::Array(
-            subs.iter().map(|s| output::subscription(s, false)).collect(),
+            subs.iter()
+                .map(|s| output::subscription(s, false))
+                .collect(),
         ))?;
         return Ok(0);
     }
@@ -164,7 +172,13 @@ async fn list(ctx: &Ctx) -> Result<Exit> {
         println!("no subscriptions (add one with `hookctl sub add --url URL --all`)");
         return Ok(0);
     }
-    println!("{} {} {} {} URL", cell("ID", 30), cell("NAME", 16), cell("STATE", 9), cell("EVENTS", 24));
+    println!(
+        "{} {} {} {} URL",
+        cell("ID", 30),
+        cell("NAME", 16),
+        cell("STATE", 9),
+        cell("EVENTS", 24)
+    );
     for s in &subs {
         let events = s
             .events
@@ -204,20 +218,38 @@ async fn show(ctx: &Ctx, key: &str) -> Result<Exit> {
     println!("  state      {}", sub.state);
     println!(
         "  events     {}",
-        sub.events.as_ref().map(|e| e.join(", ")).unwrap_or_else(|| "all".into())
+        sub.events
+            .as_ref()
+            .map(|e| e.join(", "))
+            .unwrap_or_else(|| "all".into())
     );
     if let Some(l) = &sub.location_id {
         println!("  location   {l}");
     }
     println!("  body       {} / {}", sub.format, sub.payload);
-    println!("  signature  {} in {} (secret {})", sub.signature_scheme, sub.signature_header, v["secret"].as_str().unwrap_or(""));
+    println!(
+        "  signature  {} in {} (secret {})",
+        sub.signature_scheme,
+        sub.signature_header,
+        v["secret"].as_str().unwrap_or("")
+    );
     for h in v["headers"].as_array().into_iter().flatten() {
-        println!("  header     {}: {}", h["name"].as_str().unwrap_or(""), h["value"].as_str().unwrap_or(""));
+        println!(
+            "  header     {}: {}",
+            h["name"].as_str().unwrap_or(""),
+            h["value"].as_str().unwrap_or("")
+        );
     }
     println!(
         "  retries    {} then dead; timeout {}",
-        if sub.retry_schedule_ms.is_empty() { "none".to_string() } else {
-            sub.retry_schedule_ms.iter().map(|m| output::duration_text(*m)).collect::<Vec<_>>().join(", ")
+        if sub.retry_schedule_ms.is_empty() {
+            "none".to_string()
+        } else {
+            sub.retry_schedule_ms
+                .iter()
+                .map(|m| output::duration_text(*m))
+                .collect::<Vec<_>>()
+                .join(", ")
         },
         output::duration_text(sub.timeout_ms)
     );
@@ -228,7 +260,10 @@ async fn show(ctx: &Ctx, key: &str) -> Result<Exit> {
     if let Some(at) = stats.last_attempt_at {
         println!(
             "  last       {} at {}",
-            stats.last_status_code.map(|c| c.to_string()).unwrap_or_else(|| "no response".into()),
+            stats
+                .last_status_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "no response".into()),
             rfc3339(at)
         );
     }
@@ -243,7 +278,10 @@ async fn set_state(ctx: &Ctx, key: &str, state: SubState) -> Result<Exit> {
         .await
         .context("changing the subscription's state")?;
     if !changed {
-        bail!("subscription {} disappeared before it could be changed", sub.id);
+        bail!(
+            "subscription {} disappeared before it could be changed",
+            sub.id
+        );
     }
     let mut after = sub.clone();
     after.state = state;

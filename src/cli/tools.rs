@@ -4,8 +4,8 @@ use super::args::{CatalogArgs, SinkArgs, VerifyArgs};
 use super::output::{cell, print_json};
 use super::{Ctx, Exit};
 use crate::catalog;
-use crate::sink::{self, SinkConfig, SinkRequest};
 use crate::signing;
+use crate::sink::{self, SinkConfig, SinkRequest};
 use anyhow::{Context, Result, anyhow, bail};
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -77,16 +77,34 @@ pub async fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<Exit> {
     }
     let sig = a.signature.trim();
     let (valid, scheme, reason) = if sig.starts_with("v1,") {
-        let id = a.id.as_deref().ok_or_else(|| anyhow!("a Standard Webhooks signature needs --id (the webhook-id header)"))?;
-        let ts = a.timestamp.ok_or_else(|| anyhow!("a Standard Webhooks signature needs --timestamp (the webhook-timestamp header)"))?;
+        let id = a.id.as_deref().ok_or_else(|| {
+            anyhow!("a Standard Webhooks signature needs --id (the webhook-id header)")
+        })?;
+        let ts = a.timestamp.ok_or_else(|| {
+            anyhow!(
+                "a Standard Webhooks signature needs --timestamp (the webhook-timestamp header)"
+            )
+        })?;
         let now = chrono::Utc::now().timestamp();
-        match signing::verify_standard(&a.secret, id, ts, &body, sig, now, a.tolerance.as_secs() as i64) {
+        match signing::verify_standard(
+            &a.secret,
+            id,
+            ts,
+            &body,
+            sig,
+            now,
+            a.tolerance.as_secs() as i64,
+        ) {
             Ok(()) => (true, "standard", None),
             Err(e) => (false, "standard", Some(e.to_string())),
         }
     } else {
         let ok = signing::verify_wl(&a.secret, &body, sig);
-        (ok, "wl", (!ok).then(|| "signature does not match the body".to_string()))
+        (
+            ok,
+            "wl",
+            (!ok).then(|| "signature does not match the body".to_string()),
+        )
     };
     if ctx.json {
         print_json(&serde_json::json!({"valid": valid, "scheme": scheme, "reason": reason}))?;
@@ -135,7 +153,14 @@ pub async fn catalog(ctx: &Ctx, a: CatalogArgs) -> Result<Exit> {
         println!("  {} {}", cell(t.name, 32), t.description);
     }
     println!();
-    println!("aliases: {}", catalog::ALIASES.iter().map(|(a, c)| format!("{a}→{c}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "aliases: {}",
+        catalog::ALIASES
+            .iter()
+            .map(|(a, c)| format!("{a}→{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("`hookctl catalog TYPE` shows a sample payload");
     Ok(0)
 }

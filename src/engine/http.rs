@@ -36,7 +36,11 @@ pub fn init_tls() {
 }
 
 impl Sender {
-    pub fn new(policy: Arc<Policy>, body_cap: usize, per_host_idle: usize) -> anyhow::Result<Sender> {
+    pub fn new(
+        policy: Arc<Policy>,
+        body_cap: usize,
+        per_host_idle: usize,
+    ) -> anyhow::Result<Sender> {
         init_tls();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -118,7 +122,12 @@ impl Sender {
         let headers = resp
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let mut body = Vec::new();
         loop {
@@ -174,13 +183,18 @@ pub fn classify(e: &reqwest::Error) -> (ErrorClass, String) {
             use std::io::ErrorKind::*;
             match io.kind() {
                 TimedOut => return (ErrorClass::Timeout, format!("timed out: {io}")),
-                ConnectionRefused => return (ErrorClass::Connect, format!("connection refused: {io}")),
+                ConnectionRefused => {
+                    return (ErrorClass::Connect, format!("connection refused: {io}"));
+                }
                 ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
                     return (ErrorClass::Reset, format!("connection reset: {io}"));
                 }
                 _ => {}
             }
-            if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+            {
                 return (ErrorClass::Tls, format!("tls: {io}"));
             }
         }

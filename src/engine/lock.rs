@@ -69,7 +69,10 @@ mod tests {
         let first = try_acquire(&db).unwrap().unwrap();
         let second = try_acquire(&db).unwrap();
         let err = second.err().unwrap();
-        assert_eq!(err.pid.as_deref(), Some(std::process::id().to_string().as_str()));
+        assert_eq!(
+            err.pid.as_deref(),
+            Some(std::process::id().to_string().as_str())
+        );
         drop(first);
         assert!(try_acquire(&db).unwrap().is_ok());
     }

@@ -63,7 +63,10 @@ impl Engine {
     ) -> Result<Engine> {
         let reclaimed = store.release(Release::All).await?;
         if reclaimed > 0 {
-            tracing::info!(reclaimed, "returned deliveries leased by a previous engine to the queue");
+            tracing::info!(
+                reclaimed,
+                "returned deliveries leased by a previous engine to the queue"
+            );
         }
         let sender = Arc::new(http::Sender::new(
             cfg.policy.clone(),
@@ -266,12 +269,7 @@ impl Scheduler {
     }
 
     async fn finish(mut self) -> Result<()> {
-        let longest = self
-            .subs
-            .values()
-            .map(|s| s.timeout_ms)
-            .max()
-            .unwrap_or(0);
+        let longest = self.subs.values().map(|s| s.timeout_ms).max().unwrap_or(0);
         let deadline = Instant::now() + Duration::from_millis(longest) + Duration::from_secs(2);
         while self.total > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -284,7 +282,10 @@ impl Scheduler {
             }
         }
         if self.total > 0 {
-            tracing::warn!(in_flight = self.total, "drain deadline reached; returning unfinished deliveries to the queue");
+            tracing::warn!(
+                in_flight = self.total,
+                "drain deadline reached; returning unfinished deliveries to the queue"
+            );
         }
         let released = self.store.release(Release::All).await?;
         tracing::info!(released, "engine stopped");
@@ -315,7 +316,10 @@ async fn record_outcomes(
                 Ok(()) => break,
                 Err(e) if tries < 5 => {
                     tries += 1;
-                    tracing::warn!("recording {} outcomes failed (try {tries}): {e:#}", outcomes.len());
+                    tracing::warn!(
+                        "recording {} outcomes failed (try {tries}): {e:#}",
+                        outcomes.len()
+                    );
                     tokio::time::sleep(Duration::from_millis(100 << tries)).await;
                 }
                 Err(e) => {

@@ -115,7 +115,13 @@ fn content_type(sub: &Subscription) -> Option<&'static str> {
 }
 
 /// The full request for attempt `attempt` (1-based) at `now`.
-pub fn build(sub: &Subscription, event: &Event, payload: &[u8], attempt: u32, now: Millis) -> Request {
+pub fn build(
+    sub: &Subscription,
+    event: &Event,
+    payload: &[u8],
+    attempt: u32,
+    now: Millis,
+) -> Request {
     let ts = now.div_euclid(1000);
     let mut headers: Vec<(String, String)> = Vec::new();
     if let Some(ct) = content_type(sub) {
@@ -229,8 +235,17 @@ mod tests {
         let e = event();
         let payload = render_payload(&s, &e).unwrap();
         let req = build(&s, &e, &payload, 2, 1_700_000_000_123);
-        let get = |n: &str| req.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        assert!(signing::verify_wl("s3cret", &req.body, &get("x-wl-signature").unwrap()));
+        let get = |n: &str| {
+            req.headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        };
+        assert!(signing::verify_wl(
+            "s3cret",
+            &req.body,
+            &get("x-wl-signature").unwrap()
+        ));
         assert_eq!(get("webhook-id").as_deref(), Some("evt_1"));
         assert_eq!(get("x-wl-attempt").as_deref(), Some("2"));
         assert_eq!(get("x-wl-timestamp").as_deref(), Some("1700000000"));
@@ -246,7 +261,12 @@ mod tests {
         let payload = render_payload(&s, &e).unwrap();
         let req = build(&s, &e, &payload, 1, 0);
         assert!(req.body.is_empty());
-        assert!(req.url.starts_with("http://127.0.0.1:9/x?type=ContactCreate&locationId=loc1&id=c1"), "{}", req.url);
+        assert!(
+            req.url
+                .starts_with("http://127.0.0.1:9/x?type=ContactCreate&locationId=loc1&id=c1"),
+            "{}",
+            req.url
+        );
         assert!(!req.headers.iter().any(|(k, _)| k == "content-type"));
     }
 }

@@ -56,8 +56,14 @@ mod tests {
         let now = chrono::DateTime::parse_from_rfc2822("Wed, 21 Oct 2015 07:28:00 GMT")
             .unwrap()
             .timestamp_millis();
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now), Some(30_000));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(30_000)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("999999999999", 0), Some(RETRY_AFTER_CAP_MS));
+        assert_eq!(
+            parse_retry_after("999999999999", 0),
+            Some(RETRY_AFTER_CAP_MS)
+        );
     }
 }

@@ -112,17 +112,24 @@ fn collect_lines(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<S
 
 fn wait_for_addr(lines: &Arc<Mutex<Vec<String>>>, marker: &str, child: &mut Child) -> String {
     let mut addr = None;
-    wait_until(&format!("a line with '{marker}'"), Duration::from_secs(30), || {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("process exited ({status}) before listening: {:?}", lines.lock().unwrap());
-        }
-        addr = lines.lock().unwrap().iter().find_map(|l| {
-            l.split(marker)
-                .nth(1)
-                .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
-        });
-        addr.is_some()
-    });
+    wait_until(
+        &format!("a line with '{marker}'"),
+        Duration::from_secs(30),
+        || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "process exited ({status}) before listening: {:?}",
+                    lines.lock().unwrap()
+                );
+            }
+            addr = lines.lock().unwrap().iter().find_map(|l| {
+                l.split(marker)
+                    .nth(1)
+                    .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+            });
+            addr.is_some()
+        },
+    );
     addr.unwrap()
 }
 
@@ -169,7 +176,9 @@ impl Sink {
             .lock()
             .unwrap()
             .iter()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("sink line not JSON ({e}): {l}")))
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("sink line not JSON ({e}): {l}"))
+            })
             .collect()
     }
 
@@ -182,7 +191,9 @@ impl Sink {
     }
 
     pub fn wait_count(&self, n: usize, timeout: Duration) {
-        wait_until(&format!("{n} requests at the sink"), timeout, || self.count() >= n);
+        wait_until(&format!("{n} requests at the sink"), timeout, || {
+            self.count() >= n
+        });
     }
 
     pub fn stop(mut self) {
@@ -264,7 +275,14 @@ impl Drop for Serve {
 
 /// Writes `n` events of mixed catalog types as NDJSON and returns the file and the ids.
 pub fn ndjson(env: &Env, name: &str, n: usize, prefix: &str) -> (PathBuf, Vec<String>) {
-    const TYPES: &[&str] = &["ContactCreate", "InvoicePaid", "OpportunityStageUpdate", "AppointmentCreate", "FormSubmitted", "TaskCreate"];
+    const TYPES: &[&str] = &[
+        "ContactCreate",
+        "InvoicePaid",
+        "OpportunityStageUpdate",
+        "AppointmentCreate",
+        "FormSubmitted",
+        "TaskCreate",
+    ];
     let path = env.path(name);
     let mut text = String::new();
     let mut ids = Vec::with_capacity(n);

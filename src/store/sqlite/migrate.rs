@@ -4,18 +4,15 @@
 //! waits behind a running engine).
 
 use anyhow::{Context, Result};
+use sqlx::SqlStr;
 use sqlx::SqliteConnection;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::SqlStr;
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../../migrations/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../../../migrations/0001_init.sql"))];
 
 fn migrator() -> Migrator {
     let migrations = MIGRATIONS

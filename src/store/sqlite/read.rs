@@ -12,7 +12,9 @@ pub async fn subscriptions(pool: &SqlitePool) -> Result<Vec<Subscription>> {
         "SELECT {} FROM subscriptions ORDER BY created_at, id",
         rows::SUBSCRIPTION_COLUMNS
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(rows::subscription).collect()
 }
 
@@ -54,10 +56,12 @@ pub async fn subscription_stats(pool: &SqlitePool) -> Result<Vec<SubscriptionSta
         let sub: String = r.try_get("subscription_id")?;
         let status: String = r.try_get("status")?;
         let n: i64 = r.try_get("n")?;
-        let s = by_sub.entry(sub.clone()).or_insert_with(|| SubscriptionStats {
-            subscription_id: sub,
-            ..Default::default()
-        });
+        let s = by_sub
+            .entry(sub.clone())
+            .or_insert_with(|| SubscriptionStats {
+                subscription_id: sub,
+                ..Default::default()
+            });
         match status.parse::<DeliveryStatus>() {
             Ok(DeliveryStatus::Pending) => s.pending += n,
             Ok(DeliveryStatus::Retrying) => s.retrying += n,
@@ -78,10 +82,12 @@ pub async fn subscription_stats(pool: &SqlitePool) -> Result<Vec<SubscriptionSta
     for r in last {
         let sub: String = r.try_get("subscription_id")?;
         let code: Option<i64> = r.try_get("status_code")?;
-        let s = by_sub.entry(sub.clone()).or_insert_with(|| SubscriptionStats {
-            subscription_id: sub,
-            ..Default::default()
-        });
+        let s = by_sub
+            .entry(sub.clone())
+            .or_insert_with(|| SubscriptionStats {
+                subscription_id: sub,
+                ..Default::default()
+            });
         s.last_status_code = code.and_then(|c| u16::try_from(c).ok());
         s.last_attempt_at = Some(r.try_get("at")?);
     }
@@ -108,7 +114,8 @@ pub async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Vec<Event
         push_delivery_filter(&mut q, f);
         q.push(")");
     }
-    q.push(" ORDER BY e.seq DESC LIMIT ").push_bind(i64::from(f.limit));
+    q.push(" ORDER BY e.seq DESC LIMIT ")
+        .push_bind(i64::from(f.limit));
     let rows = q.build().fetch_all(pool).await?;
     let mut events: Vec<(i64, EventRow)> = Vec::with_capacity(rows.len());
     for r in &rows {
@@ -172,12 +179,11 @@ fn push_delivery_filter(q: &mut QueryBuilder<Sqlite>, f: &EventFilter) {
 }
 
 pub async fn event_detail(pool: &SqlitePool, id: &str) -> Result<Option<EventDetail>> {
-    let Some(row) = sqlx::query(
-        "SELECT seq, id, type, location_id, timestamp, data FROM events WHERE id = ?",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?
+    let Some(row) =
+        sqlx::query("SELECT seq, id, type, location_id, timestamp, data FROM events WHERE id = ?")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
     else {
         return Ok(None);
     };

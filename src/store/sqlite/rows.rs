@@ -9,7 +9,8 @@ pub const SUBSCRIPTION_COLUMNS: &str = "id, name, url, events, location_id, secr
 
 fn parse<T: std::str::FromStr<Err = String>>(row: &SqliteRow, col: &str) -> Result<T> {
     let s: String = row.try_get(col)?;
-    s.parse().map_err(|e: String| anyhow::anyhow!("column {col}: {e}"))
+    s.parse()
+        .map_err(|e: String| anyhow::anyhow!("column {col}: {e}"))
 }
 
 pub fn subscription(row: &SqliteRow) -> Result<Subscription> {
@@ -72,7 +73,10 @@ pub fn attempt(row: &SqliteRow) -> Result<Attempt> {
         n: n as u32,
         at: row.try_get("at")?,
         status_code: code.and_then(|c| u16::try_from(c).ok()),
-        error_class: class.map(|c| c.parse()).transpose().map_err(anyhow::Error::msg)?,
+        error_class: class
+            .map(|c| c.parse())
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
         error: row.try_get("error")?,
         latency_ms: latency.max(0) as u64,
         request_headers: headers_from_json(row.try_get("request_headers")?),

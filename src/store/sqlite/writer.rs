@@ -307,11 +307,7 @@ async fn insert_deliveries(
 }
 
 async fn add_subscription(conn: &mut SqliteConnection, s: &Subscription) -> Result<()> {
-    let events = s
-        .events
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()?;
+    let events = s.events.as_ref().map(serde_json::to_string).transpose()?;
     sqlx::query(
         "INSERT INTO subscriptions (id, name, url, events, location_id, secret, method, headers, format, payload, template, retry_schedule, timeout_ms, rate_per_sec, signature_scheme, signature_header, state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     )
@@ -355,7 +351,15 @@ async fn claim(
     now: Millis,
     lease_until: Millis,
 ) -> Result<Vec<Job>> {
-    let mut claimed: Vec<(i64, i64, String, u32, Option<Vec<u8>>)> = Vec::new();
+    /// A leased delivery before its event is attached.
+    struct Leased {
+        delivery_id: i64,
+        event_seq: i64,
+        subscription_id: String,
+        attempts: u32,
+        body: Option<Vec<u8>>,
+    }
+    let mut claimed: Vec<Leased> = Vec::new();
     for (sub, n) in wants.iter().filter(|(_, n)| *n > 0) {
         let rows = sqlx::query(
             "UPDATE deliveries SET lease_until = ?1 \
@@ -374,20 +378,20 @@ async fn claim(
         .await?;
         for r in rows {
             let attempts: i64 = r.try_get("attempts")?;
-            claimed.push((
-                r.try_get("id")?,
-                r.try_get("event_seq")?,
-                sub.clone(),
-                attempts as u32,
-                r.try_get("body")?,
-            ));
+            claimed.push(Leased {
+                delivery_id: r.try_get("id")?,
+                event_seq: r.try_get("event_seq")?,
+                subscription_id: sub.clone(),
+                attempts: attempts as u32,
+                body: r.try_get("body")?,
+            });
         }
     }
     if claimed.is_empty() {
         return Ok(Vec::new());
     }
     let mut events: HashMap<i64, Event> = HashMap::new();
-    let mut seqs: Vec<i64> = claimed.iter().map(|c| c.1).collect();
+    let mut seqs: Vec<i64> = claimed.iter().map(|c| c.event_seq).collect();
     seqs.sort_unstable();
     seqs.dedup();
     for chunk in seqs.chunks(ROWS_PER_STATEMENT) {
@@ -404,16 +408,19 @@ async fn claim(
         }
     }
     let mut jobs = Vec::with_capacity(claimed.len());
-    for (delivery_id, seq, subscription_id, attempts, body) in claimed {
-        let event = events
-            .get(&seq)
-            .cloned()
-            .ok_or_else(|| anyhow!("delivery {delivery_id} points at missing event {seq}"))?;
+    for l in claimed {
+        let event = events.get(&l.event_seq).cloned().ok_or_else(|| {
+            anyhow!(
+                "delivery {} points at missing event {}",
+                l.delivery_id,
+                l.event_seq
+            )
+        })?;
         jobs.push(Job {
-            delivery_id,
-            subscription_id,
-            attempts,
-            body,
+            delivery_id: l.delivery_id,
+            subscription_id: l.subscription_id,
+            attempts: l.attempts,
+            body: l.body,
             event,
         });
     }
@@ -597,12 +604,14 @@ async fn redeliver(
     if dry_run {
         return Ok(plan
             .into_iter()
-            .map(|(_, event_id, subscription_id, previous, _, _)| Redelivered {
-                event_id,
-                subscription_id,
-                previous,
-                delivery_id: None,
-            })
+            .map(
+                |(_, event_id, subscription_id, previous, _, _)| Redelivered {
+                    event_id,
+                    subscription_id,
+                    previous,
+                    delivery_id: None,
+                },
+            )
             .collect());
     }
     let fan: Vec<(i64, &str)> = plan.iter().map(|p| (p.0, p.2.as_str())).collect();
