@@ -21,9 +21,27 @@ CREATE TABLE subscriptions (
     signature_scheme TEXT NOT NULL DEFAULT 'wl',
     signature_header TEXT NOT NULL DEFAULT 'x-wl-signature',
     state            TEXT NOT NULL,
+    -- why the engine disabled it (e.g. the endpoint answered 410 Gone)
+    state_reason     TEXT,
+    -- secret rotation: the old secret still signs the main header until this time
+    previous_secret  TEXT,
+    previous_secret_until INTEGER,
+    -- endpoint health: the circuit opens after N consecutive failures
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    circuit          TEXT NOT NULL DEFAULT 'closed',
+    circuit_changed_at INTEGER,
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL
 );
+
+-- What happened to a subscription and why: state and circuit changes, rotations.
+CREATE TABLE subscription_log (
+    subscription_id TEXT NOT NULL,
+    at              INTEGER NOT NULL,
+    change          TEXT NOT NULL,
+    reason          TEXT
+);
+CREATE INDEX subscription_log_sub ON subscription_log(subscription_id, at);
 
 CREATE TABLE events (
     seq         INTEGER PRIMARY KEY,
@@ -43,6 +61,8 @@ CREATE TABLE deliveries (
     -- pending | retrying | delivered | dead | cancelled
     status          TEXT NOT NULL,
     attempts        INTEGER NOT NULL DEFAULT 0,
+    -- failed circuit-breaker probes: attempts that do not spend the retry schedule
+    probes          INTEGER NOT NULL DEFAULT 0,
     -- when the next attempt is due; NULL once the delivery is final
     next_at         INTEGER,
     -- set while an engine holds the delivery in flight
@@ -60,6 +80,8 @@ CREATE INDEX deliveries_due ON deliveries(subscription_id, next_at)
 CREATE INDEX deliveries_event ON deliveries(event_seq);
 CREATE INDEX deliveries_sub_status ON deliveries(subscription_id, status);
 CREATE INDEX deliveries_leased ON deliveries(lease_until) WHERE lease_until IS NOT NULL;
+CREATE INDEX deliveries_final ON deliveries(status, updated_at) WHERE status IN ('delivered', 'dead', 'cancelled');
+CREATE INDEX events_received ON events(received_at);
 
 CREATE TABLE attempts (
     delivery_id      INTEGER NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,

@@ -22,6 +22,9 @@ pub struct Config {
     /// Response body bytes kept (and read) per attempt.
     pub response_body_cap: usize,
     pub log: Option<String>,
+    pub circuit_threshold: u32,
+    pub circuit_probe_interval: std::time::Duration,
+    pub retention_days: u32,
 }
 
 /// The file's shape; every key is optional.
@@ -37,6 +40,13 @@ struct FileConfig {
     busy_timeout_ms: Option<u64>,
     response_body_cap: Option<usize>,
     log: Option<String>,
+    circuit_threshold: Option<u32>,
+    circuit_probe_interval: Option<String>,
+    retention_days: Option<u32>,
+}
+
+fn parse_duration(key: &str, v: &str) -> Result<std::time::Duration> {
+    humantime::parse_duration(v.trim()).map_err(|e| anyhow::anyhow!("{key} = '{v}': {e}"))
 }
 
 fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
@@ -104,6 +114,9 @@ impl Config {
             busy_timeout_ms: 10_000,
             response_body_cap: 64 * 1024,
             log: None,
+            circuit_threshold: 10,
+            circuit_probe_interval: std::time::Duration::from_secs(30),
+            retention_days: 30,
         }
     }
 
@@ -154,6 +167,15 @@ impl Config {
         if f.log.is_some() {
             self.log = f.log;
         }
+        if let Some(v) = f.circuit_threshold {
+            self.circuit_threshold = v;
+        }
+        if let Some(v) = f.circuit_probe_interval {
+            self.circuit_probe_interval = parse_duration("circuit_probe_interval", &v)?;
+        }
+        if let Some(v) = f.retention_days {
+            self.retention_days = v;
+        }
         Ok(())
     }
 
@@ -181,6 +203,15 @@ impl Config {
         }
         if let Some(v) = env("HOOKCTL_LOG") {
             self.log = Some(v);
+        }
+        if let Some(v) = env_parse("HOOKCTL_CIRCUIT_THRESHOLD")? {
+            self.circuit_threshold = v;
+        }
+        if let Some(v) = env("HOOKCTL_CIRCUIT_PROBE_INTERVAL") {
+            self.circuit_probe_interval = parse_duration("HOOKCTL_CIRCUIT_PROBE_INTERVAL", &v)?;
+        }
+        if let Some(v) = env_parse("HOOKCTL_RETENTION_DAYS")? {
+            self.retention_days = v;
         }
         // HOOKCTL_DB is read by the command line parser, which gives --db precedence.
         Ok(())

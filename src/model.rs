@@ -193,11 +193,27 @@ pub struct Subscription {
     pub signature_scheme: SignatureScheme,
     pub signature_header: String,
     pub state: SubState,
+    pub state_reason: Option<String>,
+    /// During a rotation's grace period the old secret keeps signing the main header.
+    #[serde(skip)]
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<Millis>,
+    pub consecutive_failures: u32,
+    pub circuit_open: bool,
+    pub circuit_changed_at: Option<Millis>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
 
 impl Subscription {
+    /// The old secret, while its grace period lasts at `now`.
+    pub fn grace_secret(&self, now: Millis) -> Option<&str> {
+        match (&self.previous_secret, self.previous_secret_until) {
+            (Some(old), Some(until)) if now < until => Some(old.as_str()),
+            _ => None,
+        }
+    }
+
     pub fn matches(&self, event_type: &str, location_id: Option<&str>) -> bool {
         let type_ok = match &self.events {
             None => true,

@@ -135,6 +135,12 @@ async fn add(ctx: &Ctx, a: SubAddArgs) -> Result<Exit> {
         },
         signature_header,
         state: SubState::Active,
+            state_reason: None,
+            previous_secret: None,
+            previous_secret_until: None,
+            consecutive_failures: 0,
+            circuit_open: false,
+            circuit_changed_at: None,
         created_at: now,
         updated_at: now,
     };

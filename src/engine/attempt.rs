@@ -18,7 +18,16 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-pub async fn run(sender: &Sender, sub: &Subscription, job: Job) -> Outcome {
+/// How an attempt was started.
+#[derive(Debug, Clone, Copy)]
+pub struct Mode {
+    /// The endpoint's circuit is open and this attempt tests whether it is back: a failure
+    /// does not spend the delivery's retry schedule.
+    pub probe: bool,
+    pub probe_interval_ms: i64,
+}
+
+pub async fn run(sender: &Sender, sub: &Subscription, job: Job, mode: Mode) -> Outcome {
     let n = job.attempts + 1;
     let at = now_ms();
     let (payload, fresh) = match job.body {
@@ -29,6 +38,10 @@ pub async fn run(sender: &Sender, sub: &Subscription, job: Job) -> Outcome {
                 // Rendering is deterministic: retrying the same input cannot help.
                 return Outcome {
                     delivery_id: job.delivery_id,
+                    subscription_id: sub.id.clone(),
+                    probe: mode.probe,
+                    probes: job.probes,
+                    gone: false,
                     attempt: Attempt {
                         n,
                         at,
@@ -63,6 +76,7 @@ pub async fn run(sender: &Sender, sub: &Subscription, job: Job) -> Outcome {
         response_body: None,
     };
     let mut retry_after: Option<i64> = None;
+    let mut gone = false;
     let delivered = match result {
         Ok(Response {
             status,
@@ -75,6 +89,7 @@ pub async fn run(sender: &Sender, sub: &Subscription, job: Job) -> Outcome {
             body.truncate(KEPT_BODY);
             attempt.response_body = Some(body);
             let ok = (200..300).contains(&status);
+            gone = status == 410;
             if !ok {
                 attempt.error_class = Some(ErrorClass::Status);
                 attempt.error = Some(match status {
@@ -103,11 +118,19 @@ pub async fn run(sender: &Sender, sub: &Subscription, job: Job) -> Outcome {
             false
         }
     };
+    let mut probes = job.probes;
+    let done = now_ms();
     let (status, next_at) = if delivered {
         (DeliveryStatus::Delivered, None)
+    } else if mode.probe || gone {
+        // A failed probe, or an endpoint that says it is gone (the subscription is disabled
+        // and this delivery held with it): the delivery waits and keeps its retries.
+        probes += 1;
+        (DeliveryStatus::Retrying, Some(done + mode.probe_interval_ms))
     } else {
-        let done = now_ms();
-        match retry::delay(&sub.retry_schedule_ms, n, &mut rand::rng()) {
+        // Position in the schedule counts only attempts that spent it.
+        let spent = n - probes;
+        match retry::delay(&sub.retry_schedule_ms, spent, &mut rand::rng()) {
             Some(delay) => {
                 let wait = retry_after.map_or(delay, |ra| ra.max(delay));
                 (DeliveryStatus::Retrying, Some(done + wait))
@@ -117,6 +140,10 @@ pub async fn run(sender: &Sender, sub: &Subscription, job: Job) -> Outcome {
     };
     Outcome {
         delivery_id: job.delivery_id,
+        subscription_id: sub.id.clone(),
+        probe: mode.probe,
+        probes,
+        gone,
         attempt,
         status,
         next_at,

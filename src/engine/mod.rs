@@ -27,6 +27,12 @@ pub struct EngineConfig {
     pub response_body_cap: usize,
     /// How often other processes' commits are looked for.
     pub poll_interval: Duration,
+    /// Consecutive failures that open an endpoint's circuit.
+    pub circuit_threshold: u32,
+    /// While open, one probe per this interval.
+    pub probe_interval: Duration,
+    /// Events older than this, with every delivery final, are pruned.
+    pub retention: Duration,
 }
 
 impl EngineConfig {
@@ -37,6 +43,9 @@ impl EngineConfig {
             policy: Arc::new(Policy::new(c.allow_networks.clone())),
             response_body_cap: c.response_body_cap,
             poll_interval: Duration::from_millis(200),
+            circuit_threshold: c.circuit_threshold.max(1),
+            probe_interval: c.circuit_probe_interval,
+            retention: Duration::from_secs(u64::from(c.retention_days) * 86_400),
         }
     }
 }
@@ -51,6 +60,7 @@ pub struct Engine {
 /// How long leases last beyond the attempt's own timeout; expired leases are swept back.
 const LEASE_MARGIN_MS: i64 = 60_000;
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 impl Engine {
     /// Starts delivering. Every lease left in the database belonged to an engine that is no
@@ -76,7 +86,12 @@ impl Engine {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
         let (freed_tx, freed_rx) = mpsc::unbounded_channel();
-        tokio::spawn(record_outcomes(store.clone(), outcomes_rx, freed_tx));
+        tokio::spawn(record_outcomes(
+            store.clone(),
+            outcomes_rx,
+            freed_tx,
+            cfg.circuit_threshold,
+        ));
         let scheduler = Scheduler {
             store,
             cfg,
@@ -84,6 +99,7 @@ impl Engine {
             subs: HashMap::new(),
             in_flight: HashMap::new(),
             total: 0,
+            last_probe: HashMap::new(),
             outcomes_tx,
             freed_rx,
             local_commits,
@@ -119,6 +135,8 @@ struct Scheduler {
     subs: HashMap<String, Arc<Subscription>>,
     in_flight: HashMap<String, usize>,
     total: usize,
+    /// When each open circuit was last probed.
+    last_probe: HashMap<String, Millis>,
     outcomes_tx: mpsc::UnboundedSender<(String, Outcome)>,
     freed_rx: mpsc::UnboundedReceiver<Vec<String>>,
     local_commits: Arc<Notify>,
@@ -153,9 +171,29 @@ impl Scheduler {
         }
         let mut wants = Vec::new();
         let mut max_timeout = 0u64;
+        let now = now_ms();
+        let probe_ms = self.cfg.probe_interval.as_millis() as i64;
+        let mut probing: Vec<String> = Vec::new();
         for sub in self.subs.values().filter(|s| s.state == SubState::Active) {
             let busy = self.in_flight.get(&sub.id).copied().unwrap_or(0);
-            let n = self.cfg.endpoint_in_flight.saturating_sub(busy).min(room);
+            let n = if sub.circuit_open {
+                // Open circuit: one probe at a time, one per interval; the rest waits
+                // in the database without spending retries.
+                let since = self
+                    .last_probe
+                    .get(&sub.id)
+                    .copied()
+                    .max(sub.circuit_changed_at)
+                    .unwrap_or(0);
+                if busy == 0 && now - since >= probe_ms {
+                    probing.push(sub.id.clone());
+                    1
+                } else {
+                    0
+                }
+            } else {
+                self.cfg.endpoint_in_flight.saturating_sub(busy).min(room)
+            };
             if n > 0 {
                 room -= n;
                 max_timeout = max_timeout.max(sub.timeout_ms);
@@ -168,7 +206,6 @@ impl Scheduler {
         if wants.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
         let lease_until = now + max_timeout as i64 + LEASE_MARGIN_MS;
         let jobs = self.store.claim(wants, now, lease_until).await?;
         let mut orphans = Vec::new();
@@ -179,10 +216,19 @@ impl Scheduler {
             };
             *self.in_flight.entry(sub.id.clone()).or_default() += 1;
             self.total += 1;
+            let probe = probing.contains(&sub.id);
+            if probe {
+                self.last_probe.insert(sub.id.clone(), now);
+                tracing::info!(subscription = %sub.id, "circuit open: probing with delivery {}", job.delivery_id);
+            }
+            let mode = attempt::Mode {
+                probe,
+                probe_interval_ms: probe_ms,
+            };
             let sender = self.sender.clone();
             let tx = self.outcomes_tx.clone();
             tokio::spawn(async move {
-                let outcome = attempt::run(&sender, &sub, job).await;
+                let outcome = attempt::run(&sender, &sub, job, mode).await;
                 let _ = tx.send((sub.id.clone(), outcome));
             });
         }
@@ -197,7 +243,11 @@ impl Scheduler {
         let mut counter = self.store.change_counter().await?;
         let mut last_poll = Instant::now();
         let mut last_sweep = Instant::now();
+        let mut last_prune: Option<Instant> = None;
         let mut dirty = true;
+        // The next time something becomes due, if that is in the future. Work already due
+        // but not claimable (endpoint saturated, circuit open) wakes us through freed slots,
+        // commits and polls instead, never through a zero-length timer.
         let mut next_due: Option<Millis> = None;
         loop {
             if *shutdown.borrow() {
@@ -215,10 +265,17 @@ impl Scheduler {
                 if let Err(e) = self.claim_and_dispatch().await {
                     tracing::warn!("claiming deliveries failed: {e:#}");
                 }
-                next_due = self.store.next_due().await.unwrap_or_else(|e| {
-                    tracing::warn!("reading the next due time failed: {e:#}");
-                    None
-                });
+                next_due = match self.store.next_due().await {
+                    Ok(t) => t.filter(|t| *t > now_ms()),
+                    Err(e) => {
+                        tracing::warn!("reading the next due time failed: {e:#}");
+                        None
+                    }
+                };
+            }
+            if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                last_prune = Some(Instant::now());
+                self.prune().await;
             }
             if last_sweep.elapsed() >= SWEEP_EVERY {
                 last_sweep = Instant::now();
@@ -257,6 +314,16 @@ impl Scheduler {
             }
         }
         self.finish().await
+    }
+
+    /// Retention: old events whose deliveries are all final go, with their attempts.
+    async fn prune(&self) {
+        let before = now_ms() - self.cfg.retention.as_millis() as i64;
+        match self.store.prune(before).await {
+            Ok(c) if c.events > 0 => tracing::info!(events = c.events, "retention: pruned old events"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("retention pruning failed: {e:#}"),
+        }
     }
 
     /// Leases outlive their attempt only when recording failed; return them to the queue.
@@ -299,6 +366,7 @@ async fn record_outcomes(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<(String, Outcome)>,
     freed: mpsc::UnboundedSender<Vec<String>>,
+    circuit_threshold: u32,
 ) {
     let mut batch: Vec<(String, Outcome)> = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -312,7 +380,7 @@ async fn record_outcomes(
         let (subs, outcomes): (Vec<String>, Vec<Outcome>) = batch.drain(..).unzip();
         let mut tries = 0;
         loop {
-            match store.record(outcomes.clone()).await {
+            match store.record(outcomes.clone(), circuit_threshold).await {
                 Ok(()) => break,
                 Err(e) if tries < 5 => {
                     tries += 1;

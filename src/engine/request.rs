@@ -131,22 +131,31 @@ pub fn build(
         "user-agent".into(),
         concat!("hookctl/", env!("CARGO_PKG_VERSION")).into(),
     ));
+    // During a rotation's grace period the main signature stays on the old secret, so a
+    // receiver that checks only that header keeps working; the new one rides beside it.
+    let old = sub.grace_secret(now);
     match sub.signature_scheme {
         SignatureScheme::Wl => {
-            headers.push((
-                sub.signature_header.to_ascii_lowercase(),
-                signing::sign_wl(&sub.secret, payload),
-            ));
+            let name = sub.signature_header.to_ascii_lowercase();
+            match old {
+                Some(old) => {
+                    headers.push((name.clone(), signing::sign_wl(old, payload)));
+                    headers.push((format!("{name}-next"), signing::sign_wl(&sub.secret, payload)));
+                }
+                None => headers.push((name, signing::sign_wl(&sub.secret, payload))),
+            }
             headers.push(("webhook-id".into(), event.id.clone()));
             headers.push(("x-wl-timestamp".into(), ts.to_string()));
         }
         SignatureScheme::Standard => {
             headers.push(("webhook-id".into(), event.id.clone()));
             headers.push(("webhook-timestamp".into(), ts.to_string()));
-            headers.push((
-                "webhook-signature".into(),
-                signing::sign_standard(&sub.secret, &event.id, ts, payload),
-            ));
+            let mut sigs = Vec::new();
+            if let Some(old) = old {
+                sigs.push(signing::sign_standard(old, &event.id, ts, payload));
+            }
+            sigs.push(signing::sign_standard(&sub.secret, &event.id, ts, payload));
+            headers.push(("webhook-signature".into(), sigs.join(" ")));
         }
     }
     headers.push(("x-wl-attempt".into(), attempt.to_string()));
@@ -196,6 +205,12 @@ mod tests {
             signature_scheme: SignatureScheme::Wl,
             signature_header: "x-wl-signature".into(),
             state: SubState::Active,
+            state_reason: None,
+            previous_secret: None,
+            previous_secret_until: None,
+            consecutive_failures: 0,
+            circuit_open: false,
+            circuit_changed_at: None,
             created_at: 0,
             updated_at: 0,
         }
@@ -251,6 +266,22 @@ mod tests {
         assert_eq!(get("x-wl-timestamp").as_deref(), Some("1700000000"));
         let recorded = req.headers_for_record();
         assert!(!format!("{recorded:?}").contains("abcdefghijkl"));
+    }
+
+    #[test]
+    fn rotation_keeps_the_old_signature_in_the_main_header_during_grace() {
+        let mut s = sub();
+        s.previous_secret = Some("old".into());
+        s.previous_secret_until = Some(1_000_000);
+        let e = event();
+        let payload = render_payload(&s, &e).unwrap();
+        let during = build(&s, &e, &payload, 1, 999_999);
+        let get = |r: &Request, n: &str| r.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert!(signing::verify_wl("old", &payload, &get(&during, "x-wl-signature").unwrap()));
+        assert!(signing::verify_wl("s3cret", &payload, &get(&during, "x-wl-signature-next").unwrap()));
+        let after = build(&s, &e, &payload, 1, 1_000_000);
+        assert!(signing::verify_wl("s3cret", &payload, &get(&after, "x-wl-signature").unwrap()));
+        assert!(get(&after, "x-wl-signature-next").is_none());
     }
 
     #[test]

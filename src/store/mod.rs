@@ -33,6 +33,8 @@ pub struct Job {
     pub subscription_id: String,
     /// Attempts already made before this one.
     pub attempts: u32,
+    /// Of those, failed circuit-breaker probes (they do not spend the schedule).
+    pub probes: u32,
     /// The body as first sent, when an earlier attempt rendered it.
     pub body: Option<Vec<u8>>,
     pub event: Event,
@@ -42,6 +44,13 @@ pub struct Job {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub delivery_id: i64,
+    pub subscription_id: String,
+    /// The attempt probed an open circuit.
+    pub probe: bool,
+    /// Failed probes of the delivery, this one included.
+    pub probes: u32,
+    /// The endpoint answered 410 Gone: disable the subscription.
+    pub gone: bool,
     pub attempt: Attempt,
     pub status: DeliveryStatus,
     pub next_at: Option<Millis>,
@@ -158,7 +167,18 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
         lease_until: Millis,
     ) -> Result<Vec<Job>>;
-    async fn record(&self, outcomes: Vec<Outcome>) -> Result<()>;
+    /// Commits attempt outcomes and their effect on endpoint health: the circuit opens
+    /// after `circuit_threshold` consecutive failures and closes on a success.
+    async fn record(&self, outcomes: Vec<Outcome>, circuit_threshold: u32) -> Result<()>;
+    /// Removes a subscription. Refused while it has unfinished deliveries unless `force`,
+    /// which cancels them (recorded as cancelled).
+    async fn delete_subscription(&self, id: &str, force: bool) -> Result<DeleteOutcome>;
+    /// Installs a new secret; the old one keeps signing the main header until `grace_until`.
+    async fn rotate_secret(&self, id: &str, secret: String, grace_until: Millis) -> Result<()>;
+    /// Deletes final deliveries (and events left with none) matching the filter.
+    async fn purge(&self, filter: PurgeFilter, dry_run: bool) -> Result<PurgeCount>;
+    /// Retention: deletes events received before `before` whose deliveries are all final.
+    async fn prune(&self, before: Millis) -> Result<PurgeCount>;
     /// Returns leased deliveries to the queue.
     async fn release(&self, which: Release) -> Result<u64>;
     async fn redeliver(
@@ -175,10 +195,55 @@ pub trait Store: Send + Sync + 'static {
     async fn subscription_stats(&self) -> Result<Vec<SubscriptionStats>>;
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRow>>;
     async fn event_detail(&self, id: &str) -> Result<Option<EventDetail>>;
-    /// When the earliest unleased delivery of an active subscription is due.
+    async fn queue_counts(&self) -> Result<QueueCounts>;
+    async fn subscription_log(&self, id: &str, limit: u32) -> Result<Vec<LogEntry>>;
+    /// When the earliest unleased delivery of an active, circuit-closed subscription is due.
     async fn next_due(&self) -> Result<Option<Millis>>;
     /// A number that changes whenever any process commits to the store.
     async fn change_counter(&self) -> Result<i64>;
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeleteOutcome {
+    pub deleted: bool,
+    /// Unfinished deliveries: the reason for a refusal, or how many were cancelled.
+    pub unfinished: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PurgeFilter {
+    pub status: Vec<DeliveryStatus>,
+    pub subscription_id: Option<String>,
+    /// Only deliveries that reached their state before this time.
+    pub before: Option<Millis>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct PurgeCount {
+    pub deliveries: u64,
+    pub events: u64,
+}
+
+/// Deliveries by state, across all subscriptions.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct QueueCounts {
+    pub pending: i64,
+    pub retrying: i64,
+    pub delivered: i64,
+    /// Dead and not redelivered since.
+    pub dead: i64,
+    pub cancelled: i64,
+    /// Leased by an engine right now.
+    pub in_flight: i64,
+    pub events: i64,
+    pub oldest_event_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LogEntry {
+    pub at: Millis,
+    pub change: String,
+    pub reason: Option<String>,
 }
 
 /// Raised when an id prefix names more than one subscription.

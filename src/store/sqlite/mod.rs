@@ -159,8 +159,51 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record(&self, outcomes: Vec<Outcome>) -> Result<()> {
-        self.call(|reply| Op::Record { outcomes, reply }).await
+    async fn record(&self, outcomes: Vec<Outcome>, circuit_threshold: u32) -> Result<()> {
+        self.call(|reply| Op::Record {
+            outcomes,
+            circuit_threshold,
+            reply,
+        })
+        .await
+    }
+
+    async fn delete_subscription(&self, id: &str, force: bool) -> Result<DeleteOutcome> {
+        let id = id.to_string();
+        self.call(|reply| Op::DeleteSubscription { id, force, reply })
+            .await
+    }
+
+    async fn rotate_secret(&self, id: &str, secret: String, grace_until: Millis) -> Result<()> {
+        let id = id.to_string();
+        self.call(|reply| Op::RotateSecret {
+            id,
+            secret,
+            grace_until,
+            reply,
+        })
+        .await
+    }
+
+    async fn purge(&self, filter: PurgeFilter, dry_run: bool) -> Result<PurgeCount> {
+        self.call(|reply| Op::Purge {
+            filter,
+            dry_run,
+            reply,
+        })
+        .await
+    }
+
+    async fn prune(&self, before: Millis) -> Result<PurgeCount> {
+        self.call(|reply| Op::Prune { before, reply }).await
+    }
+
+    async fn queue_counts(&self) -> Result<QueueCounts> {
+        read::queue_counts(&self.read).await
+    }
+
+    async fn subscription_log(&self, id: &str, limit: u32) -> Result<Vec<LogEntry>> {
+        read::subscription_log(&self.read, id, limit).await
     }
 
     async fn release(&self, which: Release) -> Result<u64> {

@@ -231,10 +231,60 @@ pub async fn event_detail(pool: &SqlitePool, id: &str) -> Result<Option<EventDet
 pub async fn next_due(pool: &SqlitePool) -> Result<Option<Millis>> {
     let (at,): (Option<i64>,) = sqlx::query_as(
         "SELECT MIN(d.next_at) FROM subscriptions s, deliveries d \
-         WHERE s.state = 'active' AND d.subscription_id = s.id \
+         WHERE s.state = 'active' AND s.circuit = 'closed' AND d.subscription_id = s.id \
            AND d.status IN ('pending', 'retrying') AND d.lease_until IS NULL",
     )
     .fetch_one(pool)
     .await?;
     Ok(at)
+}
+
+pub async fn queue_counts(pool: &SqlitePool) -> Result<QueueCounts> {
+    let mut c = QueueCounts::default();
+    let rows = sqlx::query(
+        "SELECT status, COUNT(*) AS n, SUM(lease_until IS NOT NULL) AS leased FROM deliveries \
+         WHERE superseded_by IS NULL OR status IN ('pending', 'retrying') GROUP BY status",
+    )
+    .fetch_all(pool)
+    .await?;
+    for r in rows {
+        let status: String = r.try_get("status")?;
+        let n: i64 = r.try_get("n")?;
+        let leased: Option<i64> = r.try_get("leased")?;
+        c.in_flight += leased.unwrap_or(0);
+        match status.parse::<DeliveryStatus>() {
+            Ok(DeliveryStatus::Pending) => c.pending = n,
+            Ok(DeliveryStatus::Retrying) => c.retrying = n,
+            Ok(DeliveryStatus::Delivered) => c.delivered = n,
+            Ok(DeliveryStatus::Dead) => c.dead = n,
+            Ok(DeliveryStatus::Cancelled) => c.cancelled = n,
+            Err(_) => {}
+        }
+    }
+    let (events, oldest): (i64, Option<i64>) =
+        sqlx::query_as("SELECT COUNT(*), MIN(received_at) FROM events")
+            .fetch_one(pool)
+            .await?;
+    c.events = events;
+    c.oldest_event_at = oldest;
+    Ok(c)
+}
+
+pub async fn subscription_log(pool: &SqlitePool, id: &str, limit: u32) -> Result<Vec<LogEntry>> {
+    let rows = sqlx::query(
+        "SELECT at, change, reason FROM subscription_log WHERE subscription_id = ? ORDER BY at DESC, rowid DESC LIMIT ?",
+    )
+    .bind(id)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(LogEntry {
+                at: r.try_get("at")?,
+                change: r.try_get("change")?,
+                reason: r.try_get("reason")?,
+            })
+        })
+        .collect()
 }

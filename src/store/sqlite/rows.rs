@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-pub const SUBSCRIPTION_COLUMNS: &str = "id, name, url, events, location_id, secret, method, headers, format, payload, template, retry_schedule, timeout_ms, rate_per_sec, signature_scheme, signature_header, state, created_at, updated_at";
+pub const SUBSCRIPTION_COLUMNS: &str = "id, name, url, events, location_id, secret, method, headers, format, payload, template, retry_schedule, timeout_ms, rate_per_sec, signature_scheme, signature_header, state, state_reason, previous_secret, previous_secret_until, consecutive_failures, circuit, circuit_changed_at, created_at, updated_at";
 
 fn parse<T: std::str::FromStr<Err = String>>(row: &SqliteRow, col: &str) -> Result<T> {
     let s: String = row.try_get(col)?;
@@ -39,6 +39,18 @@ pub fn subscription(row: &SqliteRow) -> Result<Subscription> {
         signature_scheme: parse(row, "signature_scheme")?,
         signature_header: row.try_get("signature_header")?,
         state: parse(row, "state")?,
+        state_reason: row.try_get("state_reason")?,
+        previous_secret: row.try_get("previous_secret")?,
+        previous_secret_until: row.try_get("previous_secret_until")?,
+        consecutive_failures: {
+            let n: i64 = row.try_get("consecutive_failures")?;
+            n.max(0) as u32
+        },
+        circuit_open: {
+            let c: String = row.try_get("circuit")?;
+            c == "open"
+        },
+        circuit_changed_at: row.try_get("circuit_changed_at")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })

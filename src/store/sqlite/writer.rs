@@ -36,7 +36,28 @@ pub enum Op {
     },
     Record {
         outcomes: Vec<Outcome>,
+        circuit_threshold: u32,
         reply: Reply<()>,
+    },
+    DeleteSubscription {
+        id: String,
+        force: bool,
+        reply: Reply<DeleteOutcome>,
+    },
+    RotateSecret {
+        id: String,
+        secret: String,
+        grace_until: Millis,
+        reply: Reply<()>,
+    },
+    Purge {
+        filter: PurgeFilter,
+        dry_run: bool,
+        reply: Reply<PurgeCount>,
+    },
+    Prune {
+        before: Millis,
+        reply: Reply<PurgeCount>,
     },
     Release {
         which: Release,
@@ -156,6 +177,10 @@ fn finisher_for_failed(op: Op, msg: &str) -> Finish {
         Op::Record { reply, .. } => finisher(reply, Err(e())),
         Op::Release { reply, .. } => finisher(reply, Err(e())),
         Op::Redeliver { reply, .. } => finisher(reply, Err(e())),
+        Op::DeleteSubscription { reply, .. } => finisher(reply, Err(e())),
+        Op::RotateSecret { reply, .. } => finisher(reply, Err(e())),
+        Op::Purge { reply, .. } => finisher(reply, Err(e())),
+        Op::Prune { reply, .. } => finisher(reply, Err(e())),
     }
 }
 
@@ -175,7 +200,26 @@ async fn apply(conn: &mut SqliteConnection, op: Op) -> (Finish, bool) {
             lease_until,
             reply,
         } => done(reply, claim(conn, &wants, now, lease_until).await),
-        Op::Record { outcomes, reply } => done(reply, record(conn, &outcomes).await),
+        Op::Record {
+            outcomes,
+            circuit_threshold,
+            reply,
+        } => done(reply, record(conn, &outcomes, circuit_threshold).await),
+        Op::DeleteSubscription { id, force, reply } => {
+            done(reply, delete_subscription(conn, &id, force).await)
+        }
+        Op::RotateSecret {
+            id,
+            secret,
+            grace_until,
+            reply,
+        } => done(reply, rotate_secret(conn, &id, &secret, grace_until).await),
+        Op::Purge {
+            filter,
+            dry_run,
+            reply,
+        } => done(reply, purge(conn, &filter, dry_run).await),
+        Op::Prune { before, reply } => done(reply, prune(conn, before).await),
         Op::Release { which, reply } => done(reply, release(conn, &which).await),
         Op::Redeliver {
             target,
@@ -335,14 +379,149 @@ async fn add_subscription(conn: &mut SqliteConnection, s: &Subscription) -> Resu
     Ok(())
 }
 
-async fn set_state(conn: &mut SqliteConnection, id: &str, state: SubState) -> Result<bool> {
-    let r = sqlx::query("UPDATE subscriptions SET state = ?, updated_at = ? WHERE id = ?")
-        .bind(state.as_str())
+async fn log(conn: &mut SqliteConnection, id: &str, change: &str, reason: Option<&str>) -> Result<()> {
+    sqlx::query("INSERT INTO subscription_log (subscription_id, at, change, reason) VALUES (?, ?, ?, ?)")
+        .bind(id)
         .bind(now_ms())
+        .bind(change)
+        .bind(reason)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn set_state(conn: &mut SqliteConnection, id: &str, state: SubState) -> Result<bool> {
+    // Resuming also closes the circuit: the operator says the endpoint is back.
+    let r = sqlx::query(
+        "UPDATE subscriptions SET state = ?1, state_reason = NULL, updated_at = ?2, \
+           consecutive_failures = CASE WHEN ?1 = 'active' THEN 0 ELSE consecutive_failures END, \
+           circuit = CASE WHEN ?1 = 'active' THEN 'closed' ELSE circuit END \
+         WHERE id = ?3",
+    )
+    .bind(state.as_str())
+    .bind(now_ms())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() > 0 {
+        log(conn, id, state.as_str(), Some("operator")).await?;
+    }
+    Ok(r.rows_affected() > 0)
+}
+
+async fn delete_subscription(conn: &mut SqliteConnection, id: &str, force: bool) -> Result<DeleteOutcome> {
+    let (unfinished,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM deliveries WHERE subscription_id = ? AND status IN ('pending', 'retrying')",
+    )
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await?;
+    if unfinished > 0 && !force {
+        return Ok(DeleteOutcome {
+            deleted: false,
+            unfinished,
+        });
+    }
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE deliveries SET status = 'cancelled', next_at = NULL, updated_at = ? \
+         WHERE subscription_id = ? AND status IN ('pending', 'retrying')",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    let r = sqlx::query("DELETE FROM subscriptions WHERE id = ?")
         .bind(id)
         .execute(&mut *conn)
         .await?;
-    Ok(r.rows_affected() > 0)
+    if r.rows_affected() > 0 {
+        let reason = format!("{unfinished} unfinished deliveries cancelled");
+        log(conn, id, "deleted", Some(&reason)).await?;
+    }
+    Ok(DeleteOutcome {
+        deleted: r.rows_affected() > 0,
+        unfinished,
+    })
+}
+
+async fn rotate_secret(conn: &mut SqliteConnection, id: &str, secret: &str, grace_until: Millis) -> Result<()> {
+    let r = sqlx::query(
+        "UPDATE subscriptions SET previous_secret = secret, previous_secret_until = ?, secret = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(grace_until)
+    .bind(secret)
+    .bind(now_ms())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Err(anyhow!("no subscription with id '{id}'"));
+    }
+    log(conn, id, "secret rotated", Some(&format!("old secret valid until {}", rfc3339(grace_until)))).await
+}
+
+/// Deletes events that no longer have any delivery (after deliveries were purged).
+async fn delete_orphan_events(conn: &mut SqliteConnection, dry_run: bool) -> Result<u64> {
+    if dry_run {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq)",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        return Ok(n as u64);
+    }
+    let r = sqlx::query(
+        "DELETE FROM events WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+async fn purge(conn: &mut SqliteConnection, f: &PurgeFilter, dry_run: bool) -> Result<PurgeCount> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(if dry_run {
+        "SELECT COUNT(*) FROM deliveries WHERE status IN ("
+    } else {
+        "DELETE FROM deliveries WHERE status IN ("
+    });
+    let mut sep = q.separated(", ");
+    for st in f.status.iter().filter(|s| s.is_final()) {
+        sep.push_bind(st.as_str());
+    }
+    sep.push_bind("-");
+    q.push(")");
+    if let Some(sub) = &f.subscription_id {
+        q.push(" AND subscription_id = ").push_bind(sub.clone());
+    }
+    if let Some(before) = f.before {
+        q.push(" AND updated_at < ").push_bind(before);
+    }
+    let deliveries = if dry_run {
+        let (n,): (i64,) = q.build_query_as().fetch_one(&mut *conn).await?;
+        n as u64
+    } else {
+        q.build().execute(&mut *conn).await?.rows_affected()
+    };
+    // A dry run cannot know which events a real purge would orphan without doing it.
+    let events = if dry_run { 0 } else { delete_orphan_events(conn, false).await? };
+    Ok(PurgeCount { deliveries, events })
+}
+
+async fn prune(conn: &mut SqliteConnection, before: Millis) -> Result<PurgeCount> {
+    // Only events whose every delivery is final: retention never drops work still to do.
+    let r = sqlx::query(
+        "DELETE FROM events WHERE received_at < ?1 AND NOT EXISTS \
+           (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq AND d.status IN ('pending', 'retrying'))",
+    )
+    .bind(before)
+    .execute(&mut *conn)
+    .await?;
+    // Deliveries and attempts go with their events (ON DELETE CASCADE).
+    Ok(PurgeCount {
+        deliveries: 0,
+        events: r.rows_affected(),
+    })
 }
 
 async fn claim(
@@ -357,6 +536,7 @@ async fn claim(
         event_seq: i64,
         subscription_id: String,
         attempts: u32,
+        probes: u32,
         body: Option<Vec<u8>>,
     }
     let mut claimed: Vec<Leased> = Vec::new();
@@ -368,7 +548,7 @@ async fn claim(
                    AND lease_until IS NULL AND next_at <= ?3 \
                  ORDER BY next_at LIMIT ?4) \
                AND EXISTS (SELECT 1 FROM subscriptions WHERE id = ?2 AND state = 'active') \
-             RETURNING id, event_seq, attempts, body",
+             RETURNING id, event_seq, attempts, probes, body",
         )
         .bind(lease_until)
         .bind(sub)
@@ -378,11 +558,13 @@ async fn claim(
         .await?;
         for r in rows {
             let attempts: i64 = r.try_get("attempts")?;
+            let probes: i64 = r.try_get("probes")?;
             claimed.push(Leased {
                 delivery_id: r.try_get("id")?,
                 event_seq: r.try_get("event_seq")?,
                 subscription_id: sub.clone(),
                 attempts: attempts as u32,
+                probes: probes as u32,
                 body: r.try_get("body")?,
             });
         }
@@ -420,6 +602,7 @@ async fn claim(
             delivery_id: l.delivery_id,
             subscription_id: l.subscription_id,
             attempts: l.attempts,
+            probes: l.probes,
             body: l.body,
             event,
         });
@@ -427,7 +610,7 @@ async fn claim(
     Ok(jobs)
 }
 
-async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome]) -> Result<()> {
+async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome], circuit_threshold: u32) -> Result<()> {
     let now = now_ms();
     for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
@@ -459,6 +642,7 @@ async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome]) -> Result<()>
                next_at = CASE WHEN deliveries.status IN ('pending', 'retrying') THEN v.column3 ELSE NULL END, \
                attempts = v.column4, \
                body = COALESCE(deliveries.body, v.column5), \
+               probes = v.column6, \
                lease_until = NULL, \
                updated_at = ",
         );
@@ -469,10 +653,97 @@ async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome]) -> Result<()>
                 .push_bind(o.status.as_str())
                 .push_bind(o.next_at)
                 .push_bind(o.attempt.n as i64)
-                .push_bind(o.body.clone());
+                .push_bind(o.body.clone())
+                .push_bind(o.probes as i64);
         });
         q.push(") AS v WHERE deliveries.id = v.column1");
         q.build().execute(&mut *conn).await?;
+    }
+    update_health(conn, outcomes, circuit_threshold).await
+}
+
+/// Endpoint health from a batch of outcomes, in the order they finished.
+async fn update_health(conn: &mut SqliteConnection, outcomes: &[Outcome], threshold: u32) -> Result<()> {
+    #[derive(Default)]
+    struct Health {
+        succeeded: bool,
+        failures_since: i64,
+        gone: bool,
+        last_error: Option<String>,
+    }
+    let mut by_sub: Vec<(&str, Health)> = Vec::new();
+    for o in outcomes {
+        let i = match by_sub.iter().position(|(s, _)| *s == o.subscription_id) {
+            Some(i) => i,
+            None => {
+                by_sub.push((o.subscription_id.as_str(), Health::default()));
+                by_sub.len() - 1
+            }
+        };
+        let h = &mut by_sub[i].1;
+        if o.status == DeliveryStatus::Delivered {
+            h.succeeded = true;
+            h.failures_since = 0;
+        } else if o.attempt.error_class != Some(ErrorClass::Render) {
+            // A template that cannot render says nothing about the endpoint's health.
+            h.failures_since += 1;
+            h.last_error = o.attempt.error.clone();
+        }
+        h.gone |= o.gone;
+    }
+    let now = now_ms();
+    for (sub, h) in by_sub {
+        sqlx::query(
+            "UPDATE subscriptions SET consecutive_failures = \
+               CASE WHEN ?1 THEN ?2 ELSE consecutive_failures + ?2 END WHERE id = ?3",
+        )
+        .bind(h.succeeded)
+        .bind(h.failures_since)
+        .bind(sub)
+        .execute(&mut *conn)
+        .await?;
+        if h.succeeded && h.failures_since == 0 {
+            let r = sqlx::query(
+                "UPDATE subscriptions SET circuit = 'closed', circuit_changed_at = ? WHERE id = ? AND circuit = 'open'",
+            )
+            .bind(now)
+            .bind(sub)
+            .execute(&mut *conn)
+            .await?;
+            if r.rows_affected() > 0 {
+                log(conn, sub, "circuit closed", Some("a delivery succeeded")).await?;
+            }
+        }
+        let r = sqlx::query(
+            "UPDATE subscriptions SET circuit = 'open', circuit_changed_at = ? \
+             WHERE id = ? AND circuit = 'closed' AND consecutive_failures >= ?",
+        )
+        .bind(now)
+        .bind(sub)
+        .bind(i64::from(threshold.max(1)))
+        .execute(&mut *conn)
+        .await?;
+        if r.rows_affected() > 0 {
+            let reason = format!(
+                "{threshold} consecutive failures; last: {}",
+                h.last_error.as_deref().unwrap_or("?")
+            );
+            log(conn, sub, "circuit opened", Some(&reason)).await?;
+        }
+        if h.gone {
+            let r = sqlx::query(
+                "UPDATE subscriptions SET state = 'disabled', state_reason = ?, updated_at = ? \
+                 WHERE id = ? AND state != 'disabled'",
+            )
+            .bind("the endpoint answered 410 Gone")
+            .bind(now)
+            .bind(sub)
+            .execute(&mut *conn)
+            .await?;
+            if r.rows_affected() > 0 {
+                log(conn, sub, "disabled", Some("the endpoint answered 410 Gone")).await?;
+            }
+        }
     }
     Ok(())
 }
