@@ -19,6 +19,22 @@ fn init_logging(cli: &Cli) {
         .init();
 }
 
+/// An engine with hundreds of attempts in flight needs a descriptor each; the soft limit
+/// is often 1024 while the hard limit allows far more.
+fn raise_fd_limit() {
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max.min(65_536);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn main() {
     // Rust ignores SIGPIPE, which makes `hookctl event list | head` panic on a closed
     // stdout; the default action ends the process quietly, as a Unix tool should.
@@ -26,6 +42,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    raise_fd_limit();
     let cli = Cli::parse();
     init_logging(&cli);
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -19,6 +19,7 @@ pub struct SinkConfig {
     pub fail_rate: f64,
     pub delay: Option<Duration>,
     pub status: Option<u16>,
+    pub retry_after: Option<u64>,
 }
 
 /// One received request, as `sink --json` prints it.

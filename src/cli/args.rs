@@ -44,6 +44,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// The event types, with a sample payload each.
     Catalog(CatalogArgs),
+    /// One-screen health summary: exit 0 healthy, 1 degraded, 2 error.
+    Status,
 }
 
 #[derive(Debug, Args)]
@@ -66,8 +68,24 @@ pub enum SubCommand {
     Show { id: String },
     /// Hold new deliveries for an endpoint (nothing is dropped).
     Pause { id: String },
-    /// Release held deliveries.
+    /// Release held deliveries (also re-enables a disabled endpoint and closes its circuit).
     Resume { id: String },
+    /// Remove a subscription; refused while deliveries are unfinished unless --force.
+    Rm {
+        id: String,
+        /// Cancel its unfinished deliveries (recorded as cancelled).
+        #[arg(long)]
+        force: bool,
+    },
+    /// New signing secret; the old one keeps signing the main header during the grace period.
+    RotateSecret {
+        id: String,
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+        grace: std::time::Duration,
+        /// The new secret (generated when not given); printed once.
+        #[arg(long)]
+        secret: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -169,6 +187,32 @@ pub enum EventCommand {
     List(EventListArgs),
     /// One event, its deliveries and every attempt.
     Show { id: String },
+    /// Delete finished deliveries (and events left with none), after a count and confirmation.
+    Purge(PurgeArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PurgeStatusArg {
+    Dead,
+    Delivered,
+    Cancelled,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    #[arg(long, value_enum)]
+    pub status: PurgeStatusArg,
+    #[arg(long, value_name = "ID")]
+    pub sub: Option<String>,
+    /// Only deliveries that reached their state longer ago than this, e.g. 7d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub before: Option<std::time::Duration>,
+    /// Do not ask (required when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Count only.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -250,6 +294,9 @@ pub struct SinkArgs {
     /// Always answer with this status.
     #[arg(long, value_name = "CODE")]
     pub status: Option<u16>,
+    /// Send `Retry-After: SECONDS` with every non-2xx answer.
+    #[arg(long, value_name = "SECONDS")]
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ pub async fn run(ctx: &Ctx, cmd: EventCommand) -> Result<Exit> {
     match cmd {
         EventCommand::List(a) => list(ctx, a).await,
         EventCommand::Show { id } => show(ctx, &id).await,
+        EventCommand::Purge(a) => purge(ctx, a).await,
     }
 }
 
@@ -145,6 +146,15 @@ async fn show(ctx: &Ctx, id: &str) -> Result<Exit> {
                 a.error_class.map(|c| format!("[{c}] ")).unwrap_or_default(),
                 what
             );
+            let sent: Vec<String> = a
+                .request_headers
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "content-type" | "user-agent"))
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            if !sent.is_empty() {
+                println!("       sent {}", sent.join(" | "));
+            }
         }
     }
     Ok(0)
@@ -196,6 +206,53 @@ pub async fn redeliver(ctx: &Ctx, a: RedeliverArgs) -> Result<Exit> {
         if done.len() > 20 {
             println!("  … and {} more", done.len() - 20);
         }
+    }
+    Ok(0)
+}
+
+async fn purge(ctx: &Ctx, a: PurgeArgs) -> Result<Exit> {
+    use std::io::IsTerminal;
+    let store = ctx.open_store().await?;
+    let subscription_id = match &a.sub {
+        Some(key) => Some(subs::find(store.as_ref(), key).await?.id),
+        None => None,
+    };
+    let filter = crate::store::PurgeFilter {
+        status: vec![match a.status {
+            PurgeStatusArg::Dead => DeliveryStatus::Dead,
+            PurgeStatusArg::Delivered => DeliveryStatus::Delivered,
+            PurgeStatusArg::Cancelled => DeliveryStatus::Cancelled,
+        }],
+        subscription_id,
+        before: a.before.map(|d| now_ms() - d.as_millis() as i64),
+    };
+    let count = store.purge(filter.clone(), true).await?;
+    let what = format!("{} {:?} deliveries", count.deliveries, a.status).to_lowercase();
+    if a.dry_run || count.deliveries == 0 {
+        if ctx.json {
+            print_json(&serde_json::json!({"dry_run": true, "deliveries": count.deliveries}))?;
+        } else {
+            println!("would purge {what}");
+        }
+        return Ok(0);
+    }
+    if !a.yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!("purging {what} needs confirmation: run it in a terminal, or add --yes");
+        }
+        eprint!("purge {what} (and events left without deliveries)? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("nothing purged");
+            return Ok(0);
+        }
+    }
+    let done = store.purge(filter, false).await?;
+    if ctx.json {
+        print_json(&serde_json::to_value(&done)?)?;
+    } else {
+        println!("purged {} deliveries and {} events", done.deliveries, done.events);
     }
     Ok(0)
 }

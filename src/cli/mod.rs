@@ -6,6 +6,7 @@ mod emit;
 mod events;
 mod output;
 mod serve;
+mod status;
 mod subs;
 mod tools;
 
@@ -68,5 +69,6 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Sink(a) => tools::sink(&ctx, a).await,
         Command::Verify(a) => tools::verify(&ctx, a).await,
         Command::Catalog(a) => tools::catalog(&ctx, a).await,
+        Command::Status => status::run(&ctx).await,
     }
 }

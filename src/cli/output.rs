@@ -35,6 +35,9 @@ pub fn subscription(s: &Subscription, reveal: bool) -> Value {
         "signature_scheme": s.signature_scheme,
         "signature_header": s.signature_header,
         "secret": if reveal { s.secret.clone() } else { ids::mask(&s.secret) },
+        "circuit": if s.circuit_open { "open" } else { "closed" },
+        "consecutive_failures": s.consecutive_failures,
+        "state_reason": s.state_reason,
         "created_at": rfc3339(s.created_at),
         "updated_at": rfc3339(s.updated_at),
     })
@@ -60,6 +63,7 @@ pub fn attempt(a: &Attempt) -> Value {
         "error_class": a.error_class,
         "error": a.error,
         "latency_ms": a.latency_ms,
+        "request_headers": a.request_headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
     })
 }
 

@@ -16,6 +16,8 @@ pub async fn run(ctx: &Ctx, cmd: SubCommand) -> Result<Exit> {
         SubCommand::Show { id } => show(ctx, &id).await,
         SubCommand::Pause { id } => set_state(ctx, &id, SubState::Paused).await,
         SubCommand::Resume { id } => set_state(ctx, &id, SubState::Active).await,
+        SubCommand::Rm { id, force } => remove(ctx, &id, force).await,
+        SubCommand::RotateSecret { id, grace, secret } => rotate(ctx, &id, grace, secret).await,
     }
 }
 
@@ -215,6 +217,14 @@ async fn show(ctx: &Ctx, key: &str) -> Result<Exit> {
     if ctx.json {
         let mut v = output::subscription(&sub, false);
         v["deliveries"] = output::stats(&stats);
+        v["history"] = serde_json::to_value(
+            store
+                .subscription_log(&sub.id, 50)
+                .await?
+                .into_iter()
+                .map(|l| serde_json::json!({"at": rfc3339(l.at), "change": l.change, "reason": l.reason}))
+                .collect::<Vec<_>>(),
+        )?;
         print_json(&v)?;
         return Ok(0);
     }
@@ -263,6 +273,18 @@ async fn show(ctx: &Ctx, key: &str) -> Result<Exit> {
         "  deliveries {} pending, {} retrying, {} delivered, {} dead, {} cancelled",
         stats.pending, stats.retrying, stats.delivered, stats.dead, stats.cancelled
     );
+    println!(
+        "  health     circuit {}{}, {} consecutive failures",
+        if sub.circuit_open { "OPEN" } else { "closed" },
+        sub.circuit_changed_at.map(|t| format!(" since {}", rfc3339(t))).unwrap_or_default(),
+        sub.consecutive_failures
+    );
+    if let Some(reason) = &sub.state_reason {
+        println!("  reason     {reason}");
+    }
+    if let Some(until) = sub.grace_secret(now_ms()).and(sub.previous_secret_until) {
+        println!("  rotation   old secret still signs the main header until {}", rfc3339(until));
+    }
     if let Some(at) = stats.last_attempt_at {
         println!(
             "  last       {} at {}",
@@ -272,6 +294,18 @@ async fn show(ctx: &Ctx, key: &str) -> Result<Exit> {
                 .unwrap_or_else(|| "no response".into()),
             rfc3339(at)
         );
+    }
+    let log = store.subscription_log(&sub.id, 10).await?;
+    if !log.is_empty() {
+        println!("  history");
+        for l in &log {
+            println!(
+                "    {} {}{}",
+                rfc3339(l.at),
+                l.change,
+                l.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+            );
+        }
     }
     Ok(0)
 }
@@ -299,6 +333,53 @@ async fn set_state(ctx: &Ctx, key: &str, state: SubState) -> Result<Exit> {
             _ => "active: held deliveries are released",
         };
         println!("{} {verb}", sub.id);
+    }
+    Ok(0)
+}
+
+async fn remove(ctx: &Ctx, key: &str, force: bool) -> Result<Exit> {
+    let store = ctx.open_store().await?;
+    let sub = find(store.as_ref(), key).await?;
+    let out = store.delete_subscription(&sub.id, force).await?;
+    if !out.deleted {
+        bail!(
+            "{} has {} unfinished deliveries; pause it and redeliver later, or use --force to cancel them",
+            sub.id,
+            out.unfinished
+        );
+    }
+    if ctx.json {
+        print_json(&serde_json::json!({"id": sub.id, "deleted": true, "cancelled": out.unfinished}))?;
+    } else if out.unfinished > 0 {
+        println!("removed {} ({} unfinished deliveries cancelled)", sub.id, out.unfinished);
+    } else {
+        println!("removed {}", sub.id);
+    }
+    Ok(0)
+}
+
+async fn rotate(ctx: &Ctx, key: &str, grace: std::time::Duration, secret: Option<String>) -> Result<Exit> {
+    let secret = match secret {
+        Some(s) if s.trim().is_empty() => bail!("--secret is empty"),
+        Some(s) => s,
+        None => ids::secret(),
+    };
+    let store = ctx.open_store().await?;
+    let sub = find(store.as_ref(), key).await?;
+    let until = now_ms() + grace.as_millis() as i64;
+    store.rotate_secret(&sub.id, secret.clone(), until).await?;
+    if ctx.json {
+        print_json(&serde_json::json!({"id": sub.id, "secret": secret, "previous_valid_until": rfc3339(until)}))?;
+    } else {
+        println!(
+            "{}: until {} the {} header keeps the old secret's signature and {}-next carries the new one",
+            sub.id,
+            rfc3339(until),
+            sub.signature_header,
+            sub.signature_header
+        );
+        println!("new signing secret (shown once; keep it):");
+        println!("{secret}");
     }
     Ok(0)
 }

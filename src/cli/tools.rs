@@ -60,6 +60,7 @@ pub async fn sink(ctx: &Ctx, a: SinkArgs) -> Result<Exit> {
         fail_rate: a.fail_rate,
         delay: a.delay,
         status: a.status,
+        retry_after: a.retry_after,
     };
     tokio::select! {
         r = sink::serve(listener, cfg, Arc::new(print)) => r?,

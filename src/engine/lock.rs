@@ -58,6 +58,24 @@ pub fn try_acquire(db: &Path) -> Result<Result<EngineLock, EngineRunning>> {
     }
 }
 
+/// The pid of the process holding the engine lock, if any. Reads the kernel's lock table
+/// rather than trying the lock: a probe that took the lock, even for an instant, could make
+/// an engine that is starting at that moment refuse to run.
+pub fn holder(db: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(lock_path(db)).ok()?;
+    let inode = meta.ino();
+    let table = std::fs::read_to_string("/proc/locks").ok()?;
+    // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF" (major:minor:inode)
+    table.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let at = f.iter().position(|w| *w == "FLOCK")?;
+        let pid: u32 = f.get(at + 3)?.parse().ok()?;
+        let ino: u64 = f.get(at + 4)?.rsplit(':').next()?.parse().ok()?;
+        (ino == inode).then_some(pid)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,7 +91,9 @@ mod tests {
             err.pid.as_deref(),
             Some(std::process::id().to_string().as_str())
         );
+        assert_eq!(holder(&db), Some(std::process::id()));
         drop(first);
+        assert_eq!(holder(&db), None);
         assert!(try_acquire(&db).unwrap().is_ok());
     }
 }

@@ -97,12 +97,23 @@ impl Env {
 
 /// Reads a child's stream line by line on a thread, keeping every line.
 fn collect_lines(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    collect_timed(stream, Arc::new(Mutex::new(Vec::new())))
+}
+
+/// Like `collect_lines`, also noting when each line arrived.
+fn collect_timed(
+    stream: impl std::io::Read + Send + 'static,
+    times: Arc<Mutex<Vec<Instant>>>,
+) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             match line {
-                Ok(l) => sink.lock().unwrap().push(l),
+                Ok(l) => {
+                    times.lock().unwrap().push(Instant::now());
+                    sink.lock().unwrap().push(l)
+                }
                 Err(_) => break,
             }
         }
@@ -138,6 +149,7 @@ pub struct Sink {
     pub child: Child,
     pub addr: String,
     lines: Arc<Mutex<Vec<String>>>,
+    times: Arc<Mutex<Vec<Instant>>>,
     pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
@@ -156,13 +168,15 @@ impl Sink {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn sink");
-        let lines = collect_lines(child.stdout.take().unwrap());
+        let times = Arc::new(Mutex::new(Vec::new()));
+        let lines = collect_timed(child.stdout.take().unwrap(), times.clone());
         let stderr = collect_lines(child.stderr.take().unwrap());
         let addr = wait_for_addr(&stderr, "listening on http://", &mut child);
         Sink {
             child,
             addr,
             lines,
+            times,
             stderr,
         }
     }
@@ -180,6 +194,11 @@ impl Sink {
                 serde_json::from_str(l).unwrap_or_else(|e| panic!("sink line not JSON ({e}): {l}"))
             })
             .collect()
+    }
+
+    /// When each request was printed, in order.
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.times.lock().unwrap().clone()
     }
 
     pub fn count(&self) -> usize {
