@@ -121,12 +121,19 @@ async fn handle(
         answered: status,
     });
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
+    let mut resp = (
         code,
         [("content-type", "application/json")],
         format!("{{\"status\":{status}}}"),
     )
-        .into_response()
+        .into_response();
+    if let Some(secs) = state.cfg.retry_after
+        && !code.is_success()
+        && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert("retry-after", v);
+    }
+    resp
 }
 
 pub fn router(cfg: SinkConfig, on_request: OnRequest) -> axum::Router {

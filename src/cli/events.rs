@@ -252,7 +252,10 @@ async fn purge(ctx: &Ctx, a: PurgeArgs) -> Result<Exit> {
     if ctx.json {
         print_json(&serde_json::to_value(&done)?)?;
     } else {
-        println!("purged {} deliveries and {} events", done.deliveries, done.events);
+        println!(
+            "purged {} deliveries and {} events",
+            done.deliveries, done.events
+        );
     }
     Ok(0)
 }

@@ -29,7 +29,10 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
                 "{} ({}) disabled{}",
                 s.id,
                 s.name,
-                s.state_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                s.state_reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
             ));
         }
     }
@@ -45,7 +48,11 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
         let endpoints: Vec<_> = subs
             .iter()
             .map(|s| {
-                let st = stats.iter().find(|x| x.subscription_id == s.id).cloned().unwrap_or_default();
+                let st = stats
+                    .iter()
+                    .find(|x| x.subscription_id == s.id)
+                    .cloned()
+                    .unwrap_or_default();
                 json!({
                     "id": s.id,
                     "name": s.name,
@@ -72,22 +79,36 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
         println!("hookctl status — {}", ctx.cfg.db.display());
         println!(
             "engine    {}",
-            engine_pid.map(|p| format!("running (pid {p})")).unwrap_or_else(|| "not running".into())
+            engine_pid
+                .map(|p| format!("running (pid {p})"))
+                .unwrap_or_else(|| "not running".into())
         );
         println!(
             "queue     {} pending, {} retrying, {} in flight, {} dead, {} delivered, {} cancelled",
-            queue.pending, queue.retrying, queue.in_flight, queue.dead, queue.delivered, queue.cancelled
+            queue.pending,
+            queue.retrying,
+            queue.in_flight,
+            queue.dead,
+            queue.delivered,
+            queue.cancelled
         );
         println!(
             "events    {} stored{}; kept {} days",
             queue.events,
-            queue.oldest_event_at.map(|t| format!(", oldest {}", rfc3339(t))).unwrap_or_default(),
+            queue
+                .oldest_event_at
+                .map(|t| format!(", oldest {}", rfc3339(t)))
+                .unwrap_or_default(),
             ctx.cfg.retention_days
         );
         if !subs.is_empty() {
             println!("endpoints");
             for s in &subs {
-                let st = stats.iter().find(|x| x.subscription_id == s.id).cloned().unwrap_or_default();
+                let st = stats
+                    .iter()
+                    .find(|x| x.subscription_id == s.id)
+                    .cloned()
+                    .unwrap_or_default();
                 println!(
                     "  {} {} {} circuit {:<6} {:>3} failing  {:>5} waiting  {:>5} dead  last {}",
                     cell(&s.id, 16),
@@ -97,7 +118,9 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
                     s.consecutive_failures,
                     st.pending + st.retrying,
                     st.dead,
-                    st.last_status_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into())
+                    st.last_status_code
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "-".into())
                 );
             }
         }

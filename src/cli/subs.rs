@@ -137,12 +137,12 @@ async fn add(ctx: &Ctx, a: SubAddArgs) -> Result<Exit> {
         },
         signature_header,
         state: SubState::Active,
-            state_reason: None,
-            previous_secret: None,
-            previous_secret_until: None,
-            consecutive_failures: 0,
-            circuit_open: false,
-            circuit_changed_at: None,
+        state_reason: None,
+        previous_secret: None,
+        previous_secret_until: None,
+        consecutive_failures: 0,
+        circuit_open: false,
+        circuit_changed_at: None,
         created_at: now,
         updated_at: now,
     };
@@ -276,14 +276,19 @@ async fn show(ctx: &Ctx, key: &str) -> Result<Exit> {
     println!(
         "  health     circuit {}{}, {} consecutive failures",
         if sub.circuit_open { "OPEN" } else { "closed" },
-        sub.circuit_changed_at.map(|t| format!(" since {}", rfc3339(t))).unwrap_or_default(),
+        sub.circuit_changed_at
+            .map(|t| format!(" since {}", rfc3339(t)))
+            .unwrap_or_default(),
         sub.consecutive_failures
     );
     if let Some(reason) = &sub.state_reason {
         println!("  reason     {reason}");
     }
     if let Some(until) = sub.grace_secret(now_ms()).and(sub.previous_secret_until) {
-        println!("  rotation   old secret still signs the main header until {}", rfc3339(until));
+        println!(
+            "  rotation   old secret still signs the main header until {}",
+            rfc3339(until)
+        );
     }
     if let Some(at) = stats.last_attempt_at {
         println!(
@@ -303,7 +308,10 @@ async fn show(ctx: &Ctx, key: &str) -> Result<Exit> {
                 "    {} {}{}",
                 rfc3339(l.at),
                 l.change,
-                l.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+                l.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -349,16 +357,26 @@ async fn remove(ctx: &Ctx, key: &str, force: bool) -> Result<Exit> {
         );
     }
     if ctx.json {
-        print_json(&serde_json::json!({"id": sub.id, "deleted": true, "cancelled": out.unfinished}))?;
+        print_json(
+            &serde_json::json!({"id": sub.id, "deleted": true, "cancelled": out.unfinished}),
+        )?;
     } else if out.unfinished > 0 {
-        println!("removed {} ({} unfinished deliveries cancelled)", sub.id, out.unfinished);
+        println!(
+            "removed {} ({} unfinished deliveries cancelled)",
+            sub.id, out.unfinished
+        );
     } else {
         println!("removed {}", sub.id);
     }
     Ok(0)
 }
 
-async fn rotate(ctx: &Ctx, key: &str, grace: std::time::Duration, secret: Option<String>) -> Result<Exit> {
+async fn rotate(
+    ctx: &Ctx,
+    key: &str,
+    grace: std::time::Duration,
+    secret: Option<String>,
+) -> Result<Exit> {
     let secret = match secret {
         Some(s) if s.trim().is_empty() => bail!("--secret is empty"),
         Some(s) => s,
@@ -369,7 +387,9 @@ async fn rotate(ctx: &Ctx, key: &str, grace: std::time::Duration, secret: Option
     let until = now_ms() + grace.as_millis() as i64;
     store.rotate_secret(&sub.id, secret.clone(), until).await?;
     if ctx.json {
-        print_json(&serde_json::json!({"id": sub.id, "secret": secret, "previous_valid_until": rfc3339(until)}))?;
+        print_json(
+            &serde_json::json!({"id": sub.id, "secret": secret, "previous_valid_until": rfc3339(until)}),
+        )?;
     } else {
         println!(
             "{}: until {} the {} header keeps the old secret's signature and {}-next carries the new one",

@@ -126,7 +126,10 @@ pub async fn run(sender: &Sender, sub: &Subscription, job: Job, mode: Mode) -> O
         // A failed probe, or an endpoint that says it is gone (the subscription is disabled
         // and this delivery held with it): the delivery waits and keeps its retries.
         probes += 1;
-        (DeliveryStatus::Retrying, Some(done + mode.probe_interval_ms))
+        (
+            DeliveryStatus::Retrying,
+            Some(done + mode.probe_interval_ms),
+        )
     } else {
         // Position in the schedule counts only attempts that spent it.
         let spent = n - probes;

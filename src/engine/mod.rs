@@ -163,6 +163,30 @@ impl Scheduler {
         }
     }
 
+    /// When an endpoint with an open circuit may be probed next.
+    fn probe_at(&self, sub: &Subscription) -> Option<Millis> {
+        if !sub.circuit_open || sub.state != SubState::Active {
+            return None;
+        }
+        let since = self
+            .last_probe
+            .get(&sub.id)
+            .copied()
+            .max(sub.circuit_changed_at)
+            .unwrap_or(0);
+        Some(since + self.cfg.probe_interval.as_millis() as i64)
+    }
+
+    /// The earliest probe of any open circuit: a wake-up of its own, since nothing else
+    /// may change while an endpoint is down.
+    fn next_probe(&self) -> Option<Millis> {
+        self.subs
+            .values()
+            .filter(|s| self.in_flight.get(&s.id).copied().unwrap_or(0) == 0)
+            .filter_map(|s| self.probe_at(s))
+            .min()
+    }
+
     /// Leases what each active endpoint has room for and starts the attempts.
     async fn claim_and_dispatch(&mut self) -> Result<()> {
         let mut room = self.cfg.max_in_flight.saturating_sub(self.total);
@@ -179,13 +203,7 @@ impl Scheduler {
             let n = if sub.circuit_open {
                 // Open circuit: one probe at a time, one per interval; the rest waits
                 // in the database without spending retries.
-                let since = self
-                    .last_probe
-                    .get(&sub.id)
-                    .copied()
-                    .max(sub.circuit_changed_at)
-                    .unwrap_or(0);
-                if busy == 0 && now - since >= probe_ms {
+                if busy == 0 && self.probe_at(sub).is_some_and(|t| t <= now) {
                     probing.push(sub.id.clone());
                     1
                 } else {
@@ -259,7 +277,11 @@ impl Scheduler {
             tokio::pin!(notified);
             notified.as_mut().enable();
 
-            let due = next_due.is_some_and(|t| t <= now_ms());
+            let wake_at = match (next_due, self.next_probe()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let due = wake_at.is_some_and(|t| t <= now_ms());
             if dirty || due {
                 dirty = false;
                 if let Err(e) = self.claim_and_dispatch().await {
@@ -281,8 +303,12 @@ impl Scheduler {
                 last_sweep = Instant::now();
                 self.sweep_expired_leases().await;
             }
-            let until_due = next_due
-                .map(|t| Duration::from_millis((t - now_ms()).max(0) as u64))
+            let wake_at = match (next_due, self.next_probe()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let until_due = wake_at
+                .map(|t| Duration::from_millis((t - now_ms()).max(1) as u64))
                 .unwrap_or(self.cfg.poll_interval);
             let poll_in = self.cfg.poll_interval.saturating_sub(last_poll.elapsed());
             let wait = until_due.min(poll_in);
@@ -320,7 +346,9 @@ impl Scheduler {
     async fn prune(&self) {
         let before = now_ms() - self.cfg.retention.as_millis() as i64;
         match self.store.prune(before).await {
-            Ok(c) if c.events > 0 => tracing::info!(events = c.events, "retention: pruned old events"),
+            Ok(c) if c.events > 0 => {
+                tracing::info!(events = c.events, "retention: pruned old events")
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!("retention pruning failed: {e:#}"),
         }

@@ -140,7 +140,10 @@ pub fn build(
             match old {
                 Some(old) => {
                     headers.push((name.clone(), signing::sign_wl(old, payload)));
-                    headers.push((format!("{name}-next"), signing::sign_wl(&sub.secret, payload)));
+                    headers.push((
+                        format!("{name}-next"),
+                        signing::sign_wl(&sub.secret, payload),
+                    ));
                 }
                 None => headers.push((name, signing::sign_wl(&sub.secret, payload))),
             }
@@ -276,11 +279,28 @@ mod tests {
         let e = event();
         let payload = render_payload(&s, &e).unwrap();
         let during = build(&s, &e, &payload, 1, 999_999);
-        let get = |r: &Request, n: &str| r.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        assert!(signing::verify_wl("old", &payload, &get(&during, "x-wl-signature").unwrap()));
-        assert!(signing::verify_wl("s3cret", &payload, &get(&during, "x-wl-signature-next").unwrap()));
+        let get = |r: &Request, n: &str| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        };
+        assert!(signing::verify_wl(
+            "old",
+            &payload,
+            &get(&during, "x-wl-signature").unwrap()
+        ));
+        assert!(signing::verify_wl(
+            "s3cret",
+            &payload,
+            &get(&during, "x-wl-signature-next").unwrap()
+        ));
         let after = build(&s, &e, &payload, 1, 1_000_000);
-        assert!(signing::verify_wl("s3cret", &payload, &get(&after, "x-wl-signature").unwrap()));
+        assert!(signing::verify_wl(
+            "s3cret",
+            &payload,
+            &get(&after, "x-wl-signature").unwrap()
+        ));
         assert!(get(&after, "x-wl-signature-next").is_none());
     }
 

@@ -379,14 +379,21 @@ async fn add_subscription(conn: &mut SqliteConnection, s: &Subscription) -> Resu
     Ok(())
 }
 
-async fn log(conn: &mut SqliteConnection, id: &str, change: &str, reason: Option<&str>) -> Result<()> {
-    sqlx::query("INSERT INTO subscription_log (subscription_id, at, change, reason) VALUES (?, ?, ?, ?)")
-        .bind(id)
-        .bind(now_ms())
-        .bind(change)
-        .bind(reason)
-        .execute(&mut *conn)
-        .await?;
+async fn log(
+    conn: &mut SqliteConnection,
+    id: &str,
+    change: &str,
+    reason: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO subscription_log (subscription_id, at, change, reason) VALUES (?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(now_ms())
+    .bind(change)
+    .bind(reason)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -409,7 +416,11 @@ async fn set_state(conn: &mut SqliteConnection, id: &str, state: SubState) -> Re
     Ok(r.rows_affected() > 0)
 }
 
-async fn delete_subscription(conn: &mut SqliteConnection, id: &str, force: bool) -> Result<DeleteOutcome> {
+async fn delete_subscription(
+    conn: &mut SqliteConnection,
+    id: &str,
+    force: bool,
+) -> Result<DeleteOutcome> {
     let (unfinished,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM deliveries WHERE subscription_id = ? AND status IN ('pending', 'retrying')",
     )
@@ -445,7 +456,12 @@ async fn delete_subscription(conn: &mut SqliteConnection, id: &str, force: bool)
     })
 }
 
-async fn rotate_secret(conn: &mut SqliteConnection, id: &str, secret: &str, grace_until: Millis) -> Result<()> {
+async fn rotate_secret(
+    conn: &mut SqliteConnection,
+    id: &str,
+    secret: &str,
+    grace_until: Millis,
+) -> Result<()> {
     let r = sqlx::query(
         "UPDATE subscriptions SET previous_secret = secret, previous_secret_until = ?, secret = ?, updated_at = ? WHERE id = ?",
     )
@@ -458,7 +474,13 @@ async fn rotate_secret(conn: &mut SqliteConnection, id: &str, secret: &str, grac
     if r.rows_affected() == 0 {
         return Err(anyhow!("no subscription with id '{id}'"));
     }
-    log(conn, id, "secret rotated", Some(&format!("old secret valid until {}", rfc3339(grace_until)))).await
+    log(
+        conn,
+        id,
+        "secret rotated",
+        Some(&format!("old secret valid until {}", rfc3339(grace_until))),
+    )
+    .await
 }
 
 /// Deletes events that no longer have any delivery (after deliveries were purged).
@@ -504,7 +526,11 @@ async fn purge(conn: &mut SqliteConnection, f: &PurgeFilter, dry_run: bool) -> R
         q.build().execute(&mut *conn).await?.rows_affected()
     };
     // A dry run cannot know which events a real purge would orphan without doing it.
-    let events = if dry_run { 0 } else { delete_orphan_events(conn, false).await? };
+    let events = if dry_run {
+        0
+    } else {
+        delete_orphan_events(conn, false).await?
+    };
     Ok(PurgeCount { deliveries, events })
 }
 
@@ -610,7 +636,11 @@ async fn claim(
     Ok(jobs)
 }
 
-async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome], circuit_threshold: u32) -> Result<()> {
+async fn record(
+    conn: &mut SqliteConnection,
+    outcomes: &[Outcome],
+    circuit_threshold: u32,
+) -> Result<()> {
     let now = now_ms();
     for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
@@ -663,7 +693,11 @@ async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome], circuit_thres
 }
 
 /// Endpoint health from a batch of outcomes, in the order they finished.
-async fn update_health(conn: &mut SqliteConnection, outcomes: &[Outcome], threshold: u32) -> Result<()> {
+async fn update_health(
+    conn: &mut SqliteConnection,
+    outcomes: &[Outcome],
+    threshold: u32,
+) -> Result<()> {
     #[derive(Default)]
     struct Health {
         succeeded: bool,
@@ -741,7 +775,13 @@ async fn update_health(conn: &mut SqliteConnection, outcomes: &[Outcome], thresh
             .execute(&mut *conn)
             .await?;
             if r.rows_affected() > 0 {
-                log(conn, sub, "disabled", Some("the endpoint answered 410 Gone")).await?;
+                log(
+                    conn,
+                    sub,
+                    "disabled",
+                    Some("the endpoint answered 410 Gone"),
+                )
+                .await?;
             }
         }
     }
