@@ -568,3 +568,72 @@ fn closed_stdout_ends_quietly() {
         "{err}"
     );
 }
+
+#[test]
+fn purge_counts_asks_and_deletes_only_what_it_said() {
+    let env = Env::new();
+    let dead = Sink::start(&env, &["--status", "500"]);
+    let ok = Sink::start(&env, &[]);
+    let _serve = Serve::start(&env);
+    let d = env.sub_add(&[
+        "--url",
+        &dead.url("/d"),
+        "--events",
+        "NoteCreate",
+        "--retry-schedule",
+        "none",
+    ]);
+    env.sub_add(&["--url", &ok.url("/ok"), "--events", "TaskCreate"]);
+    for _ in 0..3 {
+        env.ok(&["emit", "NoteCreate"]);
+    }
+    env.ok(&["emit", "TaskCreate"]);
+    wait_until("three dead letters", LONG, || {
+        env.json(&["event", "list", "--status", "dead"])
+            .as_array()
+            .unwrap()
+            .len()
+            == 3
+    });
+    ok.wait_count(1, LONG);
+    let dry = env.json(&[
+        "event",
+        "purge",
+        "--status",
+        "dead",
+        "--sub",
+        &d,
+        "--dry-run",
+    ]);
+    assert_eq!(dry["deliveries"], 3);
+    // Not a terminal and no --yes: refused, nothing deleted.
+    let out = env.run(&["event", "purge", "--status", "dead"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    assert_eq!(env.json(&["event", "list"]).as_array().unwrap().len(), 4);
+    let done = env.json(&["event", "purge", "--status", "dead", "--yes"]);
+    assert_eq!(done["deliveries"], 3);
+    assert_eq!(done["events"], 3);
+    let left = env.json(&["event", "list"]);
+    assert_eq!(left.as_array().unwrap().len(), 1);
+    assert_eq!(left[0]["type"], "TaskCreate");
+}
+
+#[test]
+fn retention_prunes_finished_events_and_keeps_waiting_work() {
+    let env = Env::new();
+    let sink = Sink::start(&env, &[]);
+    let held = env.sub_add(&["--url", &sink.url("/held"), "--events", "InvoicePaid"]);
+    env.ok(&["sub", "pause", &held]);
+    env.ok(&["emit", "ContactCreate", "--id", "no-subscriber"]);
+    env.ok(&["emit", "InvoicePaid", "--id", "still-waiting"]);
+    // Retention of zero days: everything finished is already too old.
+    let _serve = Serve::start_with(&env, &[("HOOKCTL_RETENTION_DAYS", "0")]);
+    wait_until("the finished event to be pruned", LONG, || {
+        env.json(&["event", "list"]).as_array().unwrap().len() == 1
+    });
+    let left = env.json(&["event", "list"]);
+    assert_eq!(left[0]["id"], "still-waiting");
+    env.ok(&["sub", "resume", &held]);
+    sink.wait_count(1, LONG);
+}
