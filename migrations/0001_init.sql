@@ -82,6 +82,7 @@ CREATE INDEX deliveries_sub_status ON deliveries(subscription_id, status);
 CREATE INDEX deliveries_leased ON deliveries(lease_until) WHERE lease_until IS NOT NULL;
 CREATE INDEX deliveries_final ON deliveries(status, updated_at) WHERE status IN ('delivered', 'dead', 'cancelled');
 CREATE INDEX events_received ON events(received_at);
+CREATE INDEX deliveries_status_next ON deliveries(status, next_at);
 
 CREATE TABLE attempts (
     delivery_id      INTEGER NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
@@ -98,3 +99,4 @@ CREATE TABLE attempts (
     response_body    BLOB,
     PRIMARY KEY (delivery_id, n)
 ) WITHOUT ROWID;
+CREATE INDEX attempts_at ON attempts(at);

@@ -11,3 +11,4 @@ pub mod netguard;
 pub mod signing;
 pub mod sink;
 pub mod store;
+pub mod tui;

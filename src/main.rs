@@ -6,7 +6,9 @@ use std::io::IsTerminal;
 fn init_logging(cli: &Cli) {
     // Long-running commands report what they do; one-shot commands only what went wrong.
     let default = match cli.command {
-        Command::Serve(_) | Command::Sink(_) => "info",
+        // The console owns the terminal and logs to a file of its own.
+        None | Some(Command::Demo) => return,
+        Some(Command::Serve(_)) | Some(Command::Sink(_)) => "info",
         _ => "warn",
     };
     let filter = std::env::var("HOOKCTL_LOG").unwrap_or_else(|_| default.to_string());

@@ -20,12 +20,16 @@ pub struct Cli {
     /// Config file (TOML; default: under the XDG config dir). Every key also as HOOKCTL_<KEY>.
     #[arg(long, global = true, env = "HOOKCTL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Without a command: the console, with the engine embedded (or attached to the
+    /// engine already running on the database).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The console on a fresh temporary database with local receivers and live traffic.
+    Demo,
     /// Headless engine and HTTP API, for systemd; logs to stderr; SIGTERM drains.
     Serve(ServeArgs),
     /// Manage subscriptions.

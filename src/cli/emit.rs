@@ -52,6 +52,7 @@ pub fn new_event(
         location_id: location,
         timestamp: timestamp.unwrap_or_else(model::now_ms),
         data,
+        received_at: None,
     })
 }
 

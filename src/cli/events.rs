@@ -34,6 +34,7 @@ async fn list(ctx: &Ctx, a: EventListArgs) -> Result<Exit> {
         location_id: a.location,
         since: a.since.map(|d| now_ms() - d.as_millis() as i64),
         limit: a.limit,
+        ..Default::default()
     };
     let rows = store.list_events(&filter).await?;
     if ctx.json {

@@ -2,6 +2,7 @@
 //! one JSON document.
 
 pub mod args;
+mod console;
 mod emit;
 mod events;
 mod output;
@@ -60,7 +61,11 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         json: cli.json,
         default_db,
     };
-    match cli.command {
+    let Some(command) = cli.command else {
+        return console::console(&ctx).await;
+    };
+    match command {
+        Command::Demo => console::demo(&ctx).await,
         Command::Serve(a) => serve::run(&ctx, a).await,
         Command::Sub(c) => subs::run(&ctx, c).await,
         Command::Emit(a) => emit::run(&ctx, a).await,

@@ -4,7 +4,7 @@
 
 pub mod sqlite;
 
-use crate::model::{Attempt, DeliveryStatus, Event, Millis, SubState, Subscription};
+use crate::model::{Attempt, DeliveryStatus, ErrorClass, Event, Millis, SubState, Subscription};
 use anyhow::Result;
 use async_trait::async_trait;
 
@@ -16,6 +16,8 @@ pub struct NewEvent {
     pub location_id: Option<String>,
     pub timestamp: Millis,
     pub data: serde_json::Value,
+    /// When it was received; `None` for now (importers and fixtures set it).
+    pub received_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -65,6 +67,12 @@ pub struct EventFilter {
     pub event_type: Option<String>,
     pub location_id: Option<String>,
     pub since: Option<Millis>,
+    /// Substring of the event id or type.
+    pub text: Option<String>,
+    /// Paging by sequence: only events at or before (older than) this one…
+    pub before_seq: Option<i64>,
+    /// …or only events after (newer than) this one, oldest first.
+    pub after_seq: Option<i64>,
     pub limit: u32,
 }
 
@@ -77,12 +85,53 @@ pub struct DeliveryBrief {
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct EventRow {
+    #[serde(skip)]
+    pub seq: i64,
     pub id: String,
     #[serde(rename = "type")]
     pub event_type: String,
     pub location_id: Option<String>,
     pub timestamp: Millis,
+    #[serde(skip)]
+    pub received_at: Millis,
     pub deliveries: Vec<DeliveryBrief>,
+}
+
+/// A delivery waiting for its next attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryItem {
+    pub delivery_id: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub subscription_id: String,
+    pub attempts: u32,
+    pub probes: u32,
+    pub next_at: Option<Millis>,
+    pub last_error_class: Option<ErrorClass>,
+    pub last_error: Option<String>,
+    pub last_status_code: Option<u16>,
+}
+
+/// A dead delivery not redelivered since, with the attempt that gave up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadItem {
+    pub delivery_id: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub subscription_id: String,
+    pub attempts: u32,
+    pub died_at: Millis,
+    pub error_class: Option<ErrorClass>,
+    pub error: Option<String>,
+    pub status_code: Option<u16>,
+}
+
+/// One attempt, reduced to what health figures need.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttemptSample {
+    pub at: Millis,
+    pub latency_ms: u64,
+    pub ok: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -196,6 +245,18 @@ pub trait Store: Send + Sync + 'static {
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRow>>;
     async fn event_detail(&self, id: &str) -> Result<Option<EventDetail>>;
     async fn queue_counts(&self) -> Result<QueueCounts>;
+    /// Retrying deliveries, soonest first.
+    async fn retry_queue(&self, limit: u32) -> Result<Vec<RetryItem>>;
+    /// Dead letters, grouped by subscription and error, newest first within a group.
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadItem>>;
+    /// The most recent attempts since `since`, per subscription (at most `limit` in all).
+    async fn attempt_samples(
+        &self,
+        since: Millis,
+        limit: u32,
+    ) -> Result<std::collections::HashMap<String, Vec<AttemptSample>>>;
+    /// Events received since `since`.
+    async fn events_since(&self, since: Millis) -> Result<i64>;
     async fn subscription_log(&self, id: &str, limit: u32) -> Result<Vec<LogEntry>>;
     /// When the earliest unleased delivery of an active, circuit-closed subscription is due.
     async fn next_due(&self) -> Result<Option<Millis>>;

@@ -198,6 +198,30 @@ impl Store for SqliteStore {
         self.call(|reply| Op::Prune { before, reply }).await
     }
 
+    async fn retry_queue(&self, limit: u32) -> Result<Vec<RetryItem>> {
+        read::retry_queue(&self.read, limit).await
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadItem>> {
+        read::dead_letters(&self.read, limit).await
+    }
+
+    async fn attempt_samples(
+        &self,
+        since: Millis,
+        limit: u32,
+    ) -> Result<std::collections::HashMap<String, Vec<AttemptSample>>> {
+        read::attempt_samples(&self.read, since, limit).await
+    }
+
+    async fn events_since(&self, since: Millis) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM events WHERE received_at >= ?")
+            .bind(since)
+            .fetch_one(&self.read)
+            .await?;
+        Ok(n)
+    }
+
     async fn queue_counts(&self) -> Result<QueueCounts> {
         read::queue_counts(&self.read).await
     }

@@ -98,8 +98,28 @@ pub async fn subscription_stats(pool: &SqlitePool) -> Result<Vec<SubscriptionSta
 
 pub async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Vec<EventRow>> {
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "SELECT e.seq, e.id, e.type, e.location_id, e.timestamp FROM events e WHERE 1 = 1",
+        "SELECT e.seq, e.id, e.type, e.location_id, e.timestamp, e.received_at FROM events e WHERE 1 = 1",
     );
+    if let Some(t) = &f.text {
+        let pattern = format!(
+            "%{}%",
+            t.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        q.push(" AND (e.id LIKE ")
+            .push_bind(pattern.clone())
+            .push(" ESCAPE '\\'");
+        q.push(" OR e.type LIKE ")
+            .push_bind(pattern)
+            .push(" ESCAPE '\\')");
+    }
+    if let Some(b) = f.before_seq {
+        q.push(" AND e.seq <= ").push_bind(b);
+    }
+    if let Some(a) = f.after_seq {
+        q.push(" AND e.seq > ").push_bind(a);
+    }
     if let Some(t) = &f.event_type {
         q.push(" AND e.type = ").push_bind(t.clone());
     }
@@ -122,10 +142,12 @@ pub async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Vec<Event
         events.push((
             r.try_get("seq")?,
             EventRow {
+                seq: r.try_get("seq")?,
                 id: r.try_get("id")?,
                 event_type: r.try_get("type")?,
                 location_id: r.try_get("location_id")?,
                 timestamp: r.try_get("timestamp")?,
+                received_at: r.try_get("received_at")?,
                 deliveries: Vec::new(),
             },
         ));
@@ -287,4 +309,105 @@ pub async fn subscription_log(pool: &SqlitePool, id: &str, limit: u32) -> Result
             })
         })
         .collect()
+}
+
+fn error_class(r: &sqlx::sqlite::SqliteRow, col: &str) -> Result<Option<ErrorClass>> {
+    let c: Option<String> = r.try_get(col)?;
+    c.map(|c| c.parse()).transpose().map_err(anyhow::Error::msg)
+}
+
+fn status_code(r: &sqlx::sqlite::SqliteRow, col: &str) -> Result<Option<u16>> {
+    let c: Option<i64> = r.try_get(col)?;
+    Ok(c.and_then(|c| u16::try_from(c).ok()))
+}
+
+pub async fn retry_queue(pool: &SqlitePool, limit: u32) -> Result<Vec<RetryItem>> {
+    let rows = sqlx::query(
+        "SELECT d.id, e.id AS event_id, e.type, d.subscription_id, d.attempts, d.probes, d.next_at, \
+                a.error_class, a.error, a.status_code \
+         FROM deliveries d JOIN events e ON e.seq = d.event_seq \
+         LEFT JOIN attempts a ON a.delivery_id = d.id AND a.n = d.attempts \
+         WHERE d.status = 'retrying' ORDER BY d.next_at, d.id LIMIT ?",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let attempts: i64 = r.try_get("attempts")?;
+            let probes: i64 = r.try_get("probes")?;
+            Ok(RetryItem {
+                delivery_id: r.try_get("id")?,
+                event_id: r.try_get("event_id")?,
+                event_type: r.try_get("type")?,
+                subscription_id: r.try_get("subscription_id")?,
+                attempts: attempts as u32,
+                probes: probes as u32,
+                next_at: r.try_get("next_at")?,
+                last_error_class: error_class(r, "error_class")?,
+                last_error: r.try_get("error")?,
+                last_status_code: status_code(r, "status_code")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn dead_letters(pool: &SqlitePool, limit: u32) -> Result<Vec<DeadItem>> {
+    let rows = sqlx::query(
+        "SELECT d.id, e.id AS event_id, e.type, d.subscription_id, d.attempts, \
+                a.at, a.error_class, a.error, a.status_code \
+         FROM deliveries d JOIN events e ON e.seq = d.event_seq \
+         LEFT JOIN attempts a ON a.delivery_id = d.id AND a.n = d.attempts \
+         WHERE d.status = 'dead' AND d.superseded_by IS NULL \
+         ORDER BY d.subscription_id, a.error_class, a.status_code, a.at DESC, d.id DESC LIMIT ?",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let attempts: i64 = r.try_get("attempts")?;
+            let at: Option<i64> = r.try_get("at")?;
+            Ok(DeadItem {
+                delivery_id: r.try_get("id")?,
+                event_id: r.try_get("event_id")?,
+                event_type: r.try_get("type")?,
+                subscription_id: r.try_get("subscription_id")?,
+                attempts: attempts as u32,
+                died_at: at.unwrap_or(0),
+                error_class: error_class(r, "error_class")?,
+                error: r.try_get("error")?,
+                status_code: status_code(r, "status_code")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn attempt_samples(
+    pool: &SqlitePool,
+    since: Millis,
+    limit: u32,
+) -> Result<HashMap<String, Vec<AttemptSample>>> {
+    let rows = sqlx::query(
+        "SELECT d.subscription_id, a.at, a.latency_ms, a.status_code, a.error_class \
+         FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
+         WHERE a.at >= ? ORDER BY a.at DESC LIMIT ?",
+    )
+    .bind(since)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    let mut out: HashMap<String, Vec<AttemptSample>> = HashMap::new();
+    for r in rows {
+        let class: Option<String> = r.try_get("error_class")?;
+        let latency: i64 = r.try_get("latency_ms")?;
+        out.entry(r.try_get("subscription_id")?)
+            .or_default()
+            .push(AttemptSample {
+                at: r.try_get("at")?,
+                latency_ms: latency.max(0) as u64,
+                ok: class.is_none(),
+            });
+    }
+    Ok(out)
 }

@@ -279,7 +279,7 @@ async fn publish(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<Vec
                 .push_bind(e.location_id.clone())
                 .push_bind(e.timestamp)
                 .push_bind(e.data.to_string())
-                .push_bind(now);
+                .push_bind(e.received_at.unwrap_or(now));
         });
         q.push(" ON CONFLICT(id) DO NOTHING RETURNING seq, id");
         for row in q.build().fetch_all(&mut *conn).await? {

@@ -1,0 +1,16 @@
+//! The console: a full-screen terminal UI over the store, with the engine embedded or
+//! attached to another process's. Input → state → view: keys become actions on `App`, a
+//! loader task turns store reads into snapshots, and a frame is drawn only when something
+//! visible changed.
+
+pub mod demo;
+pub mod keys;
+pub mod snapshot;
+pub mod state;
+pub mod svg;
+pub mod terminal;
+pub mod theme;
+pub mod view;
+
+pub use run::{Launch, run};
+mod run;

@@ -1,0 +1,43 @@
+use crate::tui::theme::Theme;
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph};
+
+const KEYS: &[(&str, &str)] = &[
+    ("1-5 Tab", "switch pane"),
+    ("j k ↑ ↓", "move"),
+    ("g G", "top / bottom"),
+    ("PgUp PgDn", "page"),
+    ("Enter", "inspect (details on Subscriptions)"),
+    ("Esc", "back · clear filter"),
+    ("/", "filter"),
+    ("f", "follow the stream / freeze it"),
+    ("?", "this help"),
+    ("q", "quit (the next engine retries what was in flight)"),
+];
+
+pub fn draw(frame: &mut Frame, area: Rect, theme: Theme) {
+    let w = 60.min(area.width);
+    let h = (KEYS.len() as u16 + 2).min(area.height);
+    let r = Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    };
+    let lines: Vec<Line> = KEYS
+        .iter()
+        .map(|(k, what)| {
+            Line::from(vec![
+                Span::styled(format!(" {k:<10} "), theme.title()),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    frame.render_widget(Clear, r);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" keys ")),
+        r,
+    );
+}

@@ -1,0 +1,185 @@
+//! Drawing: a pure function of the state. Header, tab bar, the pane, a footer line.
+
+mod dead;
+pub mod fmt;
+mod help;
+mod inspector;
+mod retries;
+mod stream;
+mod subs;
+
+use super::snapshot::EngineMode;
+use super::state::{App, Pane};
+use super::theme::Theme;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+/// Smallest screen the full layout fits; below it, one line says so.
+pub const MIN_WIDTH: u16 = 40;
+pub const MIN_HEIGHT: u16 = 8;
+
+pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let msg = format!(
+            "hookctl: terminal too small ({}×{}); need {MIN_WIDTH}×{MIN_HEIGHT}",
+            area.width, area.height
+        );
+        frame.render_widget(Paragraph::new(fmt::cut(&msg, area.width as usize)), area);
+        return;
+    }
+    let [header, tabs, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    draw_header(frame, header, app, theme);
+    draw_tabs(frame, tabs, app, theme);
+    match app.pane {
+        Pane::Subscriptions => subs::draw(frame, body, app, theme),
+        Pane::Stream => stream::draw(frame, body, app, theme),
+        Pane::Retries => retries::draw(frame, body, app, theme),
+        Pane::Dead => dead::draw(frame, body, app, theme),
+        Pane::Inspector => inspector::draw(frame, body, app, theme),
+    }
+    draw_footer(frame, footer, app, theme);
+    if app.help {
+        help::draw(frame, body, theme);
+    }
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let Some(s) = &app.snapshot else {
+        frame.render_widget(
+            Paragraph::new(Span::styled("hookctl  loading…", theme.title())),
+            area,
+        );
+        return;
+    };
+    let (engine, style) = match &s.engine {
+        EngineMode::Embedded { api: Ok(addr) } => (format!("embedded · API {addr}"), theme.ok()),
+        EngineMode::Embedded { api: Err(why) } => {
+            (format!("embedded · no API: {why}"), theme.warn())
+        }
+        EngineMode::Attached { pid: Some(p) } => (format!("attached to pid {p}"), theme.ok()),
+        EngineMode::Attached { pid: None } => ("attached".to_string(), theme.ok()),
+        EngineMode::Stopped => ("no engine running".to_string(), theme.bad()),
+    };
+    let queue = s.counts.pending + s.counts.retrying;
+    let db = std::path::Path::new(&s.db)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut spans = vec![
+        Span::styled("hookctl ", theme.title()),
+        Span::styled(format!("● {engine}"), style),
+        Span::raw(format!(
+            " │ {} ev/s {} dl/s ok {} │ queue {} │ {} │ {} UTC",
+            fmt::rate(s.events_per_s),
+            fmt::rate(s.deliveries_per_s),
+            fmt::pct(s.success_rate),
+            queue,
+            db,
+            fmt::hhmm(s.now)
+        )),
+    ];
+    let width: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+    if width > area.width as usize {
+        // Narrow screens keep the figures and drop the decoration.
+        spans = vec![Span::raw(fmt::cut(
+            &format!(
+                "{} {}ev/s {}dl/s ok {} q{} {}",
+                match s.engine {
+                    EngineMode::Embedded { .. } => "emb",
+                    EngineMode::Attached { .. } => "att",
+                    EngineMode::Stopped => "STOP",
+                },
+                fmt::rate(s.events_per_s),
+                fmt::rate(s.deliveries_per_s),
+                fmt::pct(s.success_rate),
+                queue,
+                fmt::hhmm(s.now)
+            ),
+            area.width as usize,
+        ))];
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_tabs(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let s = app.snapshot.as_ref();
+    let count = |p: Pane| -> Option<usize> {
+        let s = s?;
+        match p {
+            Pane::Retries => Some(s.retries.len()),
+            Pane::Dead => Some(s.dead.len()),
+            _ => None,
+        }
+    };
+    let wide = area.width >= 78;
+    let mut spans = Vec::new();
+    for p in Pane::ALL {
+        let label = if wide {
+            match count(p) {
+                Some(n) => format!(" {} {} ({n}) ", p.index() + 1, p.title()),
+                None => format!(" {} {} ", p.index() + 1, p.title()),
+            }
+        } else {
+            format!(
+                " {} {} ",
+                p.index() + 1,
+                &p.title()[..p.title().len().min(4)]
+            )
+        };
+        let style = if p == app.pane {
+            theme
+                .selected()
+                .add_modifier(ratatui::style::Modifier::BOLD)
+        } else {
+            theme.dim()
+        };
+        spans.push(Span::styled(label, style));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let line = if let Some(input) = &app.input {
+        Line::from(vec![
+            Span::styled("/", theme.title()),
+            Span::raw(input.clone()),
+            Span::styled("▏", theme.dim()),
+        ])
+    } else if let Some(msg) = &app.status {
+        Line::from(Span::styled(msg.clone(), theme.warn()))
+    } else {
+        let filter = app
+            .filter
+            .as_ref()
+            .map(|f| format!("filter “{f}” (Esc clears) · "))
+            .unwrap_or_default();
+        let hints = match app.pane {
+            Pane::Stream => "j/k move · Enter inspect · f follow · / filter · ? help · q quit",
+            Pane::Inspector => "j/k scroll · Esc back · ? help · q quit",
+            Pane::Subscriptions => "j/k move · Enter details · / filter · ? help · q quit",
+            _ => "j/k move · Enter inspect · / filter · ? help · q quit",
+        };
+        Line::from(Span::styled(
+            fmt::cut(&format!("{filter}{hints}"), area.width as usize),
+            theme.dim(),
+        ))
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+/// A pane's title line: name and what it is showing.
+pub(crate) fn title<'a>(name: &str, extra: String, theme: Theme) -> Line<'a> {
+    Line::from(vec![
+        Span::styled(format!(" {name} "), theme.title()),
+        Span::styled(extra, theme.dim()),
+    ])
+}

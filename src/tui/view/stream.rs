@@ -1,0 +1,88 @@
+use super::fmt;
+use crate::tui::state::App;
+use crate::tui::theme::Theme;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState};
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let rows = app.visible_stream();
+    let Some(snap) = &app.snapshot else { return };
+    let mode = if app.follow {
+        "following".to_string()
+    } else {
+        let behind = match (snap.newest_seq, rows.first()) {
+            (Some(n), Some(top)) if n > top.seq => " · newer events above".to_string(),
+            _ => String::new(),
+        };
+        format!("frozen (f follows){behind}")
+    };
+    let filter = app
+        .filter
+        .as_ref()
+        .map(|f| format!(" · “{f}”"))
+        .unwrap_or_default();
+    let body: Vec<Row> = rows
+        .iter()
+        .map(|e| {
+            let mut spans: Vec<Span> = Vec::new();
+            if e.deliveries.is_empty() {
+                spans.push(Span::styled("no subscriber", theme.dim()));
+            }
+            for d in &e.deliveries {
+                let name = fmt::cut(&snap.sub_name(&d.subscription_id), 12);
+                let mark = match d.status {
+                    crate::model::DeliveryStatus::Delivered => "✓",
+                    crate::model::DeliveryStatus::Retrying => "↻",
+                    crate::model::DeliveryStatus::Dead => "✗",
+                    crate::model::DeliveryStatus::Pending => "…",
+                    crate::model::DeliveryStatus::Cancelled => "–",
+                };
+                spans.push(Span::styled(
+                    format!("{mark}{name} "),
+                    theme.status(d.status),
+                ));
+            }
+            Row::new(vec![
+                Line::from(Span::styled(fmt::hhmmss(e.timestamp), theme.dim())),
+                Line::from(e.event_type.clone()),
+                Line::from(Span::styled(e.id.clone(), theme.dim())),
+                Line::from(spans),
+            ])
+        })
+        .collect();
+    let id_w = if area.width >= 110 { 30 } else { 14 };
+    let table = Table::new(
+        body,
+        [
+            Constraint::Length(8),
+            Constraint::Length(24),
+            Constraint::Length(id_w),
+            Constraint::Min(10),
+        ],
+    )
+    .header(Row::new(["TIME", "TYPE", "EVENT", "DELIVERIES"]).style(theme.header()))
+    .row_highlight_style(theme.selected())
+    .block(Block::default().borders(Borders::TOP).title(super::title(
+        "Stream",
+        format!("{mode}{filter} "),
+        theme,
+    )));
+    let selected = (!rows.is_empty()).then_some(app.sel());
+    let mut state = TableState::default().with_selected(if app.follow { None } else { selected });
+    frame.render_stateful_widget(table, area, &mut state);
+    if rows.is_empty() {
+        let inner = Rect {
+            y: area.y + 2,
+            height: 1,
+            ..area
+        };
+        let msg = if app.filter.is_some() {
+            "no event matches the filter"
+        } else {
+            "no events yet: hookctl emit ContactCreate"
+        };
+        frame.render_widget(Paragraph::new(Span::styled(msg, theme.dim())), inner);
+    }
+}
