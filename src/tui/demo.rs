@@ -139,7 +139,7 @@ pub async fn populate(store: Arc<dyn Store>) -> Result<Demo> {
     .await?;
     let dead = dead_port().await?;
     let short = [2_000, 5_000, 10_000];
-    for sub in [
+    for (i, sub) in [
         subscription(
             "orders-api",
             format!("http://{healthy}/hooks/orders"),
@@ -173,7 +173,13 @@ pub async fn populate(store: Arc<dyn Store>) -> Result<Demo> {
             ]),
             &short,
         ),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Listed in the order made; one millisecond apart keeps that order stable.
+        let mut sub = sub;
+        sub.created_at += i as i64;
         store.add_subscription(sub).await?;
     }
     let gen_store = store.clone();

@@ -4,7 +4,9 @@
 //! visible changed.
 
 pub mod demo;
+pub mod fixture;
 pub mod keys;
+pub mod render;
 pub mod snapshot;
 pub mod state;
 pub mod svg;

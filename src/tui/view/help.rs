@@ -14,11 +14,11 @@ const KEYS: &[(&str, &str)] = &[
     ("/", "filter"),
     ("f", "follow the stream / freeze it"),
     ("?", "this help"),
-    ("q", "quit (the next engine retries what was in flight)"),
+    ("q", "quit at once (unfinished attempts are retried later)"),
 ];
 
 pub fn draw(frame: &mut Frame, area: Rect, theme: Theme) {
-    let w = 60.min(area.width);
+    let w = 64.min(area.width);
     let h = (KEYS.len() as u16 + 2).min(area.height);
     let r = Rect {
         x: area.x + (area.width - w) / 2,

@@ -33,9 +33,7 @@ pub fn lines(app: &App, theme: Theme) -> Vec<Line<'static>> {
             ),
             theme.dim(),
         )),
-        Line::from(""),
     ];
-    out.extend(fmt::json_lines(&e.data, theme));
     if d.deliveries.is_empty() {
         out.push(Line::from(""));
         out.push(Line::from(Span::styled(
@@ -69,26 +67,6 @@ pub fn lines(app: &App, theme: Theme) -> Vec<Line<'static>> {
             "  {method} {}",
             dl.url.as_deref().unwrap_or("(subscription removed)")
         )));
-        // The headers exactly as the last attempt sent them (credentials were masked when
-        // recorded; the signing secret is never stored with an attempt).
-        if let Some(last) = dl.attempts.last() {
-            for (k, v) in &last.request_headers {
-                out.push(Line::from(vec![
-                    Span::styled(format!("  {k}: "), theme.dim()),
-                    Span::raw(v.clone()),
-                ]));
-            }
-        }
-        match &dl.body {
-            Some(body) if !body.is_empty() => {
-                out.push(Line::from(Span::styled("  body as sent:", theme.dim())));
-                match serde_json::from_slice::<serde_json::Value>(body) {
-                    Ok(v) => out.extend(fmt::json_lines(&v, theme).into_iter().map(indent)),
-                    Err(_) => out.push(Line::from(format!("  {}", String::from_utf8_lossy(body)))),
-                }
-            }
-            _ => {}
-        }
         if dl.attempts.is_empty() {
             out.push(Line::from(Span::styled("  not attempted yet", theme.dim())));
         }
@@ -124,8 +102,41 @@ pub fn lines(app: &App, theme: Theme) -> Vec<Line<'static>> {
                 )));
             }
         }
+        if !request_block_empty(dl) {
+            out.push(Line::from(Span::styled("  request as sent:", theme.dim())));
+        }
+        // The headers exactly as the last attempt sent them (credentials were masked when
+        // recorded; the signing secret is never stored with an attempt).
+        if let Some(last) = dl.attempts.last() {
+            for (k, v) in &last.request_headers {
+                out.push(Line::from(vec![
+                    Span::styled(format!("  {k}: "), theme.dim()),
+                    Span::raw(v.clone()),
+                ]));
+            }
+        }
+        match &dl.body {
+            Some(body) if !body.is_empty() => {
+                out.push(Line::from(Span::styled("  body:", theme.dim())));
+                match serde_json::from_slice::<serde_json::Value>(body) {
+                    Ok(v) => out.extend(fmt::json_lines(&v, theme).into_iter().map(indent)),
+                    Err(_) => out.push(Line::from(format!("  {}", String::from_utf8_lossy(body)))),
+                }
+            }
+            _ => {}
+        }
     }
+    out.push(Line::from(""));
+    out.push(Line::from(Span::styled("event data:", theme.dim())));
+    out.extend(fmt::json_lines(&e.data, theme));
     out
+}
+
+fn request_block_empty(dl: &crate::store::DeliveryDetail) -> bool {
+    dl.attempts
+        .last()
+        .is_none_or(|a| a.request_headers.is_empty())
+        && dl.body.as_ref().is_none_or(|b| b.is_empty())
 }
 
 fn indent(line: Line<'static>) -> Line<'static> {

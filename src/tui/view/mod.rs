@@ -74,40 +74,42 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut spans = vec![
-        Span::styled("hookctl ", theme.title()),
-        Span::styled(format!("● {engine}"), style),
-        Span::raw(format!(
-            " │ {} ev/s {} dl/s ok {} │ queue {} │ {} │ {} UTC",
-            fmt::rate(s.events_per_s),
-            fmt::rate(s.deliveries_per_s),
-            fmt::pct(s.success_rate),
-            queue,
-            db,
-            fmt::hhmm(s.now)
-        )),
+    let figures = format!(
+        "{} ev/s {} dl/s ok {} │ queue {}",
+        fmt::rate(s.events_per_s),
+        fmt::rate(s.deliveries_per_s),
+        fmt::pct(s.success_rate),
+        queue
+    );
+    let short_engine = match &s.engine {
+        EngineMode::Embedded { api: Ok(_) } => "embedded".to_string(),
+        EngineMode::Embedded { api: Err(_) } => "embedded · no API".to_string(),
+        EngineMode::Attached { pid: Some(p) } => format!("attached {p}"),
+        EngineMode::Attached { pid: None } => "attached".to_string(),
+        EngineMode::Stopped => "no engine".to_string(),
+    };
+    let clock = format!("{} UTC", fmt::hhmm(s.now));
+    // The widest form that fits: everything, then without address and file, then bare.
+    let candidates = [
+        (engine, format!(" │ {figures} │ {db} │ {clock}")),
+        (short_engine.clone(), format!(" │ {figures} │ {clock}")),
+        (short_engine, format!(" {figures} {}", fmt::hhmm(s.now))),
     ];
-    let width: usize = spans.iter().map(|s| s.content.chars().count()).sum();
-    if width > area.width as usize {
-        // Narrow screens keep the figures and drop the decoration.
-        spans = vec![Span::raw(fmt::cut(
-            &format!(
-                "{} {}ev/s {}dl/s ok {} q{} {}",
-                match s.engine {
-                    EngineMode::Embedded { .. } => "emb",
-                    EngineMode::Attached { .. } => "att",
-                    EngineMode::Stopped => "STOP",
-                },
-                fmt::rate(s.events_per_s),
-                fmt::rate(s.deliveries_per_s),
-                fmt::pct(s.success_rate),
-                queue,
-                fmt::hhmm(s.now)
-            ),
+    let fits = |(e, rest): &(String, String)| {
+        8 + 2 + e.chars().count() + rest.chars().count() <= area.width as usize
+    };
+    let line = match candidates.iter().find(|c| fits(c)) {
+        Some((e, rest)) => Line::from(vec![
+            Span::styled("hookctl ", theme.title()),
+            Span::styled(format!("● {e}"), style),
+            Span::raw(rest.clone()),
+        ]),
+        None => Line::from(Span::raw(fmt::cut(
+            &format!("{} {}", candidates[2].0, candidates[2].1.trim()),
             area.width as usize,
-        ))];
-    }
-    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+        ))),
+    };
+    frame.render_widget(Paragraph::new(line), area);
 }
 
 fn draw_tabs(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
