@@ -28,8 +28,8 @@ pub struct Launch {
 
 /// Data-driven frames are spaced at least this far apart (keys draw at once): a busy
 /// stream costs bounded bytes over a slow link.
-const DATA_FRAME: Duration = Duration::from_millis(500);
-const POLL: Duration = Duration::from_millis(250);
+const DATA_FRAME: Duration = Duration::from_millis(250);
+const POLL: Duration = Duration::from_millis(100);
 
 fn engine_mode(
     launch_embedded: bool,
@@ -62,7 +62,10 @@ async fn loader(
         let mode = engine_mode(embedded, &api, &db);
         let key = (query.clone(), counter, now / 60_000, mode.clone());
         if seen.as_ref() != Some(&key) {
-            match snapshot::load(store.as_ref(), &query, mode, &db_text, now).await {
+            let started = std::time::Instant::now();
+            let loaded = snapshot::load(store.as_ref(), &query, mode, &db_text, now).await;
+            tracing::debug!(took = ?started.elapsed(), "snapshot loaded");
+            match loaded {
                 Ok(mut s) => {
                     // Shown at minute resolution, so that a quiet screen stays still.
                     s.now = now - now % 60_000;

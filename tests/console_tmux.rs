@@ -1,0 +1,308 @@
+//! The console end to end in tmux, as an on-call engineer meets it: attach to a running
+//! engine, see another process's events, stay silent when nothing changes, honour
+//! NO_COLOR, and keep the demo's output bounded. Each test runs its own tmux server.
+
+mod common;
+use common::*;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    sock: PathBuf,
+}
+
+impl Tmux {
+    fn new(env: &Env) -> Tmux {
+        let status = Command::new("tmux").arg("-V").output();
+        assert!(
+            status.is_ok_and(|s| s.status.success()),
+            "these tests need tmux (`.ci/run` installs it: apt-get install tmux)"
+        );
+        Tmux {
+            sock: env.path("tmux.sock"),
+        }
+    }
+
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.sock)
+            .args(args)
+            .output()
+            .expect("tmux")
+    }
+
+    /// Starts `hookctl ARGS` in an 80×24 pane. With `gate`, the command waits for Enter,
+    /// so that output can be piped from its very first byte.
+    fn start(&self, env: &Env, args: &str, extra_env: &[(&str, &str)], gate: bool) {
+        let mut vars = vec![
+            format!("HOOKCTL_DB={}", env.db.display()),
+            "HOOKCTL_ALLOW_NETWORKS=127.0.0.0/8".to_string(),
+            format!("XDG_CONFIG_HOME={}", env.dir.path().display()),
+            format!("XDG_DATA_HOME={}", env.dir.path().display()),
+            "HOOKCTL_LISTEN=127.0.0.1:0".to_string(),
+            "TERM=xterm-256color".to_string(),
+        ];
+        for (k, v) in extra_env {
+            vars.push(format!("{k}={v}"));
+        }
+        let cmd = format!(
+            "{}env {} {} {args}",
+            if gate { "read _; " } else { "" },
+            vars.join(" "),
+            bin()
+        );
+        let out = self.tmux(&[
+            "new-session",
+            "-d",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            "-s",
+            "t",
+            "sh",
+            "-c",
+            &cmd,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn pipe_to(&self, file: &std::path::Path) {
+        let cmd = format!("cat >> {}", file.display());
+        let out = self.tmux(&["pipe-pane", "-o", "-t", "t", &cmd]);
+        assert!(out.status.success());
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
+    }
+
+    fn wait_screen(&self, what: &str, timeout: Duration) {
+        let mut last = String::new();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            last = self.screen();
+            if last.contains(what) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("'{what}' never appeared on screen:\n{last}");
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+fn file_len(p: &std::path::Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+#[test]
+fn attached_console_shows_another_process_events_within_a_second() {
+    let env = Env::new();
+    let sink = Sink::start(&env, &[]);
+    let serve = Serve::start(&env);
+    env.sub_add(&["--url", &sink.url("/x"), "--all"]);
+    let t = Tmux::new(&env);
+    t.start(&env, "", &[], false);
+    t.wait_screen("attached", Duration::from_secs(30));
+    assert!(
+        t.screen()
+            .contains(&format!("attached {}", serve.child.id())),
+        "{}",
+        t.screen()
+    );
+    t.keys(&["2"]);
+    t.wait_screen("Stream following", Duration::from_secs(10));
+    for i in 0..3 {
+        let id = format!("attach-{i}");
+        env.ok(&["emit", "InvoicePaid", "--id", &id]);
+        let emitted = Instant::now();
+        t.wait_screen(&id, Duration::from_secs(10));
+        let took = emitted.elapsed();
+        eprintln!("{id} on screen {took:?} after emit returned");
+        assert!(took < Duration::from_secs(1), "{id} took {took:?}");
+    }
+    // Actions in the attached console read the running engine's data: the delivery shows.
+    t.wait_screen("✓", Duration::from_secs(10));
+}
+
+#[test]
+fn a_quiet_console_writes_nothing() {
+    let env = Env::new();
+    let _serve = Serve::start(&env);
+    env.sub_add(&["--url", "http://127.0.0.1:9/x", "--events", "NoteCreate"]);
+    env.ok(&["emit", "TaskCreate"]);
+    let t = Tmux::new(&env);
+    let out = env.path("pane.out");
+    t.start(&env, "", &[], true);
+    t.pipe_to(&out);
+    t.keys(&["Enter"]);
+    t.wait_screen("attached", Duration::from_secs(30));
+    t.keys(&["2"]);
+    t.wait_screen("TaskCreate", Duration::from_secs(10));
+    // Let the first frames settle: output unchanged for a second.
+    let mut last = file_len(&out);
+    let mut still_since = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while still_since.elapsed() < Duration::from_secs(1) {
+        assert!(Instant::now() < deadline, "output never settled");
+        std::thread::sleep(Duration::from_millis(50));
+        let now = file_len(&out);
+        if now != last {
+            last = now;
+            still_since = Instant::now();
+        }
+    }
+    // The clock in the header moves once a minute: measure inside one minute.
+    let second = chrono::Utc::now().timestamp() % 60;
+    if second > 52 {
+        std::thread::sleep(Duration::from_secs((62 - second) as u64));
+        last = file_len(&out);
+    }
+    let start = last;
+    // A measurement window, not a synchronisation: nothing should happen in it.
+    std::thread::sleep(Duration::from_secs(5));
+    let written = file_len(&out) - start;
+    assert_eq!(written, 0, "the idle console wrote {written} bytes in 5 s");
+}
+
+/// SGR parameter lists in the raw output.
+fn sgr_params(bytes: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(i) = rest.find("\x1b[") {
+        rest = &rest[i + 2..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == ';'))
+            .unwrap_or(rest.len());
+        if rest[end..].starts_with('m') {
+            out.push(rest[..end].to_string());
+        }
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// Colour codes among SGR parameters (defaults 39/49 and resets are not colours).
+fn colours(params: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for p in params {
+        let parts: Vec<&str> = p.split(';').collect();
+        let mut i = 0;
+        while i < parts.len() {
+            let n: u32 = parts[i].parse().unwrap_or(0);
+            match n {
+                30..=37 | 40..=47 | 90..=97 | 100..=107 => found.push(p.clone()),
+                38 | 48 => {
+                    found.push(p.clone());
+                    break;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+    found
+}
+
+fn run_all_panes(no_color: bool) -> Vec<u8> {
+    let env = Env::new();
+    let _serve = Serve::start(&env);
+    env.sub_add(&[
+        "--url",
+        "http://127.0.0.1:9/x",
+        "--all",
+        "--retry-schedule",
+        "none",
+    ]);
+    env.ok(&["emit", "ContactCreate"]);
+    let t = Tmux::new(&env);
+    let out = env.path("pane.out");
+    let extra: Vec<(&str, &str)> = if no_color {
+        vec![("NO_COLOR", "1")]
+    } else {
+        vec![]
+    };
+    t.start(&env, "", &extra, true);
+    t.pipe_to(&out);
+    t.keys(&["Enter"]);
+    t.wait_screen("attached", Duration::from_secs(30));
+    for (key, marker) in [
+        ("2", "ContactCreate"),
+        ("3", "Retries"),
+        ("4", "▾"),
+        ("Enter", "Inspector"),
+        ("?", "keys"),
+        ("Escape", "Inspector"),
+        ("1", "OK 1h"),
+    ] {
+        t.keys(&[key]);
+        t.wait_screen(marker, Duration::from_secs(20));
+    }
+    t.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.tmux(&["has-session", "-t", "t"]).status.success() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::read(&out).unwrap()
+}
+
+#[test]
+fn no_color_means_no_colour_codes() {
+    let plain = run_all_panes(true);
+    let params = sgr_params(&plain);
+    assert!(
+        !params.is_empty(),
+        "no SGR sequences seen at all: the capture is broken"
+    );
+    let found = colours(&params);
+    assert!(found.is_empty(), "colour codes with NO_COLOR=1: {found:?}");
+    // The same walk in colour does colour things: the check above can fail.
+    let coloured = run_all_panes(false);
+    assert!(!colours(&sgr_params(&coloured)).is_empty());
+}
+
+#[test]
+fn demo_streams_within_the_output_budget() {
+    let env = Env::new();
+    let t = Tmux::new(&env);
+    let out = env.path("pane.out");
+    t.start(&env, "demo", &[], true);
+    t.pipe_to(&out);
+    t.keys(&["Enter"]);
+    let started = Instant::now();
+    t.wait_screen("legacy-erp", Duration::from_secs(30));
+    let alive = started.elapsed();
+    eprintln!("demo showed its subscriptions {alive:?} after start");
+    assert!(alive < Duration::from_secs(10), "{alive:?}");
+    t.keys(&["2"]);
+    t.wait_screen("✓orders-api", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    let start = file_len(&out);
+    let window = Duration::from_secs(10);
+    std::thread::sleep(window);
+    let bytes = file_len(&out) - start;
+    let rate = bytes as f64 / window.as_secs_f64();
+    eprintln!("demo stream at 80x24: {bytes} bytes in {window:?} = {rate:.0} B/s");
+    assert!(bytes > 0, "the demo stream never changed the screen");
+    assert!(rate < 20_000.0, "{rate:.0} B/s");
+    t.keys(&["q"]);
+}
