@@ -29,7 +29,46 @@ fn color(c: Color, default: &str) -> String {
         Color::LightCyan => "#70c0b1".into(),
         Color::White => "#eaeaea".into(),
         Color::Rgb(r, g, b) => format!("#{r:02x}{g:02x}{b:02x}"),
-        Color::Indexed(i) => format!("#{0:02x}{0:02x}{0:02x}", i),
+        Color::Indexed(i) => indexed(i, default),
+    }
+}
+
+/// The xterm 256-colour palette: 16 system colours, a 6×6×6 cube, a grey ramp.
+fn indexed(i: u8, default: &str) -> String {
+    const SYSTEM: [Color; 16] = [
+        Color::Black,
+        Color::Red,
+        Color::Green,
+        Color::Yellow,
+        Color::Blue,
+        Color::Magenta,
+        Color::Cyan,
+        Color::Gray,
+        Color::DarkGray,
+        Color::LightRed,
+        Color::LightGreen,
+        Color::LightYellow,
+        Color::LightBlue,
+        Color::LightMagenta,
+        Color::LightCyan,
+        Color::White,
+    ];
+    match i {
+        0..=15 => color(SYSTEM[i as usize], default),
+        16..=231 => {
+            let level = |v: u8| if v == 0 { 0 } else { 55 + v * 40 };
+            let n = i - 16;
+            format!(
+                "#{:02x}{:02x}{:02x}",
+                level(n / 36),
+                level((n / 6) % 6),
+                level(n % 6)
+            )
+        }
+        _ => {
+            let v = 8 + (i - 232) * 10;
+            format!("#{v:02x}{v:02x}{v:02x}")
+        }
     }
 }
 

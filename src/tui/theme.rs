@@ -41,8 +41,21 @@ impl Theme {
     pub fn info(self) -> Style {
         self.fg(Color::Blue)
     }
+    /// The cursor row: a dark band in colour (coloured cells stay readable), reverse video
+    /// without colour.
     pub fn selected(self) -> Style {
-        Style::default().add_modifier(Modifier::REVERSED)
+        if self.color {
+            Style::default()
+                .bg(Color::Indexed(237))
+                .add_modifier(Modifier::BOLD)
+        } else {
+            Style::default().add_modifier(Modifier::REVERSED)
+        }
+    }
+
+    /// The active tab.
+    pub fn tab(self) -> Style {
+        Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD)
     }
     pub fn header(self) -> Style {
         Style::default().add_modifier(Modifier::BOLD)
