@@ -6,25 +6,14 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState};
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
-    let rows = app.visible_stream();
-    let Some(snap) = &app.snapshot else { return };
-    let mode = if app.follow {
-        "following".to_string()
-    } else {
-        let behind = match (snap.newest_seq, rows.first()) {
-            (Some(n), Some(top)) if n > top.seq => " · newer events above".to_string(),
-            _ => String::new(),
-        };
-        format!("frozen (f follows){behind}")
-    };
-    let filter = app
-        .filter
-        .as_ref()
-        .map(|f| format!(" · “{f}”"))
-        .unwrap_or_default();
-    let body: Vec<Row> = rows
-        .iter()
+/// Rows of events with their deliveries, newest first: the stream pane's body, also
+/// shown under the subscriptions as the latest events.
+pub fn event_rows<'a>(
+    rows: &[crate::store::EventRow],
+    snap: &crate::tui::snapshot::Snapshot,
+    theme: Theme,
+) -> Vec<Row<'a>> {
+    rows.iter()
         .map(|e| {
             let mut spans: Vec<Span> = Vec::new();
             if e.deliveries.is_empty() {
@@ -51,24 +40,45 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 Line::from(spans),
             ])
         })
-        .collect();
+        .collect()
+}
+
+pub fn widths(area: Rect) -> [Constraint; 4] {
     let id_w = if area.width >= 110 { 30 } else { 14 };
-    let table = Table::new(
-        body,
-        [
-            Constraint::Length(8),
-            Constraint::Length(24),
-            Constraint::Length(id_w),
-            Constraint::Min(10),
-        ],
-    )
-    .header(Row::new(["TIME", "TYPE", "EVENT", "DELIVERIES"]).style(theme.header()))
-    .row_highlight_style(theme.selected())
-    .block(Block::default().borders(Borders::TOP).title(super::title(
-        "Stream",
-        format!("{mode}{filter} "),
-        theme,
-    )));
+    [
+        Constraint::Length(8),
+        Constraint::Length(24),
+        Constraint::Length(id_w),
+        Constraint::Min(10),
+    ]
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let rows = app.visible_stream();
+    let Some(snap) = &app.snapshot else { return };
+    let mode = if app.follow {
+        "following".to_string()
+    } else {
+        let behind = match (snap.newest_seq, rows.first()) {
+            (Some(n), Some(top)) if n > top.seq => " · newer events above".to_string(),
+            _ => String::new(),
+        };
+        format!("frozen (f follows){behind}")
+    };
+    let filter = app
+        .filter
+        .as_ref()
+        .map(|f| format!(" · “{f}”"))
+        .unwrap_or_default();
+    let body = event_rows(rows, snap, theme);
+    let table = Table::new(body, widths(area))
+        .header(Row::new(["TIME", "TYPE", "EVENT", "DELIVERIES"]).style(theme.header()))
+        .row_highlight_style(theme.selected())
+        .block(Block::default().borders(Borders::TOP).title(super::title(
+            "Stream",
+            format!("{mode}{filter} "),
+            theme,
+        )));
     let selected = (!rows.is_empty()).then_some(app.sel());
     let mut state = TableState::default().with_selected(if app.follow { None } else { selected });
     frame.render_stateful_widget(table, area, &mut state);

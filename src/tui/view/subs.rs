@@ -13,8 +13,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     } else {
         0
     };
-    let [table_area, detail_area] =
-        Layout::vertical([Constraint::Min(3), Constraint::Length(detail_h)]).areas(area);
+    // Endpoints first, the latest events under them, the selected endpoint's details last.
+    let table_h = (rows.len() as u16 + 3)
+        .max(4)
+        .min(area.height.saturating_sub(detail_h) / 2 + 2);
+    let [table_area, latest_area, detail_area] = Layout::vertical([
+        Constraint::Length(table_h),
+        Constraint::Min(0),
+        Constraint::Length(detail_h),
+    ])
+    .areas(area);
     let spark_w = table_area.width.saturating_sub(64).clamp(4, 30) as usize;
     let header = Row::new([
         "NAME",
@@ -109,6 +117,21 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             ..table_area
         };
         frame.render_widget(Paragraph::new(Span::styled(msg, theme.dim())), inner);
+    }
+    if latest_area.height >= 3
+        && let Some(snap) = &app.snapshot
+    {
+        let latest = &snap.stream[..snap.stream.len().min(latest_area.height as usize)];
+        let table = Table::new(
+            super::stream::event_rows(latest, snap, theme),
+            super::stream::widths(latest_area),
+        )
+        .block(Block::default().borders(Borders::TOP).title(super::title(
+            "Latest events",
+            "2 for the stream ".into(),
+            theme,
+        )));
+        frame.render_widget(table, latest_area);
     }
     if detail_h > 0
         && let Some(r) = rows.get(app.sel())
