@@ -206,6 +206,45 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// A subscription with the defaults of `hookctl sub add`: active, POST, JSON, flat,
+    /// the default retry schedule and timeout, signed in `x-wl-signature`.
+    pub fn new(
+        id: String,
+        name: String,
+        url: String,
+        events: Option<Vec<String>>,
+        secret: String,
+    ) -> Subscription {
+        let now = now_ms();
+        Subscription {
+            id,
+            name,
+            url,
+            events,
+            location_id: None,
+            secret,
+            method: Method::Post,
+            headers: Vec::new(),
+            format: BodyFormat::Json,
+            payload: PayloadStyle::Flat,
+            template: None,
+            retry_schedule_ms: DEFAULT_RETRY_SCHEDULE_MS.to_vec(),
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            rate_per_sec: None,
+            signature_scheme: SignatureScheme::Wl,
+            signature_header: "x-wl-signature".into(),
+            state: SubState::Active,
+            state_reason: None,
+            previous_secret: None,
+            previous_secret_until: None,
+            consecutive_failures: 0,
+            circuit_open: false,
+            circuit_changed_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// The old secret, while its grace period lasts at `now`.
     pub fn grace_secret(&self, now: Millis) -> Option<&str> {
         match (&self.previous_secret, self.previous_secret_until) {

@@ -70,6 +70,7 @@ pub async fn console(ctx: &Ctx) -> Result<Exit> {
         db: ctx.cfg.db.clone(),
         engine,
         api,
+        policy: Arc::new(Policy::new(ctx.cfg.allow_networks.clone())),
     })
     .await?;
     Ok(0)
@@ -101,6 +102,7 @@ pub async fn demo(ctx: &Ctx) -> Result<Exit> {
         db: cfg.db.clone(),
         engine: Some(engine),
         api,
+        policy: Arc::new(Policy::new(cfg.allow_networks.clone())),
     })
     .await?;
     drop(demo);

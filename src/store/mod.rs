@@ -207,6 +207,8 @@ pub trait Store: Send + Sync + 'static {
     // Writes. Each returns after its change is committed.
     async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>>;
     async fn add_subscription(&self, sub: Subscription) -> Result<()>;
+    /// Replaces a subscription's settings (not its secret, state or health).
+    async fn update_subscription(&self, sub: Subscription) -> Result<()>;
     /// `false` when no subscription has that id.
     async fn set_subscription_state(&self, id: &str, state: SubState) -> Result<bool>;
     /// Leases up to `n` due deliveries of each listed active subscription until `lease_until`.

@@ -1,6 +1,7 @@
-//! Keys to actions (DESIGN §5). While a filter is typed, keys are text.
+//! Keys to actions (DESIGN §5). Whatever is on top takes the key: a message shown once,
+//! a confirmation, the subscription form, the command line, the filter, then the panes.
 
-use super::state::{Action, App, Pane};
+use super::state::{Action, App, FormKey, LineKey, Pane};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 pub fn action(app: &App, key: KeyEvent) -> Option<Action> {
@@ -9,6 +10,48 @@ pub fn action(app: &App, key: KeyEvent) -> Option<Action> {
     }
     if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
         return Some(Action::Quit);
+    }
+    if app.modal.is_some() {
+        return Some(match key.code {
+            KeyCode::Char('y') => Action::Copy,
+            _ => Action::CloseModal,
+        });
+    }
+    if app.confirm.is_some() {
+        return match key.code {
+            KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => Some(Action::Answer(true)),
+            KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc | KeyCode::Char('q') => {
+                Some(Action::Answer(false))
+            }
+            _ => None,
+        };
+    }
+    if let Some(form) = &app.form {
+        let in_list = form.focus == 2;
+        return Some(Action::Form(match key.code {
+            KeyCode::Esc => FormKey::Cancel,
+            KeyCode::Enter => FormKey::Submit,
+            KeyCode::Tab => FormKey::Next,
+            KeyCode::BackTab => FormKey::Prev,
+            KeyCode::Up => FormKey::Up,
+            KeyCode::Down => FormKey::Down,
+            KeyCode::Char('k') if in_list => FormKey::Up,
+            KeyCode::Char('j') if in_list => FormKey::Down,
+            KeyCode::Char(' ') => FormKey::Toggle,
+            KeyCode::Backspace => FormKey::Backspace,
+            KeyCode::Char(c) => FormKey::Char(c),
+            _ => return None,
+        }));
+    }
+    if app.cmdline.is_some() {
+        return Some(Action::Line(match key.code {
+            KeyCode::Enter => LineKey::Run,
+            KeyCode::Esc => LineKey::Cancel,
+            KeyCode::Tab => LineKey::Complete,
+            KeyCode::Backspace => LineKey::Backspace,
+            KeyCode::Char(c) => LineKey::Char(c),
+            _ => return None,
+        }));
     }
     if app.input.is_some() {
         return match key.code {
@@ -35,6 +78,15 @@ pub fn action(app: &App, key: KeyEvent) -> Option<Action> {
         KeyCode::Esc => Action::Back,
         KeyCode::Char('/') => Action::StartFilter,
         KeyCode::Char('f') => Action::ToggleFollow,
+        KeyCode::Char('p') => Action::Pause,
+        KeyCode::Char('r') => Action::Redeliver,
+        KeyCode::Char('R') => Action::BulkRedeliver,
+        KeyCode::Char('t') => Action::Test,
+        KeyCode::Char('a') => Action::Add,
+        KeyCode::Char('e') => Action::Edit,
+        KeyCode::Char('d') => Action::Delete,
+        KeyCode::Char('y') => Action::Copy,
+        KeyCode::Char(':') => Action::StartLine,
         _ => return None,
     })
 }

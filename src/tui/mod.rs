@@ -3,6 +3,7 @@
 //! loader task turns store reads into snapshots, and a frame is drawn only when something
 //! visible changed.
 
+pub mod commands;
 pub mod demo;
 pub mod fixture;
 pub mod keys;

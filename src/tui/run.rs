@@ -24,6 +24,33 @@ pub struct Launch {
     pub engine: Option<Engine>,
     /// What the header says about the API when the engine is embedded.
     pub api: Result<String, String>,
+    /// Where subscriptions may point (checked when the console adds or edits one).
+    pub policy: Arc<crate::netguard::Policy>,
+}
+
+/// Hands text to the clipboard of the terminal the engineer sits at: OSC 52, which
+/// terminals and SSH pass through; inside tmux, into tmux's buffer as well.
+fn copy_to_clipboard(text: &str) -> std::io::Result<()> {
+    use base64::Engine as _;
+    use std::io::Write;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(text);
+    let mut out = std::io::stdout().lock();
+    write!(out, "\x1b]52;c;{b64}\x07")?;
+    out.flush()?;
+    if std::env::var_os("TMUX").is_some()
+        && let Ok(mut child) = std::process::Command::new("tmux")
+            .args(["load-buffer", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+    {
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(text.as_bytes());
+        }
+        let _ = child.wait();
+    }
+    Ok(())
 }
 
 /// Data-driven frames are spaced at least this far apart (keys draw at once): a busy
@@ -100,6 +127,15 @@ pub async fn run(launch: Launch) -> Result<()> {
         query_rx,
         snap_tx,
     ));
+    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel();
+    let executor = tokio::spawn(
+        super::commands::Executor {
+            store: launch.store.clone(),
+            policy: launch.policy.clone(),
+        }
+        .run(cmd_rx, out_tx),
+    );
     let mut input = EventStream::new();
     let mut term_sig = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -125,12 +161,6 @@ pub async fn run(launch: Launch) -> Result<()> {
                         app.apply(a);
                         dirty = true;
                         urgent = true;
-                        query_tx.send_if_modified(|q| {
-                            let next = app.query();
-                            let changed = *q != next;
-                            *q = next;
-                            changed
-                        });
                     }
                 }
                 Some(Ok(Event::Resize(_, h))) => {
@@ -150,15 +180,35 @@ pub async fn run(launch: Launch) -> Result<()> {
                     dirty = true;
                 }
             }
+            Some(outcome) = out_rx.recv() => {
+                app.apply(Action::Done(outcome));
+                dirty = true;
+                urgent = true;
+            }
             _ = tokio::time::sleep(wait), if dirty => {}
             _ = term_sig.recv() => break,
             _ = hup.recv() => break,
         }
+        for cmd in app.commands.drain(..) {
+            let _ = cmd_tx.send(cmd);
+        }
+        if let Some(text) = app.clipboard.take()
+            && let Err(e) = copy_to_clipboard(&text)
+        {
+            app.status = Some(format!("copy failed: {e}"));
+        }
+        query_tx.send_if_modified(|q| {
+            let next = app.query();
+            let changed = *q != next;
+            *q = next;
+            changed
+        });
         if app.quit {
             break;
         }
     }
     loader.abort();
+    executor.abort();
     drop(guard);
     // `q` quits at once: an embedded engine's unfinished attempts keep their leases and
     // the next engine on this database retries them (at-least-once).

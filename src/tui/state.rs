@@ -1,7 +1,11 @@
 //! The console's state and how actions change it. No I/O here: the loader fills in
 //! snapshots, the key map produces actions, the view reads `&App`.
 
+use super::commands::{Command, Outcome};
 use super::snapshot::{Query, STREAM_WINDOW, Snapshot, StreamQuery, SubRow};
+use crate::catalog;
+use crate::ids;
+use crate::model::{DeliveryStatus, SubState, Subscription, now_ms};
 use crate::store::{DeadItem, EventRow, RetryItem};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +41,7 @@ impl Pane {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Quit,
     NextPane,
@@ -60,6 +64,22 @@ pub enum Action {
     ToggleHelp,
     /// The terminal's height changed: page size follows it.
     Resize(u16),
+    Pause,
+    Redeliver,
+    BulkRedeliver,
+    Test,
+    Add,
+    Edit,
+    Delete,
+    Copy,
+    StartLine,
+    Line(LineKey),
+    Form(FormKey),
+    /// `y`/`n` on a pending confirmation.
+    Answer(bool),
+    CloseModal,
+    /// What the executor reported.
+    Done(Outcome),
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +104,17 @@ pub struct App {
     pub status: Option<String>,
     pub quit: bool,
     pub page: usize,
+    pub confirm: Option<Confirm>,
+    pub form: Option<SubForm>,
+    /// The `:` command line being typed.
+    pub cmdline: Option<String>,
+    /// A message that stays until a key closes it (a secret shown once).
+    pub modal: Option<String>,
+    pub modal_copy: Option<String>,
+    /// Commands for the executor, taken by the run loop.
+    pub commands: Vec<Command>,
+    /// Text for the clipboard (OSC 52), taken by the run loop.
+    pub clipboard: Option<String>,
 }
 
 impl Default for App {
@@ -104,6 +135,13 @@ impl Default for App {
             status: None,
             quit: false,
             page: 10,
+            confirm: None,
+            form: None,
+            cmdline: None,
+            modal: None,
+            modal_copy: None,
+            commands: Vec::new(),
+            clipboard: None,
         }
     }
 }
@@ -311,11 +349,44 @@ impl App {
     }
 
     pub fn apply(&mut self, action: Action) {
-        if !matches!(action, Action::Resize(_)) {
+        if !matches!(action, Action::Resize(_) | Action::Done(_)) {
             self.status = None;
         }
         match action {
             Action::Quit => self.quit = true,
+            Action::Done(o) => self.outcome(o),
+            Action::CloseModal => {
+                self.modal = None;
+                self.modal_copy = None;
+            }
+            Action::Answer(yes) => {
+                if let Some(c) = self.confirm.take() {
+                    if yes {
+                        self.commands.push(c.command);
+                    } else {
+                        self.status = Some("cancelled".into());
+                    }
+                }
+            }
+            Action::Form(k) => self.form_key(k),
+            Action::Line(k) => match k {
+                LineKey::Char(c) => {
+                    if let Some(l) = &mut self.cmdline {
+                        l.push(c);
+                    }
+                }
+                LineKey::Backspace => {
+                    if let Some(l) = &mut self.cmdline {
+                        l.pop();
+                    }
+                }
+                LineKey::Complete => self.complete(),
+                LineKey::Cancel => self.cmdline = None,
+                LineKey::Run => {
+                    let line = self.cmdline.take().unwrap_or_default();
+                    self.run_line(&line);
+                }
+            },
             Action::ToggleHelp => self.help = !self.help,
             Action::Back if self.help => self.help = false,
             _ if self.help => {}
@@ -390,7 +461,585 @@ impl App {
                 }
             }
             Action::Resize(h) => self.page = (h as usize).saturating_sub(8).max(1),
+            Action::Pause => self.key_pause(),
+            Action::Redeliver => self.key_redeliver(),
+            Action::BulkRedeliver => self.key_bulk(),
+            Action::Test => {
+                if let Some(s) = self.need_sub() {
+                    self.status = Some(format!("sending a test event to {}…", s.name));
+                    self.commands.push(Command::Test { sub: s.id });
+                }
+            }
+            Action::Add => self.form = Some(SubForm::new(None)),
+            Action::Edit => {
+                if let Some(s) = self.need_sub() {
+                    self.form = Some(SubForm::new(Some(&s)));
+                }
+            }
+            Action::Delete => self.key_delete(),
+            Action::Copy => {
+                if let Some(secret) = self.modal_copy.clone() {
+                    self.clipboard = Some(secret);
+                    self.modal = None;
+                    self.modal_copy = None;
+                    self.status = Some("secret copied".into());
+                } else {
+                    self.key_copy();
+                }
+            }
+            Action::StartLine => self.cmdline = Some(String::new()),
         }
         self.clamp();
     }
+}
+
+/// A destructive action waiting for `y` (gitui's confirm → confirmed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confirm {
+    pub prompt: String,
+    pub command: Command,
+}
+
+/// The add/edit subscription form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubForm {
+    /// The subscription being edited; `None` adds one.
+    pub editing: Option<Subscription>,
+    pub url: String,
+    pub name: String,
+    /// Every event type.
+    pub all: bool,
+    pub events: Vec<&'static str>,
+    /// 0 URL, 1 name, 2 events, 3 save.
+    pub focus: usize,
+    /// Position in the event list: 0 is "all events", then the catalog.
+    pub cursor: usize,
+    pub error: Option<String>,
+}
+
+impl SubForm {
+    pub const FIELDS: usize = 4;
+
+    pub fn new(editing: Option<&Subscription>) -> SubForm {
+        match editing {
+            None => SubForm {
+                editing: None,
+                url: String::new(),
+                name: String::new(),
+                all: true,
+                events: Vec::new(),
+                focus: 0,
+                cursor: 0,
+                error: None,
+            },
+            Some(s) => SubForm {
+                editing: Some(s.clone()),
+                url: s.url.clone(),
+                name: s.name.clone(),
+                all: s.events.is_none(),
+                events: s
+                    .events
+                    .iter()
+                    .flatten()
+                    .filter_map(|t| catalog::resolve(t).ok())
+                    .collect(),
+                focus: 0,
+                cursor: 0,
+                error: None,
+            },
+        }
+    }
+
+    fn toggle(&mut self) {
+        if self.cursor == 0 {
+            self.all = !self.all;
+            return;
+        }
+        if let Some(t) = catalog::TYPES.get(self.cursor - 1) {
+            if let Some(i) = self.events.iter().position(|e| *e == t.name) {
+                self.events.remove(i);
+            } else {
+                self.events.push(t.name);
+                self.all = false;
+            }
+        }
+    }
+
+    /// The subscription this form describes, or what is wrong with it.
+    pub fn build(&self) -> Result<Subscription, String> {
+        let url = reqwest::Url::parse(self.url.trim()).map_err(|e| format!("URL: {e}"))?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(format!(
+                "URL: scheme '{}' is not http or https",
+                url.scheme()
+            ));
+        }
+        let events = if self.all {
+            None
+        } else if self.events.is_empty() {
+            return Err("pick at least one event type, or all".into());
+        } else {
+            Some(self.events.iter().map(|e| e.to_string()).collect())
+        };
+        let name = match self.name.trim() {
+            "" => url.host_str().unwrap_or("endpoint").to_string(),
+            n => n.to_string(),
+        };
+        Ok(match &self.editing {
+            Some(old) => Subscription {
+                url: url.to_string(),
+                name,
+                events,
+                ..old.clone()
+            },
+            None => Subscription::new(
+                ids::subscription_id(),
+                name,
+                url.to_string(),
+                events,
+                ids::secret(),
+            ),
+        })
+    }
+}
+
+/// Form keys, already told apart from the app's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormKey {
+    Char(char),
+    Backspace,
+    Next,
+    Prev,
+    Up,
+    Down,
+    Toggle,
+    Submit,
+    Cancel,
+}
+
+/// Command-line keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineKey {
+    Char(char),
+    Backspace,
+    Complete,
+    Run,
+    Cancel,
+}
+
+const LINE_COMMANDS: &[&str] = &[
+    "pause",
+    "resume",
+    "redeliver",
+    "test",
+    "rm",
+    "filter",
+    "quit",
+];
+
+impl App {
+    /// The subscription the selected row is about.
+    pub fn selected_sub(&self) -> Option<String> {
+        let i = self.sel();
+        match self.pane {
+            Pane::Subscriptions => self.visible_subs().get(i).map(|r| r.sub.id.clone()),
+            Pane::Retries => self
+                .visible_retries()
+                .get(i)
+                .map(|r| r.subscription_id.clone()),
+            Pane::Dead => self
+                .visible_dead()
+                .get(i)
+                .map(|r| r.subscription_id.clone()),
+            _ => None,
+        }
+    }
+
+    fn sub_by_key(&self, key: &str) -> Result<Subscription, String> {
+        let Some(s) = &self.snapshot else {
+            return Err("not loaded yet".into());
+        };
+        if let Some(r) = s.subs.iter().find(|r| r.sub.id == key || r.sub.name == key) {
+            return Ok(r.sub.clone());
+        }
+        let matches: Vec<&SubRow> = s
+            .subs
+            .iter()
+            .filter(|r| r.sub.id.starts_with(key))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one.sub.clone()),
+            [] => Err(format!("no subscription '{key}'")),
+            _ => Err(format!("'{key}' matches several subscriptions")),
+        }
+    }
+
+    fn need_sub(&mut self) -> Option<Subscription> {
+        match self.selected_sub().map(|id| self.sub_by_key(&id)) {
+            Some(Ok(s)) => Some(s),
+            _ => {
+                self.status =
+                    Some("select a subscription (Subscriptions, Retries or Dead letters)".into());
+                None
+            }
+        }
+    }
+
+    fn confirm(&mut self, prompt: String, command: Command) {
+        self.confirm = Some(Confirm { prompt, command });
+    }
+
+    pub(crate) fn key_pause(&mut self) {
+        if let Some(s) = self.need_sub() {
+            let state = if s.state == SubState::Active {
+                SubState::Paused
+            } else {
+                SubState::Active
+            };
+            self.commands.push(Command::SetState { sub: s.id, state });
+        }
+    }
+
+    pub(crate) fn key_redeliver(&mut self) {
+        let Some(event) = self.selected_event() else {
+            self.status = Some("select an event to redeliver".into());
+            return;
+        };
+        let sub = self
+            .selected_sub()
+            .filter(|_| self.pane != Pane::Subscriptions);
+        let to = match &sub {
+            Some(id) => self
+                .snapshot
+                .as_ref()
+                .map(|s| s.sub_name(id))
+                .unwrap_or_default(),
+            None => "every subscription it went to".into(),
+        };
+        self.confirm(
+            format!("redeliver {event} to {to}?"),
+            Command::Redeliver {
+                event_id: event,
+                sub,
+            },
+        );
+    }
+
+    pub(crate) fn key_bulk(&mut self) {
+        if let Some(s) = self.need_sub() {
+            self.status = Some(format!("counting dead deliveries of {}…", s.name));
+            self.commands.push(Command::CountBulk {
+                sub: s.id,
+                status: DeliveryStatus::Dead,
+                since: None,
+            });
+        }
+    }
+
+    fn key_delete(&mut self) {
+        if let Some(s) = self.need_sub() {
+            self.confirm(
+                format!("delete {} ({})?", s.name, s.url),
+                Command::Delete {
+                    sub: s.id,
+                    force: false,
+                },
+            );
+        }
+    }
+
+    fn key_copy(&mut self) {
+        let text = match self.pane {
+            Pane::Inspector => self
+                .snapshot
+                .as_ref()
+                .and_then(|s| s.inspected.as_ref())
+                .and_then(|d| serde_json::to_string_pretty(&d.event.data).ok()),
+            Pane::Subscriptions => self.selected_sub(),
+            _ => self.selected_event(),
+        };
+        match text {
+            Some(t) => {
+                self.status = Some(format!("copied {}", fmt_short(&t)));
+                self.clipboard = Some(t);
+            }
+            None => self.status = Some("nothing selected to copy".into()),
+        }
+    }
+
+    pub(crate) fn outcome(&mut self, o: Outcome) {
+        match o {
+            Outcome::Done(msg) => self.status = Some(msg),
+            Outcome::Failed(msg) => self.status = Some(format!("failed: {msg}")),
+            Outcome::BulkCount {
+                sub,
+                status,
+                since,
+                count,
+            } => {
+                let name = self
+                    .snapshot
+                    .as_ref()
+                    .map(|s| s.sub_name(&sub))
+                    .unwrap_or_default();
+                if count == 0 {
+                    self.status = Some(format!("{name} has no {status} deliveries to redeliver"));
+                } else {
+                    self.confirm(
+                        format!("redeliver {count} {status} deliveries to {name}?"),
+                        Command::Bulk { sub, status, since },
+                    );
+                }
+            }
+            Outcome::Created { id, name, secret } => {
+                self.status = Some(format!("{name} added as {id}"));
+                self.modal = Some(format!(
+                    "{name} added ({id}).\n\nSigning secret, shown this once:\n\n{secret}\n\ny copies it · any other key closes"
+                ));
+                self.modal_copy = Some(secret);
+            }
+            Outcome::Unfinished { sub, count } => {
+                let name = self
+                    .snapshot
+                    .as_ref()
+                    .map(|s| s.sub_name(&sub))
+                    .unwrap_or_default();
+                self.confirm(
+                    format!("{name} has {count} unfinished deliveries: cancel them and delete?"),
+                    Command::Delete { sub, force: true },
+                );
+            }
+        }
+    }
+
+    pub(crate) fn form_key(&mut self, k: FormKey) {
+        let Some(f) = &mut self.form else { return };
+        f.error = None;
+        match k {
+            FormKey::Cancel => self.form = None,
+            FormKey::Next => f.focus = (f.focus + 1) % SubForm::FIELDS,
+            FormKey::Prev => f.focus = (f.focus + SubForm::FIELDS - 1) % SubForm::FIELDS,
+            FormKey::Up if f.focus == 2 => f.cursor = f.cursor.saturating_sub(1),
+            FormKey::Down if f.focus == 2 => f.cursor = (f.cursor + 1).min(catalog::TYPES.len()),
+            FormKey::Up => f.focus = (f.focus + SubForm::FIELDS - 1) % SubForm::FIELDS,
+            FormKey::Down => f.focus = (f.focus + 1) % SubForm::FIELDS,
+            FormKey::Toggle if f.focus == 2 => f.toggle(),
+            FormKey::Toggle | FormKey::Char(_) if f.focus > 1 => {}
+            FormKey::Toggle => {
+                let field = if f.focus == 0 {
+                    &mut f.url
+                } else {
+                    &mut f.name
+                };
+                field.push(' ');
+            }
+            FormKey::Char(c) => {
+                let field = if f.focus == 0 {
+                    &mut f.url
+                } else {
+                    &mut f.name
+                };
+                field.push(c);
+            }
+            FormKey::Backspace => {
+                if f.focus < 2 {
+                    let field = if f.focus == 0 {
+                        &mut f.url
+                    } else {
+                        &mut f.name
+                    };
+                    field.pop();
+                }
+            }
+            FormKey::Submit => match f.build() {
+                Ok(sub) => {
+                    let cmd = if f.editing.is_some() {
+                        Command::Edit(Box::new(sub))
+                    } else {
+                        Command::Add(Box::new(sub))
+                    };
+                    self.commands.push(cmd);
+                    self.form = None;
+                }
+                Err(e) => f.error = Some(e),
+            },
+        }
+    }
+
+    /// Words the command line could complete the last word with.
+    pub fn completions(&self, line: &str) -> Vec<String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let ends_with_space = line.ends_with(' ') || line.is_empty();
+        let (prefix, before): (&str, Vec<&str>) = if ends_with_space {
+            ("", words.clone())
+        } else {
+            (
+                words.last().copied().unwrap_or(""),
+                words[..words.len().saturating_sub(1)].to_vec(),
+            )
+        };
+        let subs = || -> Vec<String> {
+            self.snapshot
+                .as_ref()
+                .map(|s| {
+                    s.subs
+                        .iter()
+                        .flat_map(|r| [r.sub.id.clone(), r.sub.name.clone()])
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let candidates: Vec<String> = match before.as_slice() {
+            [] => LINE_COMMANDS.iter().map(|c| c.to_string()).collect(),
+            [.., "--sub"] => subs(),
+            [.., "--status"] => vec!["dead".into(), "retrying".into()],
+            [.., "--since"] => vec!["15m".into(), "1h".into(), "6h".into(), "24h".into()],
+            ["pause" | "resume" | "test" | "rm"] => subs(),
+            ["redeliver", ..] if prefix.starts_with('-') || before.len() > 1 => {
+                vec!["--sub".into(), "--status".into(), "--since".into()]
+            }
+            ["redeliver"] => {
+                let mut c: Vec<String> = vec!["--sub".into()];
+                if let Some(s) = &self.snapshot {
+                    c.extend(s.dead.iter().map(|d| d.event_id.clone()));
+                    c.extend(s.stream.iter().take(20).map(|e| e.id.clone()));
+                }
+                c
+            }
+            ["filter", ..] => catalog::TYPES.iter().map(|t| t.name.to_string()).collect(),
+            _ => Vec::new(),
+        };
+        let mut out: Vec<String> = candidates
+            .into_iter()
+            .filter(|c| c.starts_with(prefix))
+            .collect();
+        out.dedup();
+        out
+    }
+
+    fn complete(&mut self) {
+        let Some(line) = self.cmdline.clone() else {
+            return;
+        };
+        let options = self.completions(&line);
+        let prefix_len = if line.ends_with(' ') {
+            0
+        } else {
+            line.split_whitespace().last().map(str::len).unwrap_or(0)
+        };
+        match options.as_slice() {
+            [] => self.status = Some("no completions".into()),
+            [one] => {
+                let base = &line[..line.len() - prefix_len];
+                self.cmdline = Some(format!("{base}{one} "));
+            }
+            many => {
+                let common = many.iter().skip(1).fold(many[0].clone(), |acc, s| {
+                    acc.chars()
+                        .zip(s.chars())
+                        .take_while(|(a, b)| a == b)
+                        .map(|(a, _)| a)
+                        .collect()
+                });
+                if common.len() > prefix_len {
+                    let base = &line[..line.len() - prefix_len];
+                    self.cmdline = Some(format!("{base}{common}"));
+                }
+                self.status = Some(fmt_short(&many.join("  ")));
+            }
+        }
+    }
+
+    /// Runs a command line; errors go to the status line.
+    pub fn run_line(&mut self, line: &str) {
+        if let Err(e) = self.try_line(line) {
+            self.status = Some(e);
+        }
+    }
+
+    fn try_line(&mut self, line: &str) -> Result<(), String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let flag = |name: &str| -> Option<String> {
+            words
+                .iter()
+                .position(|w| *w == name)
+                .and_then(|i| words.get(i + 1))
+                .map(|s| s.to_string())
+        };
+        match words.as_slice() {
+            [] => Ok(()),
+            ["q" | "quit"] => {
+                self.quit = true;
+                Ok(())
+            }
+            ["pause" | "resume", key] => {
+                let s = self.sub_by_key(key)?;
+                let state = if words[0] == "pause" {
+                    SubState::Paused
+                } else {
+                    SubState::Active
+                };
+                self.commands.push(Command::SetState { sub: s.id, state });
+                Ok(())
+            }
+            ["test", key] => {
+                let s = self.sub_by_key(key)?;
+                self.status = Some(format!("sending a test event to {}…", s.name));
+                self.commands.push(Command::Test { sub: s.id });
+                Ok(())
+            }
+            ["rm" | "delete", key] => {
+                let s = self.sub_by_key(key)?;
+                self.confirm(
+                    format!("delete {} ({})?", s.name, s.url),
+                    Command::Delete {
+                        sub: s.id,
+                        force: false,
+                    },
+                );
+                Ok(())
+            }
+            ["filter", rest @ ..] => {
+                let f = rest.join(" ");
+                self.filter = (!f.is_empty()).then_some(f);
+                Ok(())
+            }
+            ["redeliver", rest @ ..] => {
+                let sub = flag("--sub").map(|k| self.sub_by_key(&k)).transpose()?;
+                let event = rest
+                    .first()
+                    .filter(|w| !w.starts_with("--"))
+                    .map(|s| s.to_string());
+                match (event, sub) {
+                    (Some(event_id), sub) => {
+                        let to = sub.as_ref().map(|s| s.name.clone()).unwrap_or_else(|| "every subscription it went to".into());
+                        self.confirm(format!("redeliver {event_id} to {to}?"), Command::Redeliver { event_id, sub: sub.map(|s| s.id) });
+                        Ok(())
+                    }
+                    (None, Some(s)) => {
+                        let status = match flag("--status").as_deref() {
+                            None | Some("dead") => DeliveryStatus::Dead,
+                            Some("retrying") => DeliveryStatus::Retrying,
+                            Some(other) => return Err(format!("--status {other}: dead or retrying")),
+                        };
+                        let since = match flag("--since") {
+                            None => None,
+                            Some(d) => Some(now_ms() - humantime::parse_duration(&d).map_err(|e| format!("--since {d}: {e}"))?.as_millis() as i64),
+                        };
+                        self.commands.push(Command::CountBulk { sub: s.id, status, since });
+                        Ok(())
+                    }
+                    (None, None) => Err("redeliver EVENT_ID [--sub ID] | redeliver --sub ID [--status dead|retrying] [--since 1h]".into()),
+                }
+            }
+            [cmd, ..] => Err(format!(
+                "unknown command '{cmd}' (Tab completes; try pause, resume, redeliver, test, rm, filter)"
+            )),
+        }
+    }
+}
+
+fn fmt_short(s: &str) -> String {
+    let one_line = s.replace('\n', " ");
+    super::view::fmt::cut(&one_line, 60)
 }

@@ -2,6 +2,8 @@
 //! 127.0.0.1, `serve` as a child process. Every wait is on a condition with a deadline.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

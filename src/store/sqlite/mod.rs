@@ -139,6 +139,14 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn update_subscription(&self, sub: Subscription) -> Result<()> {
+        self.call(|reply| Op::UpdateSubscription {
+            sub: Box::new(sub),
+            reply,
+        })
+        .await
+    }
+
     async fn set_subscription_state(&self, id: &str, state: SubState) -> Result<bool> {
         let id = id.to_string();
         self.call(|reply| Op::SetState { id, state, reply }).await

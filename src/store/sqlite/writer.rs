@@ -23,6 +23,10 @@ pub enum Op {
         sub: Box<Subscription>,
         reply: Reply<()>,
     },
+    UpdateSubscription {
+        sub: Box<Subscription>,
+        reply: Reply<()>,
+    },
     SetState {
         id: String,
         state: SubState,
@@ -173,6 +177,7 @@ fn finisher_for_failed(op: Op, msg: &str) -> Finish {
         Op::Publish { reply, .. } => finisher(reply, Err(e())),
         Op::AddSubscription { reply, .. } => finisher(reply, Err(e())),
         Op::SetState { reply, .. } => finisher(reply, Err(e())),
+        Op::UpdateSubscription { reply, .. } => finisher(reply, Err(e())),
         Op::Claim { reply, .. } => finisher(reply, Err(e())),
         Op::Record { reply, .. } => finisher(reply, Err(e())),
         Op::Release { reply, .. } => finisher(reply, Err(e())),
@@ -194,6 +199,7 @@ async fn apply(conn: &mut SqliteConnection, op: Op) -> (Finish, bool) {
         Op::Publish { events, reply } => done(reply, publish(conn, &events).await),
         Op::AddSubscription { sub, reply } => done(reply, add_subscription(conn, &sub).await),
         Op::SetState { id, state, reply } => done(reply, set_state(conn, &id, state).await),
+        Op::UpdateSubscription { sub, reply } => done(reply, update_subscription(conn, &sub).await),
         Op::Claim {
             wants,
             now,
@@ -395,6 +401,37 @@ async fn log(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+async fn update_subscription(conn: &mut SqliteConnection, s: &Subscription) -> Result<()> {
+    let events = s.events.as_ref().map(serde_json::to_string).transpose()?;
+    let r = sqlx::query(
+        "UPDATE subscriptions SET name = ?, url = ?, events = ?, location_id = ?, method = ?, headers = ?, \
+           format = ?, payload = ?, template = ?, retry_schedule = ?, timeout_ms = ?, rate_per_sec = ?, \
+           signature_scheme = ?, signature_header = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(&s.name)
+    .bind(&s.url)
+    .bind(events)
+    .bind(&s.location_id)
+    .bind(s.method.as_str())
+    .bind(rows::headers_to_json(&s.headers))
+    .bind(s.format.as_str())
+    .bind(s.payload.as_str())
+    .bind(&s.template)
+    .bind(serde_json::to_string(&s.retry_schedule_ms)?)
+    .bind(s.timeout_ms as i64)
+    .bind(s.rate_per_sec)
+    .bind(s.signature_scheme.as_str())
+    .bind(&s.signature_header)
+    .bind(now_ms())
+    .bind(&s.id)
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Err(anyhow!("no subscription with id '{}'", s.id));
+    }
+    log(conn, &s.id, "edited", Some("operator")).await
 }
 
 async fn set_state(conn: &mut SqliteConnection, id: &str, state: SubState) -> Result<bool> {

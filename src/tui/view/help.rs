@@ -13,12 +13,25 @@ const KEYS: &[(&str, &str)] = &[
     ("Esc", "back · clear filter"),
     ("/", "filter"),
     ("f", "follow the stream / freeze it"),
+    ("p", "pause / resume the endpoint"),
+    ("r", "redeliver the selected event (confirm)"),
+    (
+        "R",
+        "redeliver the endpoint's dead letters (count, confirm)",
+    ),
+    ("t", "send the endpoint a test event"),
+    ("a e d", "add / edit / delete a subscription"),
+    ("y", "copy the id (the payload in the inspector) via OSC 52"),
+    (
+        ":",
+        "command: pause ID, redeliver --sub ID --since 1h, … (Tab completes)",
+    ),
     ("?", "this help"),
     ("q", "quit at once (unfinished attempts are retried later)"),
 ];
 
 pub fn draw(frame: &mut Frame, area: Rect, theme: Theme) {
-    let w = 64.min(area.width);
+    let w = 76.min(area.width);
     let h = (KEYS.len() as u16 + 2).min(area.height);
     let r = Rect {
         x: area.x + (area.width - w) / 2,

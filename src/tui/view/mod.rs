@@ -2,6 +2,7 @@
 
 mod dead;
 pub mod fmt;
+mod form;
 mod help;
 mod inspector;
 mod retries;
@@ -47,8 +48,14 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
         Pane::Inspector => inspector::draw(frame, body, app, theme),
     }
     draw_footer(frame, footer, app, theme);
+    if let Some(f) = &app.form {
+        form::draw_form(frame, body, f, theme);
+    }
     if app.help {
         help::draw(frame, body, theme);
+    }
+    if let Some(m) = &app.modal {
+        form::draw_modal(frame, body, m, theme);
     }
 }
 
@@ -150,7 +157,21 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
 }
 
 fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
-    let line = if let Some(input) = &app.input {
+    let line = if let Some(c) = &app.confirm {
+        Line::from(vec![
+            Span::styled(
+                fmt::cut(&c.prompt, (area.width as usize).saturating_sub(12)),
+                theme.bad(),
+            ),
+            Span::styled("  y / n", theme.title()),
+        ])
+    } else if let Some(l) = &app.cmdline {
+        Line::from(vec![
+            Span::styled(":", theme.title()),
+            Span::raw(l.clone()),
+            Span::styled("▏", theme.dim()),
+        ])
+    } else if let Some(input) = &app.input {
         Line::from(vec![
             Span::styled("/", theme.title()),
             Span::raw(input.clone()),
@@ -165,10 +186,14 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             .map(|f| format!("filter “{f}” (Esc clears) · "))
             .unwrap_or_default();
         let hints = match app.pane {
-            Pane::Stream => "j/k move · Enter inspect · f follow · / filter · ? help · q quit",
-            Pane::Inspector => "j/k scroll · Esc back · ? help · q quit",
-            Pane::Subscriptions => "j/k move · Enter details · / filter · ? help · q quit",
-            _ => "j/k move · Enter inspect · / filter · ? help · q quit",
+            Pane::Stream => {
+                "Enter inspect · r redeliver · f follow · / filter · : command · ? help · q quit"
+            }
+            Pane::Inspector => "j/k scroll · r redeliver · y copy · Esc back · ? help · q quit",
+            Pane::Subscriptions => {
+                "p pause · a add · e edit · d delete · t test · R redeliver dead · : · ? · q"
+            }
+            _ => "Enter inspect · r redeliver · R all dead · p pause · y copy · : · ? help · q",
         };
         Line::from(Span::styled(
             fmt::cut(&format!("{filter}{hints}"), area.width as usize),
