@@ -80,29 +80,44 @@ async fn loader(
     mut queries: watch::Receiver<Query>,
     out: watch::Sender<Option<Snapshot>>,
 ) {
-    let mut seen: Option<(Query, Option<i64>, i64, EngineMode)> = None;
+    // What the last snapshot was read for: the data (change counter, minute, engine) and
+    // the query. A new query alone re-reads only the query's parts.
+    let mut seen: Option<((Option<i64>, i64, EngineMode), Query)> = None;
+    let mut last: Option<Snapshot> = None;
     let db_text = db.display().to_string();
     loop {
         let query = queries.borrow_and_update().clone();
         let counter = store.change_counter().await.ok();
         let now = now_ms();
         let mode = engine_mode(embedded, &api, &db);
-        let key = (query.clone(), counter, now / 60_000, mode.clone());
-        if seen.as_ref() != Some(&key) {
-            let started = std::time::Instant::now();
-            let loaded = snapshot::load(store.as_ref(), &query, mode, &db_text, now).await;
-            tracing::debug!(took = ?started.elapsed(), "snapshot loaded");
-            match loaded {
-                Ok(mut s) => {
-                    // Shown at minute resolution, so that a quiet screen stays still.
-                    s.now = now - now % 60_000;
-                    seen = Some(key);
-                    if out.send(Some(s)).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => tracing::warn!("reading the store failed: {e:#}"),
+        let data_key = (counter, now / 60_000, mode.clone());
+        let started = std::time::Instant::now();
+        let loaded = match (&seen, &last) {
+            (Some((k, q)), _) if *k == data_key && *q == query => None,
+            (Some((k, _)), Some(prev)) if *k == data_key => {
+                Some(snapshot::reload_query(store.as_ref(), &query, prev).await)
             }
+            _ => Some(
+                snapshot::load(store.as_ref(), &query, mode, &db_text, now)
+                    .await
+                    .map(|mut s| {
+                        // Shown at minute resolution, so that a quiet screen stays still.
+                        s.now = now - now % 60_000;
+                        s
+                    }),
+            ),
+        };
+        match loaded {
+            None => {}
+            Some(Ok(s)) => {
+                tracing::debug!(took = ?started.elapsed(), "snapshot read");
+                seen = Some((data_key, query));
+                last = Some(s.clone());
+                if out.send(Some(s)).is_err() {
+                    return;
+                }
+            }
+            Some(Err(e)) => tracing::warn!("reading the store failed: {e:#}"),
         }
         tokio::select! {
             r = queries.changed() => if r.is_err() { return },

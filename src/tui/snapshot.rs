@@ -163,32 +163,7 @@ pub async fn load(
             sub,
         });
     }
-    let filter = EventFilter {
-        text: query.stream.filter.clone(),
-        before_seq: query.stream.anchor,
-        limit: STREAM_WINDOW,
-        ..Default::default()
-    };
-    let stream = store.list_events(&filter).await?;
-    let newest_seq = if query.stream.anchor.is_none() {
-        stream.first().map(|e| e.seq)
-    } else {
-        store
-            .list_events(&EventFilter {
-                limit: 1,
-                ..Default::default()
-            })
-            .await?
-            .first()
-            .map(|e| e.seq)
-    };
-    let (inspected, inspect_missing) = match &query.inspect {
-        Some(id) => match store.event_detail(id).await? {
-            Some(d) => (Some(d), None),
-            None => (None, Some(id.clone())),
-        },
-        None => (None, None),
-    };
+    let (stream, newest_seq, inspected, inspect_missing) = query_parts(store, query).await?;
     Ok(Snapshot {
         now,
         db: db.to_string(),
@@ -205,6 +180,60 @@ pub async fn load(
         dead: store.dead_letters(1000).await?,
         inspected,
         inspect_missing,
+    })
+}
+
+/// What depends on the query alone: the stream window and the inspected event.
+async fn query_parts(
+    store: &dyn Store,
+    query: &Query,
+) -> Result<(
+    Vec<EventRow>,
+    Option<i64>,
+    Option<EventDetail>,
+    Option<String>,
+)> {
+    let filter = EventFilter {
+        text: query.stream.filter.clone(),
+        before_seq: query.stream.anchor,
+        limit: STREAM_WINDOW,
+        ..Default::default()
+    };
+    let stream = store.list_events(&filter).await?;
+    let newest_seq = if query.stream.anchor.is_none() && query.stream.filter.is_none() {
+        stream.first().map(|e| e.seq)
+    } else {
+        store
+            .list_events(&EventFilter {
+                limit: 1,
+                text: query.stream.filter.clone(),
+                ..Default::default()
+            })
+            .await?
+            .first()
+            .map(|e| e.seq)
+    };
+    let (inspected, missing) = match &query.inspect {
+        Some(id) => match store.event_detail(id).await? {
+            Some(d) => (Some(d), None),
+            None => (None, Some(id.clone())),
+        },
+        None => (None, None),
+    };
+    Ok((stream, newest_seq, inspected, missing))
+}
+
+/// The previous snapshot with only the query's parts read again: what a key that pages
+/// or inspects costs, whatever the size of the store.
+pub async fn reload_query(store: &dyn Store, query: &Query, prev: &Snapshot) -> Result<Snapshot> {
+    let (stream, newest_seq, inspected, inspect_missing) = query_parts(store, query).await?;
+    Ok(Snapshot {
+        stream,
+        stream_query: query.stream.clone(),
+        newest_seq,
+        inspected,
+        inspect_missing,
+        ..prev.clone()
     })
 }
 

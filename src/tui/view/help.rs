@@ -22,7 +22,10 @@ const KEYS: &[(&str, &str)] = &[
     ("t", "send the endpoint a test event"),
     ("a e d", "add / edit / delete a subscription"),
     ("y", "copy the id (the payload in the inspector) via OSC 52"),
-    (":", "command line: pause ID, redeliver --sub ID --since 1h; Tab"),
+    (
+        ":",
+        "command line: pause ID, redeliver --sub ID --since 1h; Tab",
+    ),
     ("?", "this help"),
     ("q", "quit at once (unfinished attempts are retried later)"),
 ];
