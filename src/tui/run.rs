@@ -72,6 +72,9 @@ fn engine_mode(
     }
 }
 
+/// What the data on screen depends on: the store's change counter, the minute, the engine.
+type DataKey = (Option<i64>, i64, EngineMode);
+
 async fn loader(
     store: Arc<dyn Store>,
     db: PathBuf,
@@ -82,7 +85,7 @@ async fn loader(
 ) {
     // What the last snapshot was read for: the data (change counter, minute, engine) and
     // the query. A new query alone re-reads only the query's parts.
-    let mut seen: Option<((Option<i64>, i64, EngineMode), Query)> = None;
+    let mut seen: Option<(DataKey, Query)> = None;
     let mut last: Option<Snapshot> = None;
     let db_text = db.display().to_string();
     loop {
