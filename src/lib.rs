@@ -11,4 +11,5 @@ pub mod netguard;
 pub mod signing;
 pub mod sink;
 pub mod store;
+pub mod template;
 pub mod tui;
