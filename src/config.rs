@@ -25,6 +25,8 @@ pub struct Config {
     pub circuit_threshold: u32,
     pub circuit_probe_interval: std::time::Duration,
     pub retention_days: u32,
+    /// Source address for outbound connections (receivers can allowlist it).
+    pub outbound_bind_address: Option<std::net::IpAddr>,
 }
 
 /// The file's shape; every key is optional.
@@ -43,10 +45,17 @@ struct FileConfig {
     circuit_threshold: Option<u32>,
     circuit_probe_interval: Option<String>,
     retention_days: Option<u32>,
+    outbound_bind_address: Option<String>,
 }
 
 fn parse_duration(key: &str, v: &str) -> Result<std::time::Duration> {
     humantime::parse_duration(v.trim()).map_err(|e| anyhow::anyhow!("{key} = '{v}': {e}"))
+}
+
+fn parse_ip(key: &str, v: &str) -> Result<std::net::IpAddr> {
+    v.trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{key} = '{v}' is not an IP address"))
 }
 
 fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
@@ -117,6 +126,7 @@ impl Config {
             circuit_threshold: 10,
             circuit_probe_interval: std::time::Duration::from_secs(30),
             retention_days: 30,
+            outbound_bind_address: None,
         }
     }
 
@@ -176,6 +186,9 @@ impl Config {
         if let Some(v) = f.retention_days {
             self.retention_days = v;
         }
+        if let Some(v) = f.outbound_bind_address {
+            self.outbound_bind_address = Some(parse_ip("outbound_bind_address", &v)?);
+        }
         Ok(())
     }
 
@@ -212,6 +225,9 @@ impl Config {
         }
         if let Some(v) = env_parse("HOOKCTL_RETENTION_DAYS")? {
             self.retention_days = v;
+        }
+        if let Some(v) = env("HOOKCTL_OUTBOUND_BIND_ADDRESS") {
+            self.outbound_bind_address = Some(parse_ip("HOOKCTL_OUTBOUND_BIND_ADDRESS", &v)?);
         }
         // HOOKCTL_DB is read by the command line parser, which gives --db precedence.
         Ok(())

@@ -32,6 +32,8 @@ pub struct SinkRequest {
     pub body: String,
     /// `None` when the sink has no secret to check with.
     pub verified: Option<bool>,
+    /// The sender's address.
+    pub remote: String,
     /// The status the sink answered with.
     #[serde(skip)]
     pub answered: u16,
@@ -73,6 +75,7 @@ pub fn verify(secret: &str, headers: &BTreeMap<String, String>, body: &[u8]) -> 
 
 async fn handle(
     State(state): State<Arc<SinkState>>,
+    axum::extract::ConnectInfo(remote): axum::extract::ConnectInfo<std::net::SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -118,6 +121,7 @@ async fn handle(
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
         verified,
+        remote: remote.ip().to_string(),
         answered: status,
     });
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -149,5 +153,9 @@ pub async fn serve(
     cfg: SinkConfig,
     on_request: OnRequest,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(cfg, on_request)).await
+    axum::serve(
+        listener,
+        router(cfg, on_request).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
 }

@@ -11,9 +11,29 @@ use std::collections::HashMap;
 
 /// The namespaces a template may use.
 pub const NAMESPACES: &[&str] = &[
-    "event", "location", "contact", "opportunity", "appointment", "invoice", "order",
-    "product", "price", "task", "note", "message", "conversation", "user", "object",
-    "record", "relation", "association", "app", "campaign", "form", "custom_values", "data",
+    "event",
+    "location",
+    "contact",
+    "opportunity",
+    "appointment",
+    "invoice",
+    "order",
+    "product",
+    "price",
+    "task",
+    "note",
+    "message",
+    "conversation",
+    "user",
+    "object",
+    "record",
+    "relation",
+    "association",
+    "app",
+    "campaign",
+    "form",
+    "custom_values",
+    "data",
 ];
 
 /// Instructions a template may spend: loops over huge inputs end as a render error.
@@ -22,16 +42,29 @@ const FUEL: u64 = 100_000;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
     #[error("line {line}, column {column}: {message}")]
-    Syntax { line: usize, column: usize, message: String },
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("line {line}, column {column}: unknown namespace '{name}' (known: {})", NAMESPACES.join(", "))]
-    UnknownNamespace { name: String, line: usize, column: usize },
+    UnknownNamespace {
+        name: String,
+        line: usize,
+        column: usize,
+    },
 }
 
 /// Line and column (1-based, in characters) of a byte offset.
 fn position(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, column)
 }
 
@@ -42,7 +75,10 @@ fn environment(format: BodyFormat) -> Environment<'static> {
     env.set_fuel(Some(FUEL));
     env.set_formatter(move |out, _state, value| {
         let text = if value.is_undefined() {
-            return Err(minijinja::Error::new(ErrorKind::UndefinedError, "undefined value"));
+            return Err(minijinja::Error::new(
+                ErrorKind::UndefinedError,
+                "undefined value",
+            ));
         } else if value.is_none() {
             String::new()
         } else if let Some(s) = value.as_str() {
@@ -59,7 +95,8 @@ fn environment(format: BodyFormat) -> Environment<'static> {
             BodyFormat::Json => text,
             BodyFormat::Form => form_urlencoded::byte_serialize(text.as_bytes()).collect(),
         };
-        out.write_str(&escaped).map_err(|_| minijinja::Error::new(ErrorKind::WriteFailure, "write failed"))
+        out.write_str(&escaped)
+            .map_err(|_| minijinja::Error::new(ErrorKind::WriteFailure, "write failed"))
     });
     env
 }
@@ -73,7 +110,11 @@ pub fn check(source: &str) -> Result<(), TemplateError> {
             Some(r) => position(source, r.start),
             None => (e.line().unwrap_or(1), 1),
         };
-        TemplateError::Syntax { line, column, message: e.detail().unwrap_or("syntax error").to_string() }
+        TemplateError::Syntax {
+            line,
+            column,
+            message: e.detail().unwrap_or("syntax error").to_string(),
+        }
     })?;
     for name in tmpl.undeclared_variables(false) {
         if NAMESPACES.contains(&name.as_str()) {
@@ -96,8 +137,12 @@ fn find_use(source: &str, name: &str) -> Option<usize> {
         let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
         // `a.contcat` is an attribute, `contcat.x` the variable we look for.
         let ident = |c: Option<char>| word(c) || c == Some('.');
-        let in_tag = source[..i].rfind("{{").is_some_and(|o| source[..i].rfind("}}").is_none_or(|c| c < o))
-            || source[..i].rfind("{%").is_some_and(|o| source[..i].rfind("%}").is_none_or(|c| c < o));
+        let in_tag = source[..i]
+            .rfind("{{")
+            .is_some_and(|o| source[..i].rfind("}}").is_none_or(|c| c < o))
+            || source[..i]
+                .rfind("{%")
+                .is_some_and(|o| source[..i].rfind("%}").is_none_or(|c| c < o));
         if !ident(before) && !word(after) && in_tag {
             return Some(i);
         }
@@ -183,7 +228,14 @@ pub fn context(event: &Event, custom_values: &HashMap<String, String>) -> Json {
         }),
     );
     let mut location = Map::new();
-    location.insert("id".into(), event.location_id.clone().map(Json::String).unwrap_or(Json::Null));
+    location.insert(
+        "id".into(),
+        event
+            .location_id
+            .clone()
+            .map(Json::String)
+            .unwrap_or(Json::Null),
+    );
     let data = event.data.as_object().cloned().unwrap_or_default();
     // Appointment events nest their fields one level down.
     let fields = match data.get("appointment") {
@@ -196,9 +248,18 @@ pub fn context(event: &Event, custom_values: &HashMap<String, String>) -> Json {
         let first = fields.get("firstName").and_then(Json::as_str).unwrap_or("");
         let last = fields.get("lastName").and_then(Json::as_str).unwrap_or("");
         let full = format!("{first} {last}").trim().to_string();
-        let full = if full.is_empty() { fields.get("name").and_then(Json::as_str).unwrap_or("").to_string() } else { full };
+        let full = if full.is_empty() {
+            fields
+                .get("name")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string()
+        } else {
+            full
+        };
         if !full.is_empty() {
-            own.entry("full_name".to_string()).or_insert(Json::String(full));
+            own.entry("full_name".to_string())
+                .or_insert(Json::String(full));
         }
     }
     if ns == "location" {
@@ -212,20 +273,37 @@ pub fn context(event: &Event, custom_values: &HashMap<String, String>) -> Json {
     ctx.insert("data".into(), Json::Object(data));
     ctx.insert(
         "custom_values".into(),
-        Json::Object(custom_values.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect()),
+        Json::Object(
+            custom_values
+                .iter()
+                .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+                .collect(),
+        ),
     );
     Json::Object(ctx)
 }
 
 /// Renders a template for one event; the error says which field was missing.
-pub fn render(source: &str, format: BodyFormat, event: &Event, custom_values: &HashMap<String, String>) -> Result<Vec<u8>, String> {
+pub fn render(
+    source: &str,
+    format: BodyFormat,
+    event: &Event,
+    custom_values: &HashMap<String, String>,
+) -> Result<Vec<u8>, String> {
     let env = environment(format);
-    let tmpl = env.template_from_str(source).map_err(|e| format!("template: {e}"))?;
+    let tmpl = env
+        .template_from_str(source)
+        .map_err(|e| format!("template: {e}"))?;
     let ctx = Value::from(minijinja::value::Serde(context(event, custom_values)));
     let out = tmpl.render(ctx).map_err(|e| {
-        let what = e.range().and_then(|r| source.get(r)).map(|s| s.trim().to_string());
+        let what = e
+            .range()
+            .and_then(|r| source.get(r))
+            .map(|s| s.trim().to_string());
         match (e.kind(), what) {
-            (ErrorKind::UndefinedError, Some(expr)) => format!("{expr}: the {} event has no such value", event.event_type),
+            (ErrorKind::UndefinedError, Some(expr)) => {
+                format!("{expr}: the {} event has no such value", event.event_type)
+            }
             (_, Some(expr)) => format!("{expr}: {}", e.detail().unwrap_or("render failed")),
             _ => format!("template: {}", e.detail().unwrap_or("render failed")),
         }
@@ -271,15 +349,36 @@ mod tests {
 
     #[test]
     fn form_values_are_urlencoded() {
-        let out = render("email={{contact.email}}&n={{contact.first_name}}", BodyFormat::Form, &contact(), &HashMap::new()).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "email=a%22b%40c.d&n=Zo%C3%AB");
+        let out = render(
+            "email={{contact.email}}&n={{contact.first_name}}",
+            BodyFormat::Form,
+            &contact(),
+            &HashMap::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "email=a%22b%40c.d&n=Zo%C3%AB"
+        );
     }
 
     #[test]
     fn missing_fields_fail_with_the_expression() {
-        let err = render("{\"x\": \"{{contact.nickname}}\"}", BodyFormat::Json, &contact(), &HashMap::new()).unwrap_err();
+        let err = render(
+            "{\"x\": \"{{contact.nickname}}\"}",
+            BodyFormat::Json,
+            &contact(),
+            &HashMap::new(),
+        )
+        .unwrap_err();
         assert!(err.contains("contact.nickname"), "{err}");
-        let err = render("{\"x\": \"{{opportunity.name}}\"}", BodyFormat::Json, &contact(), &HashMap::new()).unwrap_err();
+        let err = render(
+            "{\"x\": \"{{opportunity.name}}\"}",
+            BodyFormat::Json,
+            &contact(),
+            &HashMap::new(),
+        )
+        .unwrap_err();
         assert!(err.contains("opportunity.name"), "{err}");
     }
 
@@ -287,7 +386,14 @@ mod tests {
     fn check_gives_line_and_column() {
         assert_eq!(check("{\"a\": \"{{contact.email}}\"}"), Ok(()));
         let e = check("{\n  \"a\": \"{{contcat.email}}\"\n}").unwrap_err();
-        assert_eq!(e, TemplateError::UnknownNamespace { name: "contcat".into(), line: 2, column: 11 });
+        assert_eq!(
+            e,
+            TemplateError::UnknownNamespace {
+                name: "contcat".into(),
+                line: 2,
+                column: 11
+            }
+        );
         match check("line one\n  {{ contact.email }") {
             Err(TemplateError::Syntax { line, .. }) => assert_eq!(line, 2),
             other => panic!("{other:?}"),

@@ -50,6 +50,28 @@ pub enum Command {
     Catalog(CatalogArgs),
     /// One-screen health summary: exit 0 healthy, 1 degraded, 2 error.
     Status,
+    /// Custom values for templates ({{custom_values.NAME}}).
+    #[command(subcommand)]
+    Values(ValuesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ValuesCommand {
+    /// Set a value, globally or for one location (which then overrides the global one).
+    Set {
+        name: String,
+        value: String,
+        #[arg(long, value_name = "ID")]
+        location: Option<String>,
+    },
+    /// List values (credential-like names are masked).
+    List,
+    /// Remove a value.
+    Rm {
+        name: String,
+        #[arg(long, value_name = "ID")]
+        location: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -65,7 +87,7 @@ pub struct ServeArgs {
 #[derive(Debug, Subcommand)]
 pub enum SubCommand {
     /// Add a subscription; prints its secret alone on the last line.
-    Add(SubAddArgs),
+    Add(Box<SubAddArgs>),
     /// List subscriptions.
     List,
     /// One subscription with its delivery counts.
@@ -80,6 +102,17 @@ pub enum SubCommand {
         /// Cancel its unfinished deliveries (recorded as cancelled).
         #[arg(long)]
         force: bool,
+    },
+    /// Render (and, without --dry-run, send once) a sample event: the exact request and
+    /// the response.
+    Test {
+        id: String,
+        /// Event type of the sample (default: the first the subscription takes).
+        #[arg(long = "type", value_name = "T")]
+        event_type: Option<String>,
+        /// Print the request, send nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// New signing secret; the old one keeps signing the main header during the grace period.
     RotateSecret {
@@ -160,6 +193,15 @@ pub struct SubAddArgs {
     /// Per-attempt timeout.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
+    /// Body template with merge tags ({{contact.email}}, {{custom_values.NAME}}, …), from a file.
+    #[arg(long, value_name = "FILE", conflicts_with = "template_text")]
+    pub template: Option<std::path::PathBuf>,
+    /// The same, given inline.
+    #[arg(long, value_name = "TEXT")]
+    pub template_text: Option<String>,
+    /// Most requests per second (or per minute: 120/m) to this endpoint.
+    #[arg(long, value_name = "N/s")]
+    pub rate: Option<String>,
     #[arg(long, value_enum, default_value = "wl")]
     pub signature_scheme: SchemeArg,
     #[arg(long, value_name = "NAME", default_value = "x-wl-signature")]

@@ -71,6 +71,7 @@ pub async fn console(ctx: &Ctx) -> Result<Exit> {
         engine,
         api,
         policy: Arc::new(Policy::new(ctx.cfg.allow_networks.clone())),
+        bind_address: ctx.cfg.outbound_bind_address,
     })
     .await?;
     Ok(0)
@@ -103,6 +104,7 @@ pub async fn demo(ctx: &Ctx) -> Result<Exit> {
         engine: Some(engine),
         api,
         policy: Arc::new(Policy::new(cfg.allow_networks.clone())),
+        bind_address: cfg.outbound_bind_address,
     })
     .await?;
     drop(demo);

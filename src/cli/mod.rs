@@ -10,6 +10,7 @@ mod serve;
 mod status;
 mod subs;
 mod tools;
+mod values;
 
 use crate::config::Config;
 use crate::store::sqlite::{OpenOptions, SqliteStore};
@@ -75,5 +76,6 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Verify(a) => tools::verify(&ctx, a).await,
         Command::Catalog(a) => tools::catalog(&ctx, a).await,
         Command::Status => status::run(&ctx).await,
+        Command::Values(c) => values::run(&ctx, c).await,
     }
 }

@@ -11,13 +11,18 @@ use anyhow::{Context, Result, anyhow, bail};
 
 pub async fn run(ctx: &Ctx, cmd: SubCommand) -> Result<Exit> {
     match cmd {
-        SubCommand::Add(a) => add(ctx, a).await,
+        SubCommand::Add(a) => add(ctx, *a).await,
         SubCommand::List => list(ctx).await,
         SubCommand::Show { id } => show(ctx, &id).await,
         SubCommand::Pause { id } => set_state(ctx, &id, SubState::Paused).await,
         SubCommand::Resume { id } => set_state(ctx, &id, SubState::Active).await,
         SubCommand::Rm { id, force } => remove(ctx, &id, force).await,
         SubCommand::RotateSecret { id, grace, secret } => rotate(ctx, &id, grace, secret).await,
+        SubCommand::Test {
+            id,
+            event_type,
+            dry_run,
+        } => test(ctx, &id, event_type.as_deref(), dry_run).await,
     }
 }
 
@@ -27,6 +32,25 @@ pub async fn find(store: &dyn Store, key: &str) -> Result<Subscription> {
         .find_subscription(key)
         .await?
         .ok_or_else(|| anyhow!("no subscription '{key}' (see `hookctl sub list`)"))
+}
+
+/// `50/s`, `120/m`, `3000/h`, or a bare number per second.
+pub fn parse_rate(s: &str) -> Result<f64> {
+    let (n, per) = s.trim().split_once('/').unwrap_or((s.trim(), "s"));
+    let n: f64 = n
+        .trim()
+        .parse()
+        .map_err(|_| anyhow!("--rate '{s}': expected N/s, N/m or N/h"))?;
+    let secs = match per.trim() {
+        "s" | "sec" | "second" => 1.0,
+        "m" | "min" | "minute" => 60.0,
+        "h" | "hour" => 3600.0,
+        other => bail!("--rate '{s}': unknown unit '{other}' (s, m or h)"),
+    };
+    if !(n > 0.0 && n.is_finite()) {
+        bail!("--rate '{s}': must be more than zero");
+    }
+    Ok(n / secs)
 }
 
 pub fn parse_schedule(list: &str) -> Result<Vec<u64>> {
@@ -97,6 +121,18 @@ async fn add(ctx: &Ctx, a: SubAddArgs) -> Result<Exit> {
     if timeout_ms == 0 {
         bail!("--timeout must be more than zero");
     }
+    let template = match (&a.template, &a.template_text) {
+        (Some(path), _) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--template {}", path.display()))?,
+        ),
+        (None, Some(text)) => Some(text.clone()),
+        (None, None) => None,
+    };
+    if let Some(t) = &template {
+        crate::template::check(t).map_err(|e| anyhow!("--template: {e}"))?;
+    }
+    let rate_per_sec = a.rate.as_deref().map(parse_rate).transpose()?;
     let secret = match a.secret {
         Some(s) if s.trim().is_empty() => bail!("--secret is empty"),
         Some(s) => s,
@@ -127,10 +163,10 @@ async fn add(ctx: &Ctx, a: SubAddArgs) -> Result<Exit> {
             PayloadArg::Flat => PayloadStyle::Flat,
             PayloadArg::Envelope => PayloadStyle::Envelope,
         },
-        template: None,
+        template,
         retry_schedule_ms,
         timeout_ms,
-        rate_per_sec: None,
+        rate_per_sec,
         signature_scheme: match a.signature_scheme {
             SchemeArg::Wl => SignatureScheme::Wl,
             SchemeArg::Standard => SignatureScheme::Standard,
@@ -400,6 +436,90 @@ async fn rotate(
         );
         println!("new signing secret (shown once; keep it):");
         println!("{secret}");
+    }
+    Ok(0)
+}
+
+async fn test(ctx: &Ctx, key: &str, event_type: Option<&str>, dry_run: bool) -> Result<Exit> {
+    use crate::engine::{http::Sender, request};
+    let store = ctx.open_store().await?;
+    let sub = find(store.as_ref(), key).await?;
+    let t = match event_type {
+        Some(t) => catalog::resolve(t)?.to_string(),
+        None => sub
+            .events
+            .as_ref()
+            .and_then(|e| e.first().cloned())
+            .unwrap_or_else(|| "ContactCreate".into()),
+    };
+    let event = Event {
+        id: format!("evt_test_{}", &ids::event_id()[4..]),
+        event_type: t.clone(),
+        location_id: sub
+            .location_id
+            .clone()
+            .or_else(|| Some(catalog::SAMPLE_LOCATION.into())),
+        timestamp: now_ms(),
+        data: catalog::sample(&t).unwrap_or_default(),
+    };
+    let values = crate::store::values_for(&store.values().await?, event.location_id.as_deref());
+    let payload = request::render_payload(&sub, &event, &values)
+        .map_err(|e| anyhow!("rendering {t} for {}: {e}", sub.id))?;
+    let req = request::build(&sub, &event, &payload, 1, now_ms());
+    let shown = req.headers_for_record();
+    let mut response = serde_json::Value::Null;
+    let mut text_response = String::new();
+    if !dry_run {
+        let sender = Sender::new(
+            std::sync::Arc::new(Policy::new(ctx.cfg.allow_networks.clone())),
+            64 * 1024,
+            1,
+            ctx.cfg.outbound_bind_address,
+        )?;
+        match sender
+            .send(&req, std::time::Duration::from_millis(sub.timeout_ms))
+            .await
+        {
+            Ok(r) => {
+                let body = String::from_utf8_lossy(&r.body[..r.body.len().min(1024)]).into_owned();
+                text_response = format!("← {} in {} ms\n{body}", r.status, r.latency.as_millis());
+                response = serde_json::json!({"status": r.status, "latency_ms": r.latency.as_millis() as u64, "body": body});
+            }
+            Err(f) => {
+                text_response = format!(
+                    "← failed [{}] {} after {} ms",
+                    f.class,
+                    f.message,
+                    f.latency.as_millis()
+                );
+                response = serde_json::json!({"error_class": f.class, "error": f.message, "latency_ms": f.latency.as_millis() as u64});
+            }
+        }
+    }
+    if ctx.json {
+        print_json(&serde_json::json!({
+            "request": {
+                "method": req.method.upper(),
+                "url": req.url,
+                "headers": shown.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+                "body": String::from_utf8_lossy(&req.body),
+            },
+            "sent": !dry_run,
+            "response": response,
+        }))?;
+        return Ok(0);
+    }
+    println!("{} {}", req.method.upper(), req.url);
+    for (k, v) in &shown {
+        println!("{k}: {v}");
+    }
+    println!();
+    println!("{}", String::from_utf8_lossy(&req.body));
+    if dry_run {
+        println!("(dry run: nothing sent)");
+    } else {
+        println!();
+        println!("{text_response}");
     }
     Ok(0)
 }

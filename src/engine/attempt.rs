@@ -5,7 +5,7 @@ use super::http::{Failure, Response, Sender};
 use super::request::{self, RenderError};
 use super::retry;
 use crate::model::*;
-use crate::store::{Job, Outcome};
+use crate::store::{CustomValue, Job, Outcome, values_for};
 use std::time::Duration;
 
 /// Response bytes kept on record per attempt.
@@ -27,12 +27,22 @@ pub struct Mode {
     pub probe_interval_ms: i64,
 }
 
-pub async fn run(sender: &Sender, sub: &Subscription, job: Job, mode: Mode) -> Outcome {
+pub async fn run(
+    sender: &Sender,
+    sub: &Subscription,
+    job: Job,
+    mode: Mode,
+    values: &[CustomValue],
+) -> Outcome {
     let n = job.attempts + 1;
     let at = now_ms();
     let (payload, fresh) = match job.body {
         Some(b) => (b, false),
-        None => match request::render_payload(sub, &job.event) {
+        None => match request::render_payload(
+            sub,
+            &job.event,
+            &values_for(values, job.event.location_id.as_deref()),
+        ) {
             Ok(b) => (b, true),
             Err(RenderError(msg)) => {
                 // Rendering is deterministic: retrying the same input cannot help.

@@ -40,9 +40,11 @@ impl Sender {
         policy: Arc<Policy>,
         body_cap: usize,
         per_host_idle: usize,
+        local_address: Option<std::net::IpAddr>,
     ) -> anyhow::Result<Sender> {
         init_tls();
         let client = reqwest::Client::builder()
+            .local_address(local_address)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .connect_timeout(Duration::from_secs(10))

@@ -33,6 +33,8 @@ pub struct EngineConfig {
     pub probe_interval: Duration,
     /// Events older than this, with every delivery final, are pruned.
     pub retention: Duration,
+    /// Source address of outbound connections, so receivers can allowlist it.
+    pub bind_address: Option<std::net::IpAddr>,
 }
 
 impl EngineConfig {
@@ -46,6 +48,7 @@ impl EngineConfig {
             circuit_threshold: c.circuit_threshold.max(1),
             probe_interval: c.circuit_probe_interval,
             retention: Duration::from_secs(u64::from(c.retention_days) * 86_400),
+            bind_address: c.outbound_bind_address,
         }
     }
 }
@@ -61,6 +64,8 @@ pub struct Engine {
 const LEASE_MARGIN_MS: i64 = 60_000;
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How much work a rate-limited endpoint may have claimed ahead, in seconds of its rate.
+const RATE_HORIZON_S: f64 = 1.0;
 
 impl Engine {
     /// Starts delivering. Every lease left in the database belonged to an engine that is no
@@ -82,6 +87,7 @@ impl Engine {
             cfg.policy.clone(),
             cfg.response_body_cap,
             cfg.endpoint_in_flight,
+            cfg.bind_address,
         )?);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
@@ -100,6 +106,8 @@ impl Engine {
             in_flight: HashMap::new(),
             total: 0,
             last_probe: HashMap::new(),
+            values: Arc::new(Vec::new()),
+            gates: HashMap::new(),
             outcomes_tx,
             freed_rx,
             local_commits,
@@ -137,6 +145,10 @@ struct Scheduler {
     total: usize,
     /// When each open circuit was last probed.
     last_probe: HashMap<String, Millis>,
+    /// Custom values for templates, read with the subscriptions.
+    values: Arc<Vec<crate::store::CustomValue>>,
+    /// Rate-limited endpoints: when the next send may start (ms), one lock per endpoint.
+    gates: HashMap<String, Arc<tokio::sync::Mutex<f64>>>,
     outcomes_tx: mpsc::UnboundedSender<(String, Outcome)>,
     freed_rx: mpsc::UnboundedReceiver<Vec<String>>,
     local_commits: Arc<Notify>,
@@ -151,6 +163,7 @@ impl Scheduler {
             .into_iter()
             .map(|s| (s.id.clone(), Arc::new(s)))
             .collect();
+        self.values = Arc::new(self.store.values().await?);
         Ok(())
     }
 
@@ -210,7 +223,15 @@ impl Scheduler {
                     0
                 }
             } else {
-                self.cfg.endpoint_in_flight.saturating_sub(busy).min(room)
+                let slots = self.cfg.endpoint_in_flight.saturating_sub(busy).min(room);
+                match sub.rate_per_sec.filter(|r| *r > 0.0) {
+                    // Rate-limited: no more than a second's worth claimed ahead; the
+                    // endpoint's gate spaces the sends themselves.
+                    Some(rate) => {
+                        slots.min(((rate * RATE_HORIZON_S).ceil() as usize).saturating_sub(busy))
+                    }
+                    None => slots,
+                }
             };
             if n > 0 {
                 room -= n;
@@ -243,10 +264,29 @@ impl Scheduler {
                 probe,
                 probe_interval_ms: probe_ms,
             };
+            let gate = sub.rate_per_sec.filter(|r| *r > 0.0).map(|rate| {
+                let g = self
+                    .gates
+                    .entry(sub.id.clone())
+                    .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(0.0)))
+                    .clone();
+                (g, 1000.0 / rate)
+            });
             let sender = self.sender.clone();
             let tx = self.outcomes_tx.clone();
+            let values = self.values.clone();
             tokio::spawn(async move {
-                let outcome = attempt::run(&sender, &sub, job, mode).await;
+                if let Some((gate, interval)) = gate {
+                    // Sends pass the gate one at a time, each `interval` after the last
+                    // actual send: a late start pushes the next ones back too.
+                    let mut next = gate.lock().await;
+                    let wait = *next - now_ms() as f64;
+                    if wait > 0.0 {
+                        tokio::time::sleep(Duration::from_micros((wait * 1000.0) as u64)).await;
+                    }
+                    *next = now_ms() as f64 + interval;
+                }
+                let outcome = attempt::run(&sender, &sub, job, mode, &values).await;
                 let _ = tx.send((sub.id.clone(), outcome));
             });
         }

@@ -90,12 +90,19 @@ fn urlencode(pairs: &[(String, String)]) -> String {
 
 /// The bytes that are signed and kept for the delivery: the body for POST/PUT, the query
 /// string for GET/DELETE (which carry the fields as parameters).
-pub fn render_payload(sub: &Subscription, event: &Event) -> Result<Vec<u8>, RenderError> {
+pub fn render_payload(
+    sub: &Subscription,
+    event: &Event,
+    values: &std::collections::HashMap<String, String>,
+) -> Result<Vec<u8>, RenderError> {
     if let Some(t) = &sub.template {
-        return Err(RenderError(format!(
-            "this subscription has a body template ({} bytes) but this build renders none",
-            t.len()
-        )));
+        // GET and DELETE put the rendered text in the query, so it is form-encoded.
+        let format = if sub.method.has_body() {
+            sub.format
+        } else {
+            BodyFormat::Form
+        };
+        return crate::template::render(t, format, event, values).map_err(RenderError);
     }
     let value = payload_value(sub, event);
     if !sub.method.has_body() || sub.format == BodyFormat::Form {
@@ -231,7 +238,7 @@ mod tests {
 
     #[test]
     fn flat_payload_puts_fields_at_the_top() {
-        let body = render_payload(&sub(), &event()).unwrap();
+        let body = render_payload(&sub(), &event(), &Default::default()).unwrap();
         assert_eq!(
             String::from_utf8(body).unwrap(),
             r#"{"type":"ContactCreate","locationId":"loc1","id":"c1","email":"a@b.c","tags":["x"]}"#
@@ -242,7 +249,9 @@ mod tests {
     fn envelope_payload_nests_data() {
         let mut s = sub();
         s.payload = PayloadStyle::Envelope;
-        let v: Value = serde_json::from_slice(&render_payload(&s, &event()).unwrap()).unwrap();
+        let v: Value =
+            serde_json::from_slice(&render_payload(&s, &event(), &Default::default()).unwrap())
+                .unwrap();
         assert_eq!(v["timestamp"], "2023-11-14T22:13:20.000Z");
         assert_eq!(v["data"]["email"], "a@b.c");
     }
@@ -251,7 +260,7 @@ mod tests {
     fn signed_headers_and_masked_record() {
         let s = sub();
         let e = event();
-        let payload = render_payload(&s, &e).unwrap();
+        let payload = render_payload(&s, &e, &Default::default()).unwrap();
         let req = build(&s, &e, &payload, 2, 1_700_000_000_123);
         let get = |n: &str| {
             req.headers
@@ -277,7 +286,7 @@ mod tests {
         s.previous_secret = Some("old".into());
         s.previous_secret_until = Some(1_000_000);
         let e = event();
-        let payload = render_payload(&s, &e).unwrap();
+        let payload = render_payload(&s, &e, &Default::default()).unwrap();
         let during = build(&s, &e, &payload, 1, 999_999);
         let get = |r: &Request, n: &str| {
             r.headers
@@ -309,7 +318,7 @@ mod tests {
         let mut s = sub();
         s.method = Method::Get;
         let e = event();
-        let payload = render_payload(&s, &e).unwrap();
+        let payload = render_payload(&s, &e, &Default::default()).unwrap();
         let req = build(&s, &e, &payload, 1, 0);
         assert!(req.body.is_empty());
         assert!(

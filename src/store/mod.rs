@@ -239,7 +239,13 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<Vec<Redelivered>>;
 
+    /// Sets a custom value, globally (`None`) or for one location.
+    async fn set_value(&self, name: &str, location: Option<&str>, value: &str) -> Result<()>;
+    /// `false` when there was no such value.
+    async fn remove_value(&self, name: &str, location: Option<&str>) -> Result<bool>;
+
     // Reads.
+    async fn values(&self) -> Result<Vec<CustomValue>>;
     async fn subscriptions(&self) -> Result<Vec<Subscription>>;
     /// By full id or an unambiguous prefix of one.
     async fn find_subscription(&self, id_or_prefix: &str) -> Result<Option<Subscription>>;
@@ -307,6 +313,32 @@ pub struct LogEntry {
     pub at: Millis,
     pub change: String,
     pub reason: Option<String>,
+}
+
+/// A value for merge tags: `{{custom_values.NAME}}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CustomValue {
+    pub name: String,
+    /// `None`: the global value.
+    pub location_id: Option<String>,
+    pub value: String,
+}
+
+/// The values an event of `location` sees: the global ones, overridden by the location's.
+pub fn values_for(
+    all: &[CustomValue],
+    location: Option<&str>,
+) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    for v in all.iter().filter(|v| v.location_id.is_none()) {
+        out.insert(v.name.clone(), v.value.clone());
+    }
+    if let Some(loc) = location {
+        for v in all.iter().filter(|v| v.location_id.as_deref() == Some(loc)) {
+            out.insert(v.name.clone(), v.value.clone());
+        }
+    }
+    out
 }
 
 /// Raised when an id prefix names more than one subscription.

@@ -69,6 +69,7 @@ pub enum Outcome {
 pub struct Executor {
     pub store: Arc<dyn Store>,
     pub policy: Arc<Policy>,
+    pub bind_address: Option<std::net::IpAddr>,
 }
 
 impl Executor {
@@ -214,12 +215,14 @@ impl Executor {
             timestamp: now_ms(),
             data: catalog::sample(&t).unwrap_or_default(),
         };
-        let payload = match request::render_payload(&sub, &event) {
+        let values =
+            crate::store::values_for(&self.store.values().await?, event.location_id.as_deref());
+        let payload = match request::render_payload(&sub, &event, &values) {
             Ok(p) => p,
             Err(e) => return Ok(Outcome::Failed(format!("test {}: render: {e}", sub.name))),
         };
         let req = request::build(&sub, &event, &payload, 1, now_ms());
-        let sender = Sender::new(self.policy.clone(), 64 * 1024, 1)?;
+        let sender = Sender::new(self.policy.clone(), 64 * 1024, 1, self.bind_address)?;
         Ok(
             match sender
                 .send(&req, Duration::from_millis(sub.timeout_ms))

@@ -26,6 +26,7 @@ pub struct Launch {
     pub api: Result<String, String>,
     /// Where subscriptions may point (checked when the console adds or edits one).
     pub policy: Arc<crate::netguard::Policy>,
+    pub bind_address: Option<std::net::IpAddr>,
 }
 
 /// Hands text to the clipboard of the terminal the engineer sits at: OSC 52, which
@@ -151,6 +152,7 @@ pub async fn run(launch: Launch) -> Result<()> {
         super::commands::Executor {
             store: launch.store.clone(),
             policy: launch.policy.clone(),
+            bind_address: launch.bind_address,
         }
         .run(cmd_rx, out_tx),
     );

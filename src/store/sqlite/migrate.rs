@@ -11,8 +11,14 @@ use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../../migrations/0001_init.sql")),
+    (
+        2,
+        "custom values",
+        include_str!("../../../migrations/0002_custom_values.sql"),
+    ),
+];
 
 fn migrator() -> Migrator {
     let migrations = MIGRATIONS
@@ -58,4 +64,23 @@ pub async fn run(conn: &mut SqliteConnection) -> Result<()> {
         .run(conn)
         .await
         .context("cannot apply database migrations")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let files = std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "sql")
+            })
+            .count();
+        assert_eq!(files, super::MIGRATIONS.len());
+    }
 }

@@ -257,6 +257,49 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn set_value(&self, name: &str, location: Option<&str>, value: &str) -> Result<()> {
+        let (name, location, value) = (
+            name.to_string(),
+            location.unwrap_or("").to_string(),
+            value.to_string(),
+        );
+        self.call(|reply| Op::SetValue {
+            name,
+            location,
+            value: Some(value),
+            reply,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn remove_value(&self, name: &str, location: Option<&str>) -> Result<bool> {
+        let (name, location) = (name.to_string(), location.unwrap_or("").to_string());
+        self.call(|reply| Op::SetValue {
+            name,
+            location,
+            value: None,
+            reply,
+        })
+        .await
+    }
+
+    async fn values(&self) -> Result<Vec<CustomValue>> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT name, location_id, value FROM custom_values ORDER BY name, location_id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, loc, value)| CustomValue {
+                name,
+                location_id: (!loc.is_empty()).then_some(loc),
+                value,
+            })
+            .collect())
+    }
+
     async fn subscriptions(&self) -> Result<Vec<Subscription>> {
         read::subscriptions(&self.read).await
     }

@@ -63,6 +63,13 @@ pub enum Op {
         before: Millis,
         reply: Reply<PurgeCount>,
     },
+    /// Sets a custom value, or removes it (`value: None`); answers whether one existed.
+    SetValue {
+        name: String,
+        location: String,
+        value: Option<String>,
+        reply: Reply<bool>,
+    },
     Release {
         which: Release,
         reply: Reply<u64>,
@@ -186,6 +193,7 @@ fn finisher_for_failed(op: Op, msg: &str) -> Finish {
         Op::RotateSecret { reply, .. } => finisher(reply, Err(e())),
         Op::Purge { reply, .. } => finisher(reply, Err(e())),
         Op::Prune { reply, .. } => finisher(reply, Err(e())),
+        Op::SetValue { reply, .. } => finisher(reply, Err(e())),
     }
 }
 
@@ -226,6 +234,15 @@ async fn apply(conn: &mut SqliteConnection, op: Op) -> (Finish, bool) {
             reply,
         } => done(reply, purge(conn, &filter, dry_run).await),
         Op::Prune { before, reply } => done(reply, prune(conn, before).await),
+        Op::SetValue {
+            name,
+            location,
+            value,
+            reply,
+        } => done(
+            reply,
+            set_value(conn, &name, &location, value.as_deref()).await,
+        ),
         Op::Release { which, reply } => done(reply, release(conn, &which).await),
         Op::Redeliver {
             target,
@@ -569,6 +586,36 @@ async fn purge(conn: &mut SqliteConnection, f: &PurgeFilter, dry_run: bool) -> R
         delete_orphan_events(conn, false).await?
     };
     Ok(PurgeCount { deliveries, events })
+}
+
+async fn set_value(
+    conn: &mut SqliteConnection,
+    name: &str,
+    location: &str,
+    value: Option<&str>,
+) -> Result<bool> {
+    let r = match value {
+        Some(v) => {
+            sqlx::query(
+                "INSERT INTO custom_values (name, location_id, value, updated_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT(name, location_id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(name)
+            .bind(location)
+            .bind(v)
+            .bind(now_ms())
+            .execute(&mut *conn)
+            .await?
+        }
+        None => {
+            sqlx::query("DELETE FROM custom_values WHERE name = ? AND location_id = ?")
+                .bind(name)
+                .bind(location)
+                .execute(&mut *conn)
+                .await?
+        }
+    };
+    Ok(r.rows_affected() > 0)
 }
 
 async fn prune(conn: &mut SqliteConnection, before: Millis) -> Result<PurgeCount> {
