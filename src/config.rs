@@ -27,6 +27,12 @@ pub struct Config {
     pub retention_days: u32,
     /// Source address for outbound connections (receivers can allowlist it).
     pub outbound_bind_address: Option<std::net::IpAddr>,
+    /// Largest API request body.
+    pub api_body_cap: usize,
+    /// Where inbound webhooks may come from; empty: anywhere.
+    pub inbound_allow_networks: Vec<IpNet>,
+    /// Seconds between confirmation requests to a pending subscription.
+    pub verify_interval: std::time::Duration,
 }
 
 /// The file's shape; every key is optional.
@@ -46,6 +52,9 @@ struct FileConfig {
     circuit_probe_interval: Option<String>,
     retention_days: Option<u32>,
     outbound_bind_address: Option<String>,
+    api_body_cap: Option<usize>,
+    inbound_allow_networks: Option<Vec<String>>,
+    verify_interval: Option<String>,
 }
 
 fn parse_duration(key: &str, v: &str) -> Result<std::time::Duration> {
@@ -127,6 +136,9 @@ impl Config {
             circuit_probe_interval: std::time::Duration::from_secs(30),
             retention_days: 30,
             outbound_bind_address: None,
+            api_body_cap: 1024 * 1024,
+            inbound_allow_networks: Vec::new(),
+            verify_interval: std::time::Duration::from_secs(10),
         }
     }
 
@@ -186,6 +198,16 @@ impl Config {
         if let Some(v) = f.retention_days {
             self.retention_days = v;
         }
+        if let Some(v) = f.api_body_cap {
+            self.api_body_cap = v;
+        }
+        if let Some(v) = f.inbound_allow_networks {
+            self.inbound_allow_networks =
+                v.iter().map(|s| parse_network(s)).collect::<Result<_>>()?;
+        }
+        if let Some(v) = f.verify_interval {
+            self.verify_interval = parse_duration("verify_interval", &v)?;
+        }
         if let Some(v) = f.outbound_bind_address {
             self.outbound_bind_address = Some(parse_ip("outbound_bind_address", &v)?);
         }
@@ -225,6 +247,16 @@ impl Config {
         }
         if let Some(v) = env_parse("HOOKCTL_RETENTION_DAYS")? {
             self.retention_days = v;
+        }
+        if let Some(v) = env_parse("HOOKCTL_API_BODY_CAP")? {
+            self.api_body_cap = v;
+        }
+        if let Some(v) = env("HOOKCTL_INBOUND_ALLOW_NETWORKS") {
+            self.inbound_allow_networks =
+                parse_networks(&v).context("HOOKCTL_INBOUND_ALLOW_NETWORKS")?;
+        }
+        if let Some(v) = env("HOOKCTL_VERIFY_INTERVAL") {
+            self.verify_interval = parse_duration("HOOKCTL_VERIFY_INTERVAL", &v)?;
         }
         if let Some(v) = env("HOOKCTL_OUTBOUND_BIND_ADDRESS") {
             self.outbound_bind_address = Some(parse_ip("HOOKCTL_OUTBOUND_BIND_ADDRESS", &v)?);

@@ -30,6 +30,12 @@ pub fn secret() -> String {
     )
 }
 
+/// How tokens and inbound URL secrets are stored: only this hash, never the secret.
+pub fn secret_hash(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
 /// What may be shown of a secret anywhere but the command that created it.
 pub fn mask(secret: &str) -> String {
     let shown: String = if let Some(rest) = secret.strip_prefix("whsec_") {

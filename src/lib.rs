@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod ids;
+pub mod ingest;
 pub mod model;
 pub mod netguard;
 pub mod signing;

@@ -105,7 +105,21 @@ async fn handle(
     if let Some(d) = state.cfg.delay {
         tokio::time::sleep(d).await;
     }
-    let status = if let Some(code) = state.cfg.status {
+    // Subscription verification: echo the token (unless told to answer something else).
+    let echo = state
+        .cfg
+        .status
+        .is_none()
+        .then(|| {
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .filter(|v| v["type"] == "SubscriptionVerification")
+                .and_then(|v| v["token"].as_str().map(str::to_string))
+        })
+        .flatten();
+    let status = if echo.is_some() {
+        200
+    } else if let Some(code) = state.cfg.status {
         code
     } else if state.cfg.fail_rate > 0.0
         && rand::rng().random_bool(state.cfg.fail_rate.clamp(0.0, 1.0))
@@ -128,7 +142,10 @@ async fn handle(
     let mut resp = (
         code,
         [("content-type", "application/json")],
-        format!("{{\"status\":{status}}}"),
+        match &echo {
+            Some(token) => serde_json::json!({ "token": token }).to_string(),
+            None => format!("{{\"status\":{status}}}"),
+        },
     )
         .into_response();
     if let Some(secs) = state.cfg.retry_after

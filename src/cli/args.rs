@@ -53,6 +53,50 @@ pub enum Command {
     /// Custom values for templates ({{custom_values.NAME}}).
     #[command(subcommand)]
     Values(ValuesCommand),
+    /// API tokens ("private integrations").
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Inbound webhooks: URLs whose JSON posts become events.
+    #[command(subcommand)]
+    Inbound(InboundCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once, alone on the last line.
+    Create {
+        /// events:write, events:read, webhooks:read, webhooks:write
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Bind the token to one location: it sees and changes only that location's data.
+        #[arg(long, value_name = "ID")]
+        location: Option<String>,
+    },
+    List,
+    Revoke {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InboundCommand {
+    /// Create an inbound URL for one event type; printed once.
+    Add {
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: String,
+        #[arg(long, value_name = "ID")]
+        location: Option<String>,
+        /// Event field from the incoming JSON, e.g. email=/contact/email (repeatable).
+        #[arg(long = "map", value_name = "FIELD=JSON_POINTER")]
+        map: Vec<String>,
+        /// Require x-hookctl-signature: hex HMAC-SHA256 of the body with this secret.
+        #[arg(long)]
+        secret: Option<String>,
+    },
+    List,
+    Rm {
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,6 +246,9 @@ pub struct SubAddArgs {
     /// Most requests per second (or per minute: 120/m) to this endpoint.
     #[arg(long, value_name = "N/s")]
     pub rate: Option<String>,
+    /// Start pending: active once the endpoint echoes a confirmation token.
+    #[arg(long)]
+    pub verify: bool,
     #[arg(long, value_enum, default_value = "wl")]
     pub signature_scheme: SchemeArg,
     #[arg(long, value_name = "NAME", default_value = "x-wl-signature")]

@@ -31,13 +31,17 @@ fn log_to_file(db: &Path) -> Result<()> {
 }
 
 /// The API beside an embedded engine; a taken port is reported, never fatal.
-async fn start_api(store: Arc<dyn Store>, listen: &str) -> Result<String, String> {
+async fn start_api(
+    store: Arc<dyn Store>,
+    cfg: &crate::config::Config,
+    listen: &str,
+) -> Result<String, String> {
     match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => {
             let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            let app = api::router(api::ApiState { store });
+            let state = api::ApiState::new(store, cfg);
             tokio::spawn(async move {
-                let _ = axum::serve(l, app).await;
+                let _ = api::serve(l, state).await;
             });
             Ok(addr)
         }
@@ -57,7 +61,7 @@ pub async fn console(ctx: &Ctx) -> Result<Exit> {
                 EngineConfig::from_config(&ctx.cfg),
             )
             .await?;
-            let api = start_api(store.clone(), &ctx.cfg.listen).await;
+            let api = start_api(store.clone(), &ctx.cfg, &ctx.cfg.listen).await;
             (Some(engine), api)
         }
         Err(running) => {
@@ -97,7 +101,7 @@ pub async fn demo(ctx: &Ctx) -> Result<Exit> {
     engine_cfg.policy = Arc::new(Policy::new(cfg.allow_networks.clone()));
     let engine = Engine::start(store.clone(), store.committed(), lock, engine_cfg).await?;
     let demo = tui::demo::populate(store.clone()).await?;
-    let api = start_api(store.clone(), "127.0.0.1:0").await;
+    let api = start_api(store.clone(), &cfg, "127.0.0.1:0").await;
     tui::run(Launch {
         store,
         db: cfg.db.clone(),

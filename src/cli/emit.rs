@@ -3,8 +3,8 @@
 use super::args::EmitArgs;
 use super::output::print_json;
 use super::{Ctx, Exit};
+use crate::ingest::{event_from_json, new_event};
 use crate::store::{NewEvent, Published, Store};
-use crate::{catalog, ids, model};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 use std::io::BufRead;
@@ -26,61 +26,9 @@ fn read_data(arg: &str) -> Result<Value> {
     Ok(v)
 }
 
-/// Builds an event from a producer's fields, checking what a producer can get wrong.
-pub fn new_event(
-    event_type: &str,
-    location: Option<String>,
-    id: Option<String>,
-    timestamp: Option<i64>,
-    data: Option<Value>,
-) -> Result<NewEvent> {
-    let canon = catalog::resolve(event_type)?;
-    let data = match data {
-        Some(d) if d.is_object() => d,
-        Some(_) => bail!("event data must be a JSON object"),
-        None => catalog::sample(canon).unwrap_or_else(|| Value::Object(Default::default())),
-    };
-    let id = match id {
-        Some(i) if i.trim().is_empty() => bail!("event id is empty"),
-        Some(i) if i.len() > 200 => bail!("event id is longer than 200 characters"),
-        Some(i) => i,
-        None => ids::event_id(),
-    };
-    Ok(NewEvent {
-        id,
-        event_type: canon.to_string(),
-        location_id: location,
-        timestamp: timestamp.unwrap_or_else(model::now_ms),
-        data,
-        received_at: None,
-    })
-}
-
 fn parse_line(line: &str, n: usize) -> Result<NewEvent> {
     let v: Value = serde_json::from_str(line).map_err(|e| anyhow!("line {n}: not JSON: {e}"))?;
-    let t = v
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or_else(|| anyhow!("line {n}: no \"type\""))?;
-    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-    let timestamp = match v.get("timestamp") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => n.as_i64(),
-        Some(Value::String(t)) => Some(
-            chrono::DateTime::parse_from_rfc3339(t)
-                .map_err(|e| anyhow!("line {n}: timestamp: {e}"))?
-                .timestamp_millis(),
-        ),
-        Some(_) => bail!("line {n}: timestamp must be RFC 3339 text or epoch milliseconds"),
-    };
-    new_event(
-        t,
-        s("locationId"),
-        s("id"),
-        timestamp,
-        v.get("data").cloned(),
-    )
-    .map_err(|e| anyhow!("line {n}: {e}"))
+    event_from_json(&v).map_err(|e| anyhow!("line {n}: {e}"))
 }
 
 pub async fn run(ctx: &Ctx, a: EmitArgs) -> Result<Exit> {

@@ -1,11 +1,12 @@
 //! Command implementations: each reads its arguments, calls the library, prints text or
 //! one JSON document.
 
+mod access;
 pub mod args;
 mod console;
 mod emit;
 mod events;
-mod output;
+pub mod output;
 mod serve;
 mod status;
 mod subs;
@@ -19,6 +20,7 @@ pub use args::Cli;
 use args::Command;
 use std::sync::Arc;
 use std::time::Duration;
+pub use subs::{parse_rate, parse_schedule};
 
 /// What every command gets: settings and the output mode.
 pub struct Ctx {
@@ -77,5 +79,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Catalog(a) => tools::catalog(&ctx, a).await,
         Command::Status => status::run(&ctx).await,
         Command::Values(c) => values::run(&ctx, c).await,
+        Command::Token(c) => access::token(&ctx, c).await,
+        Command::Inbound(c) => access::inbound(&ctx, c).await,
     }
 }

@@ -32,6 +32,8 @@ pub fn subscription(s: &Subscription, reveal: bool) -> Value {
         "headers": s.headers.iter().map(|(k, v)| json!({"name": k, "value": ids::mask_header_value(k, v)})).collect::<Vec<_>>(),
         "retry_schedule": s.retry_schedule_ms.iter().map(|ms| duration_text(*ms)).collect::<Vec<_>>(),
         "timeout_ms": s.timeout_ms,
+        "template": s.template,
+        "rate": s.rate_per_sec.map(|r| format!("{r}/s")),
         "signature_scheme": s.signature_scheme,
         "signature_header": s.signature_header,
         "secret": if reveal { s.secret.clone() } else { ids::mask(&s.secret) },

@@ -24,11 +24,9 @@ pub async fn run(ctx: &Ctx, a: ServeArgs) -> Result<Exit> {
         EngineConfig::from_config(&ctx.cfg),
     )
     .await?;
-    let app = api::router(api::ApiState {
-        store: store.clone(),
-    });
+    let state = api::ApiState::new(store.clone(), &ctx.cfg);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = api::serve(listener, state).await {
             tracing::error!("API server stopped: {e}");
         }
     });

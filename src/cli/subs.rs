@@ -182,8 +182,17 @@ async fn add(ctx: &Ctx, a: SubAddArgs) -> Result<Exit> {
         created_at: now,
         updated_at: now,
     };
+    let mut sub = sub;
+    if a.verify {
+        sub.state = SubState::Pending;
+    }
     let store = ctx.open_store().await?;
     store.add_subscription(sub.clone()).await?;
+    if a.verify {
+        store
+            .set_verify_token(&sub.id, Some(format!("vt_{}", &ids::secret()[6..])))
+            .await?;
+    }
     if ctx.json {
         print_json(&output::subscription(&sub, true))?;
     } else {
@@ -441,7 +450,6 @@ async fn rotate(
 }
 
 async fn test(ctx: &Ctx, key: &str, event_type: Option<&str>, dry_run: bool) -> Result<Exit> {
-    use crate::engine::{http::Sender, request};
     let store = ctx.open_store().await?;
     let sub = find(store.as_ref(), key).await?;
     let t = match event_type {
@@ -452,74 +460,47 @@ async fn test(ctx: &Ctx, key: &str, event_type: Option<&str>, dry_run: bool) -> 
             .and_then(|e| e.first().cloned())
             .unwrap_or_else(|| "ContactCreate".into()),
     };
-    let event = Event {
-        id: format!("evt_test_{}", &ids::event_id()[4..]),
-        event_type: t.clone(),
-        location_id: sub
-            .location_id
-            .clone()
-            .or_else(|| Some(catalog::SAMPLE_LOCATION.into())),
-        timestamp: now_ms(),
-        data: catalog::sample(&t).unwrap_or_default(),
-    };
-    let values = crate::store::values_for(&store.values().await?, event.location_id.as_deref());
-    let payload = request::render_payload(&sub, &event, &values)
-        .map_err(|e| anyhow!("rendering {t} for {}: {e}", sub.id))?;
-    let req = request::build(&sub, &event, &payload, 1, now_ms());
-    let shown = req.headers_for_record();
-    let mut response = serde_json::Value::Null;
-    let mut text_response = String::new();
-    if !dry_run {
-        let sender = Sender::new(
-            std::sync::Arc::new(Policy::new(ctx.cfg.allow_networks.clone())),
-            64 * 1024,
-            1,
-            ctx.cfg.outbound_bind_address,
-        )?;
-        match sender
-            .send(&req, std::time::Duration::from_millis(sub.timeout_ms))
-            .await
-        {
-            Ok(r) => {
-                let body = String::from_utf8_lossy(&r.body[..r.body.len().min(1024)]).into_owned();
-                text_response = format!("← {} in {} ms\n{body}", r.status, r.latency.as_millis());
-                response = serde_json::json!({"status": r.status, "latency_ms": r.latency.as_millis() as u64, "body": body});
-            }
-            Err(f) => {
-                text_response = format!(
-                    "← failed [{}] {} after {} ms",
-                    f.class,
-                    f.message,
-                    f.latency.as_millis()
-                );
-                response = serde_json::json!({"error_class": f.class, "error": f.message, "latency_ms": f.latency.as_millis() as u64});
-            }
-        }
-    }
+    let policy = std::sync::Arc::new(Policy::new(ctx.cfg.allow_networks.clone()));
+    let store: std::sync::Arc<dyn Store> = store;
+    let out = crate::engine::testsend::send(
+        &store,
+        &sub,
+        &t,
+        dry_run,
+        policy,
+        ctx.cfg.outbound_bind_address,
+    )
+    .await?;
     if ctx.json {
-        print_json(&serde_json::json!({
-            "request": {
-                "method": req.method.upper(),
-                "url": req.url,
-                "headers": shown.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
-                "body": String::from_utf8_lossy(&req.body),
-            },
-            "sent": !dry_run,
-            "response": response,
-        }))?;
+        print_json(&out.to_json())?;
         return Ok(0);
     }
+    let req = &out.request;
     println!("{} {}", req.method.upper(), req.url);
-    for (k, v) in &shown {
+    for (k, v) in req.headers_for_record() {
         println!("{k}: {v}");
     }
     println!();
     println!("{}", String::from_utf8_lossy(&req.body));
-    if dry_run {
-        println!("(dry run: nothing sent)");
-    } else {
-        println!();
-        println!("{text_response}");
+    match &out.response {
+        None => println!("(dry run: nothing sent)"),
+        Some(Ok(r)) => {
+            println!();
+            println!("← {} in {} ms", r.status, r.latency.as_millis());
+            println!(
+                "{}",
+                String::from_utf8_lossy(&r.body[..r.body.len().min(1024)])
+            );
+        }
+        Some(Err(f)) => {
+            println!();
+            println!(
+                "← failed [{}] {} after {} ms",
+                f.class,
+                f.message,
+                f.latency.as_millis()
+            );
+        }
     }
     Ok(0)
 }

@@ -8,6 +8,8 @@ pub mod http;
 pub mod lock;
 pub mod request;
 pub mod retry;
+pub mod testsend;
+pub mod verify;
 
 use crate::model::{Millis, SubState, Subscription, now_ms};
 use crate::netguard::Policy;
@@ -35,6 +37,8 @@ pub struct EngineConfig {
     pub retention: Duration,
     /// Source address of outbound connections, so receivers can allowlist it.
     pub bind_address: Option<std::net::IpAddr>,
+    /// Between confirmation requests to a pending subscription.
+    pub verify_interval: Duration,
 }
 
 impl EngineConfig {
@@ -49,6 +53,7 @@ impl EngineConfig {
             probe_interval: c.circuit_probe_interval,
             retention: Duration::from_secs(u64::from(c.retention_days) * 86_400),
             bind_address: c.outbound_bind_address,
+            verify_interval: c.verify_interval,
         }
     }
 }
@@ -108,6 +113,7 @@ impl Engine {
             last_probe: HashMap::new(),
             values: Arc::new(Vec::new()),
             gates: HashMap::new(),
+            verifying: HashMap::new(),
             outcomes_tx,
             freed_rx,
             local_commits,
@@ -147,6 +153,8 @@ struct Scheduler {
     last_probe: HashMap<String, Millis>,
     /// Custom values for templates, read with the subscriptions.
     values: Arc<Vec<crate::store::CustomValue>>,
+    /// Pending subscriptions: when their last confirmation request went out.
+    verifying: HashMap<String, Instant>,
     /// Rate-limited endpoints: when the next send may start (ms), one lock per endpoint.
     gates: HashMap<String, Arc<tokio::sync::Mutex<f64>>>,
     outcomes_tx: mpsc::UnboundedSender<(String, Outcome)>,
@@ -339,6 +347,7 @@ impl Scheduler {
                 last_prune = Some(Instant::now());
                 self.prune().await;
             }
+            self.verify_pending();
             if last_sweep.elapsed() >= SWEEP_EVERY {
                 last_sweep = Instant::now();
                 self.sweep_expired_leases().await;
@@ -380,6 +389,27 @@ impl Scheduler {
             }
         }
         self.finish().await
+    }
+
+    /// Sends each pending subscription its confirmation request, once per interval.
+    fn verify_pending(&mut self) {
+        let interval = self.cfg.verify_interval;
+        for sub in self.subs.values().filter(|s| s.state == SubState::Pending) {
+            if self
+                .verifying
+                .get(&sub.id)
+                .is_some_and(|t| t.elapsed() < interval)
+            {
+                continue;
+            }
+            self.verifying.insert(sub.id.clone(), Instant::now());
+            let (store, sender, sub) = (self.store.clone(), self.sender.clone(), sub.clone());
+            tokio::spawn(async move {
+                if let Err(e) = verify::confirm(store.as_ref(), &sender, &sub).await {
+                    tracing::warn!(subscription = %sub.id, "confirmation failed: {e:#}");
+                }
+            });
+        }
     }
 
     /// Retention: old events whose deliveries are all final go, with their attempts.

@@ -244,7 +244,22 @@ pub trait Store: Send + Sync + 'static {
     /// `false` when there was no such value.
     async fn remove_value(&self, name: &str, location: Option<&str>) -> Result<bool>;
 
+    async fn add_token(&self, token: ApiToken, hash: String) -> Result<()>;
+    async fn revoke_token(&self, id: &str) -> Result<bool>;
+    async fn add_inbound(&self, inbound: Inbound, hash: String) -> Result<()>;
+    async fn remove_inbound(&self, id: &str) -> Result<bool>;
+    /// Sets (or clears) a subscription's confirmation token.
+    async fn set_verify_token(&self, id: &str, token: Option<String>) -> Result<()>;
+
     // Reads.
+    async fn tokens(&self) -> Result<Vec<ApiToken>>;
+    /// A live (not revoked) token by the hash of its secret.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>>;
+    async fn inbounds(&self) -> Result<Vec<Inbound>>;
+    async fn inbound_by_hash(&self, hash: &str) -> Result<Option<Inbound>>;
+    async fn verify_token(&self, id: &str) -> Result<Option<String>>;
+    /// Monotonic counters (name → value) for metrics.
+    async fn counters(&self) -> Result<Vec<(String, i64)>>;
     async fn values(&self) -> Result<Vec<CustomValue>>;
     async fn subscriptions(&self) -> Result<Vec<Subscription>>;
     /// By full id or an unambiguous prefix of one.
@@ -314,6 +329,33 @@ pub struct LogEntry {
     pub change: String,
     pub reason: Option<String>,
 }
+
+/// An API token: the secret itself is shown once and only its hash is stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ApiToken {
+    pub id: String,
+    pub scopes: Vec<String>,
+    pub location_id: Option<String>,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+/// An inbound webhook endpoint.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Inbound {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub location_id: Option<String>,
+    /// (event field, JSON pointer into the incoming body)
+    pub map: Vec<(String, String)>,
+    #[serde(skip)]
+    pub secret: Option<String>,
+    pub created_at: Millis,
+}
+
+/// Latency buckets (ms) of the attempt histogram in /metrics.
+pub const LATENCY_BUCKETS_MS: &[u64] = &[5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 
 /// A value for merge tags: `{{custom_values.NAME}}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -1,14 +1,10 @@
 //! What console actions do: commands executed off the UI loop against the store (and, for
 //! test sends, the network), each answered with an outcome for the status line.
 
-use crate::engine::http::Sender;
-use crate::engine::request;
 use crate::model::*;
 use crate::netguard::Policy;
 use crate::store::{RedeliverTarget, Store};
-use crate::{catalog, ids};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -205,47 +201,34 @@ impl Executor {
             .as_ref()
             .and_then(|e| e.first().cloned())
             .unwrap_or_else(|| "ContactCreate".into());
-        let event = Event {
-            id: format!("evt_test_{}", &ids::event_id()[4..]),
-            event_type: t.clone(),
-            location_id: sub
-                .location_id
-                .clone()
-                .or_else(|| Some(catalog::SAMPLE_LOCATION.into())),
-            timestamp: now_ms(),
-            data: catalog::sample(&t).unwrap_or_default(),
-        };
-        let values =
-            crate::store::values_for(&self.store.values().await?, event.location_id.as_deref());
-        let payload = match request::render_payload(&sub, &event, &values) {
-            Ok(p) => p,
-            Err(e) => return Ok(Outcome::Failed(format!("test {}: render: {e}", sub.name))),
-        };
-        let req = request::build(&sub, &event, &payload, 1, now_ms());
-        let sender = Sender::new(self.policy.clone(), 64 * 1024, 1, self.bind_address)?;
-        Ok(
-            match sender
-                .send(&req, Duration::from_millis(sub.timeout_ms))
-                .await
-            {
-                Ok(r) if (200..300).contains(&r.status) => Outcome::Done(format!(
-                    "test {t} to {}: {} in {} ms",
-                    sub.name,
-                    r.status,
-                    r.latency.as_millis()
-                )),
-                Ok(r) => Outcome::Failed(format!(
-                    "test {t} to {}: HTTP {} in {} ms",
-                    sub.name,
-                    r.status,
-                    r.latency.as_millis()
-                )),
-                Err(f) => Outcome::Failed(format!(
-                    "test {t} to {}: [{}] {}",
-                    sub.name, f.class, f.message
-                )),
-            },
+        let out = crate::engine::testsend::send(
+            &self.store,
+            &sub,
+            &t,
+            false,
+            self.policy.clone(),
+            self.bind_address,
         )
+        .await?;
+        Ok(match out.response {
+            Some(Ok(r)) if (200..300).contains(&r.status) => Outcome::Done(format!(
+                "test {t} to {}: {} in {} ms",
+                sub.name,
+                r.status,
+                r.latency.as_millis()
+            )),
+            Some(Ok(r)) => Outcome::Failed(format!(
+                "test {t} to {}: HTTP {} in {} ms",
+                sub.name,
+                r.status,
+                r.latency.as_millis()
+            )),
+            Some(Err(f)) => Outcome::Failed(format!(
+                "test {t} to {}: [{}] {}",
+                sub.name, f.class, f.message
+            )),
+            None => Outcome::Done(format!("test {t} to {}: not sent", sub.name)),
+        })
     }
 }
 

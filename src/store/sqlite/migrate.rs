@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "custom values",
         include_str!("../../../migrations/0002_custom_values.sql"),
     ),
+    (3, "api", include_str!("../../../migrations/0003_api.sql")),
 ];
 
 fn migrator() -> Migrator {

@@ -284,6 +284,79 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn add_token(&self, token: ApiToken, hash: String) -> Result<()> {
+        self.call(|reply| Op::AddToken {
+            token: Box::new(token),
+            hash,
+            reply,
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<bool> {
+        let id = id.to_string();
+        self.call(|reply| Op::RevokeToken { id, reply }).await
+    }
+
+    async fn add_inbound(&self, inbound: Inbound, hash: String) -> Result<()> {
+        self.call(|reply| Op::AddInbound {
+            inbound: Box::new(inbound),
+            hash,
+            reply,
+        })
+        .await
+    }
+
+    async fn remove_inbound(&self, id: &str) -> Result<bool> {
+        let id = id.to_string();
+        self.call(|reply| Op::RemoveInbound { id, reply }).await
+    }
+
+    async fn set_verify_token(&self, id: &str, token: Option<String>) -> Result<()> {
+        let id = id.to_string();
+        self.call(|reply| Op::SetVerifyToken { id, token, reply })
+            .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<ApiToken>> {
+        read::tokens(&self.read, None).await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>> {
+        Ok(read::tokens(&self.read, Some(hash))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn inbounds(&self) -> Result<Vec<Inbound>> {
+        read::inbounds(&self.read, None).await
+    }
+
+    async fn inbound_by_hash(&self, hash: &str) -> Result<Option<Inbound>> {
+        Ok(read::inbounds(&self.read, Some(hash))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn verify_token(&self, id: &str) -> Result<Option<String>> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT verify_token FROM subscriptions WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.and_then(|r| r.0))
+    }
+
+    async fn counters(&self) -> Result<Vec<(String, i64)>> {
+        Ok(
+            sqlx::query_as("SELECT name, value FROM counters ORDER BY name")
+                .fetch_all(&self.read)
+                .await?,
+        )
+    }
+
     async fn values(&self) -> Result<Vec<CustomValue>> {
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT name, location_id, value FROM custom_values ORDER BY name, location_id",

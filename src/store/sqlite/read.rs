@@ -411,3 +411,47 @@ pub async fn attempt_samples(
     }
     Ok(out)
 }
+
+pub async fn tokens(pool: &SqlitePool, hash: Option<&str>) -> Result<Vec<ApiToken>> {
+    let rows = sqlx::query(
+        "SELECT id, scopes, location_id, created_at, revoked_at FROM tokens \
+         WHERE (?1 IS NULL OR (hash = ?1 AND revoked_at IS NULL)) ORDER BY created_at",
+    )
+    .bind(hash)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let scopes: String = r.try_get("scopes")?;
+            Ok(ApiToken {
+                id: r.try_get("id")?,
+                scopes: serde_json::from_str(&scopes)?,
+                location_id: r.try_get("location_id")?,
+                created_at: r.try_get("created_at")?,
+                revoked_at: r.try_get("revoked_at")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn inbounds(pool: &SqlitePool, hash: Option<&str>) -> Result<Vec<Inbound>> {
+    let rows = sqlx::query(
+        "SELECT id, type, location_id, map, secret, created_at FROM inbound WHERE (?1 IS NULL OR hash = ?1) ORDER BY created_at",
+    )
+    .bind(hash)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let map: String = r.try_get("map")?;
+            Ok(Inbound {
+                id: r.try_get("id")?,
+                event_type: r.try_get("type")?,
+                location_id: r.try_get("location_id")?,
+                map: serde_json::from_str(&map)?,
+                secret: r.try_get("secret")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect()
+}

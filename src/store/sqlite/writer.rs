@@ -63,6 +63,29 @@ pub enum Op {
         before: Millis,
         reply: Reply<PurgeCount>,
     },
+    AddToken {
+        token: Box<ApiToken>,
+        hash: String,
+        reply: Reply<()>,
+    },
+    RevokeToken {
+        id: String,
+        reply: Reply<bool>,
+    },
+    AddInbound {
+        inbound: Box<Inbound>,
+        hash: String,
+        reply: Reply<()>,
+    },
+    RemoveInbound {
+        id: String,
+        reply: Reply<bool>,
+    },
+    SetVerifyToken {
+        id: String,
+        token: Option<String>,
+        reply: Reply<()>,
+    },
     /// Sets a custom value, or removes it (`value: None`); answers whether one existed.
     SetValue {
         name: String,
@@ -194,6 +217,11 @@ fn finisher_for_failed(op: Op, msg: &str) -> Finish {
         Op::Purge { reply, .. } => finisher(reply, Err(e())),
         Op::Prune { reply, .. } => finisher(reply, Err(e())),
         Op::SetValue { reply, .. } => finisher(reply, Err(e())),
+        Op::AddToken { reply, .. } => finisher(reply, Err(e())),
+        Op::RevokeToken { reply, .. } => finisher(reply, Err(e())),
+        Op::AddInbound { reply, .. } => finisher(reply, Err(e())),
+        Op::RemoveInbound { reply, .. } => finisher(reply, Err(e())),
+        Op::SetVerifyToken { reply, .. } => finisher(reply, Err(e())),
     }
 }
 
@@ -243,6 +271,17 @@ async fn apply(conn: &mut SqliteConnection, op: Op) -> (Finish, bool) {
             reply,
             set_value(conn, &name, &location, value.as_deref()).await,
         ),
+        Op::AddToken { token, hash, reply } => done(reply, add_token(conn, &token, &hash).await),
+        Op::RevokeToken { id, reply } => done(reply, revoke_token(conn, &id).await),
+        Op::AddInbound {
+            inbound,
+            hash,
+            reply,
+        } => done(reply, add_inbound(conn, &inbound, &hash).await),
+        Op::RemoveInbound { id, reply } => done(reply, remove_inbound(conn, &id).await),
+        Op::SetVerifyToken { id, token, reply } => {
+            done(reply, set_verify_token(conn, &id, token.as_deref()).await)
+        }
         Op::Release { which, reply } => done(reply, release(conn, &which).await),
         Op::Redeliver {
             target,
@@ -339,6 +378,8 @@ async fn publish(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<Vec
         }
     }
     insert_deliveries(conn, &fan, now).await?;
+    let fresh = out.iter().filter(|p| !p.duplicate).count() as i64;
+    bump(conn, &[("events_published".into(), fresh)]).await?;
     Ok(out)
 }
 
@@ -618,6 +659,79 @@ async fn set_value(
     Ok(r.rows_affected() > 0)
 }
 
+async fn add_token(conn: &mut SqliteConnection, t: &ApiToken, hash: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO tokens (id, hash, scopes, location_id, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&t.id)
+    .bind(hash)
+    .bind(serde_json::to_string(&t.scopes)?)
+    .bind(&t.location_id)
+    .bind(t.created_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn revoke_token(conn: &mut SqliteConnection, id: &str) -> Result<bool> {
+    let r = sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+async fn add_inbound(conn: &mut SqliteConnection, i: &Inbound, hash: &str) -> Result<()> {
+    sqlx::query("INSERT INTO inbound (id, hash, type, location_id, map, secret, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .bind(&i.id)
+        .bind(hash)
+        .bind(&i.event_type)
+        .bind(&i.location_id)
+        .bind(serde_json::to_string(&i.map)?)
+        .bind(&i.secret)
+        .bind(i.created_at)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn remove_inbound(conn: &mut SqliteConnection, id: &str) -> Result<bool> {
+    let r = sqlx::query("DELETE FROM inbound WHERE id = ?")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+async fn set_verify_token(
+    conn: &mut SqliteConnection,
+    id: &str,
+    token: Option<&str>,
+) -> Result<()> {
+    sqlx::query("UPDATE subscriptions SET verify_token = ? WHERE id = ?")
+        .bind(token)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Adds to monotonic counters in one statement.
+async fn bump(conn: &mut SqliteConnection, deltas: &[(String, i64)]) -> Result<()> {
+    let deltas: Vec<&(String, i64)> = deltas.iter().filter(|(_, d)| *d != 0).collect();
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO counters (name, value) ");
+    q.push_values(deltas, |mut b, (name, d)| {
+        b.push_bind(name.clone()).push_bind(*d);
+    });
+    q.push(" ON CONFLICT(name) DO UPDATE SET value = value + excluded.value");
+    q.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
 async fn prune(conn: &mut SqliteConnection, before: Millis) -> Result<PurgeCount> {
     // Only events whose every delivery is final: retention never drops work still to do.
     let r = sqlx::query(
@@ -773,7 +887,40 @@ async fn record(
         q.push(") AS v WHERE deliveries.id = v.column1");
         q.build().execute(&mut *conn).await?;
     }
+    count_outcomes(conn, outcomes).await?;
     update_health(conn, outcomes, circuit_threshold).await
+}
+
+/// Attempts, their latency histogram and final outcomes, for /metrics.
+async fn count_outcomes(conn: &mut SqliteConnection, outcomes: &[Outcome]) -> Result<()> {
+    let mut deltas: HashMap<String, i64> = HashMap::new();
+    for o in outcomes {
+        let a = &o.attempt;
+        *deltas.entry("attempts".into()).or_default() += 1;
+        if let Some(class) = a.error_class {
+            *deltas
+                .entry(format!("attempts_failed_{class}"))
+                .or_default() += 1;
+        }
+        let bucket = LATENCY_BUCKETS_MS
+            .iter()
+            .find(|b| a.latency_ms <= **b)
+            .map(|b| b.to_string())
+            .unwrap_or_else(|| "inf".into());
+        *deltas
+            .entry(format!("latency_bucket_{bucket}"))
+            .or_default() += 1;
+        *deltas.entry("latency_sum_ms".into()).or_default() += a.latency_ms as i64;
+        match o.status {
+            DeliveryStatus::Delivered => {
+                *deltas.entry("deliveries_delivered".into()).or_default() += 1
+            }
+            DeliveryStatus::Dead => *deltas.entry("deliveries_dead".into()).or_default() += 1,
+            _ => {}
+        }
+    }
+    let deltas: Vec<(String, i64)> = deltas.into_iter().collect();
+    bump(conn, &deltas).await
 }
 
 /// Endpoint health from a batch of outcomes, in the order they finished.

@@ -1,0 +1,98 @@
+//! `POST /v2/events` and `GET /v2/events/{id}`.
+
+use super::{ApiError, ApiResult, ApiState, auth, body};
+use crate::cli::output as cli_shapes;
+use crate::ingest::event_from_json;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// An event id derived from the producer's `Idempotency-Key`, so that a retried request
+/// makes the same events (accepted once).
+fn idempotent_id(token: &str, key: &str, index: usize) -> String {
+    let h = hex::encode(Sha256::digest(
+        format!("{token}\0{key}\0{index}").as_bytes(),
+    ));
+    format!("evt_idem_{}", &h[..24])
+}
+
+pub async fn publish(State(s): State<ApiState>, headers: HeaderMap, body: Body) -> ApiResult {
+    let token = auth::require(&s, &headers, &["events:write"]).await?;
+    let v = body::json(&headers, body, s.body_cap).await?;
+    let (items, batch) = match &v {
+        Value::Array(items) => (items.clone(), true),
+        Value::Object(_) => (vec![v.clone()], false),
+        _ => {
+            return Err(ApiError::bad_request(
+                "send an event object or an array of them",
+            ));
+        }
+    };
+    if items.is_empty() {
+        return Err(ApiError::bad_request("the array is empty"));
+    }
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|k| k.to_str().ok())
+        .map(str::to_string);
+    // Everything is checked before anything is stored.
+    let mut events = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let mut e = event_from_json(item).map_err(|e| {
+            ApiError::bad_request(if batch {
+                format!("event {i}: {e:#}")
+            } else {
+                format!("{e:#}")
+            })
+        })?;
+        match (&token.location_id, &e.location_id) {
+            (Some(mine), None) => e.location_id = Some(mine.clone()),
+            (Some(mine), Some(theirs)) if mine != theirs => {
+                return Err(ApiError::forbidden(format!(
+                    "this token may only publish events of location {mine}"
+                )));
+            }
+            _ => {}
+        }
+        if item.get("id").is_none()
+            && let Some(k) = &key
+        {
+            e.id = idempotent_id(&token.id, k, i);
+        }
+        events.push(e);
+    }
+    let published = s.store.publish(events).await?;
+    let body = if batch {
+        json!({"events": published})
+    } else {
+        serde_json::to_value(&published[0]).map_err(anyhow::Error::from)?
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+pub async fn show(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let token = auth::require(&s, &headers, &["events:read", "webhooks:read"]).await?;
+    let Some(mut detail) = s.store.event_detail(&id).await? else {
+        return Err(ApiError::not_found(format!("no event {id}")));
+    };
+    if !auth::sees(&token, detail.event.location_id.as_deref()) {
+        return Err(ApiError::not_found(format!("no event {id}")));
+    }
+    if token.location_id.is_some() {
+        // Deliveries to subscriptions outside the token's location are not its business.
+        let subs = s.store.subscriptions().await?;
+        detail.deliveries.retain(|d| {
+            subs.iter()
+                .any(|x| x.id == d.subscription_id && auth::sees(&token, x.location_id.as_deref()))
+        });
+    }
+    Ok(Json(cli_shapes::event_detail(&detail)).into_response())
+}

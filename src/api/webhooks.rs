@@ -1,0 +1,415 @@
+//! `/v2/webhooks`: create, list, show, update, delete, pause, resume, redeliver, test.
+//! Webhooks made here start `pending` until their endpoint echoes a confirmation token.
+
+use super::{ApiError, ApiResult, ApiState, auth, body};
+use crate::cli::output;
+use crate::model::*;
+use crate::store::{ApiToken, RedeliverTarget};
+use crate::{catalog, ids};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderIn {
+    name: String,
+    value: String,
+}
+
+/// The fields a client may set; absent ones keep their value (or the default).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookIn {
+    url: Option<String>,
+    name: Option<String>,
+    /// Event types, or `["*"]` for all.
+    events: Option<Vec<String>>,
+    location_id: Option<String>,
+    secret: Option<String>,
+    headers: Option<Vec<HeaderIn>>,
+    method: Option<String>,
+    format: Option<String>,
+    payload: Option<String>,
+    template: Option<String>,
+    retry_schedule: Option<Vec<String>>,
+    timeout_ms: Option<u64>,
+    rate: Option<String>,
+    signature_scheme: Option<String>,
+    signature_header: Option<String>,
+}
+
+fn parse<T: std::str::FromStr<Err = String>>(field: &str, v: &str) -> Result<T, ApiError> {
+    v.parse()
+        .map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
+}
+
+/// Applies a request's fields over `sub`, checking each as `sub add` does.
+fn apply(
+    state: &ApiState,
+    token: &ApiToken,
+    input: WebhookIn,
+    mut sub: Subscription,
+) -> Result<Subscription, ApiError> {
+    if let Some(url) = input.url {
+        let u = reqwest::Url::parse(url.trim())
+            .map_err(|e| ApiError::bad_request(format!("url: {e}")))?;
+        state
+            .policy
+            .check_url(&u)
+            .map_err(|e| ApiError::bad_request(format!("url: {e}")))?;
+        sub.url = u.to_string();
+    }
+    if let Some(n) = input.name {
+        sub.name = n;
+    }
+    if let Some(events) = input.events {
+        sub.events = if events.iter().any(|e| e == "*") {
+            None
+        } else {
+            let mut types = Vec::new();
+            for e in &events {
+                let t = catalog::resolve(e)
+                    .map_err(|e| ApiError::bad_request(format!("events: {e}")))?;
+                if !types.iter().any(|x| x == t) {
+                    types.push(t.to_string());
+                }
+            }
+            if types.is_empty() {
+                return Err(ApiError::bad_request(
+                    "events: name at least one type, or [\"*\"]",
+                ));
+            }
+            Some(types)
+        };
+    }
+    match (&token.location_id, input.location_id) {
+        (Some(mine), Some(theirs)) if *mine != theirs => {
+            return Err(ApiError::forbidden(format!(
+                "this token may only manage location {mine}"
+            )));
+        }
+        (Some(mine), _) => sub.location_id = Some(mine.clone()),
+        (None, Some(l)) => sub.location_id = Some(l),
+        (None, None) => {}
+    }
+    if let Some(h) = input.headers {
+        let mut out = Vec::new();
+        for HeaderIn { name, value } in h {
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                ApiError::bad_request(format!("headers: '{name}' is not a header name"))
+            })?;
+            reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+                ApiError::bad_request(format!("headers: the value of '{name}' is not valid"))
+            })?;
+            // A masked value sent back unchanged keeps the real one.
+            let kept = sub
+                .headers
+                .iter()
+                .find(|(k, v)| *k == name && ids::mask_header_value(k, v) == value)
+                .map(|(_, v)| v.clone());
+            out.push((name, kept.unwrap_or(value)));
+        }
+        sub.headers = out;
+    }
+    if let Some(m) = input.method {
+        sub.method = parse("method", &m)?;
+    }
+    if let Some(f) = input.format {
+        sub.format = parse("format", &f)?;
+    }
+    if let Some(p) = input.payload {
+        sub.payload = parse("payload", &p)?;
+    }
+    if let Some(t) = input.template {
+        if t.is_empty() {
+            sub.template = None;
+        } else {
+            crate::template::check(&t)
+                .map_err(|e| ApiError::bad_request(format!("template: {e}")))?;
+            sub.template = Some(t);
+        }
+    }
+    if let Some(r) = input.retry_schedule {
+        sub.retry_schedule_ms = crate::cli::parse_schedule(&r.join(","))
+            .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    }
+    if let Some(t) = input.timeout_ms {
+        if t == 0 {
+            return Err(ApiError::bad_request("timeout_ms must be more than zero"));
+        }
+        sub.timeout_ms = t;
+    }
+    if let Some(r) = input.rate {
+        sub.rate_per_sec = if r.is_empty() {
+            None
+        } else {
+            Some(crate::cli::parse_rate(&r).map_err(|e| ApiError::bad_request(format!("{e:#}")))?)
+        };
+    }
+    if let Some(s) = input.signature_scheme {
+        sub.signature_scheme = parse("signature_scheme", &s)?;
+    }
+    if let Some(h) = input.signature_header {
+        reqwest::header::HeaderName::from_bytes(h.as_bytes())
+            .map_err(|_| ApiError::bad_request("signature_header is not a header name"))?;
+        sub.signature_header = h.to_ascii_lowercase();
+    }
+    if let Some(s) = input.secret {
+        if s.trim().is_empty() {
+            return Err(ApiError::bad_request("secret is empty"));
+        }
+        sub.secret = s;
+    }
+    sub.updated_at = now_ms();
+    Ok(sub)
+}
+
+fn decode(v: Value) -> Result<WebhookIn, ApiError> {
+    serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("{e}")))
+}
+
+/// A webhook the token may see, or 404 (never 403: another location's ids are not confirmed).
+async fn visible(s: &ApiState, token: &ApiToken, id: &str) -> Result<Subscription, ApiError> {
+    match s.store.find_subscription(id).await {
+        Ok(Some(sub)) if sub.id == id && auth::sees(token, sub.location_id.as_deref()) => Ok(sub),
+        Ok(_) | Err(_) => Err(ApiError::not_found(format!("no webhook {id}"))),
+    }
+}
+
+async fn optional_json(s: &ApiState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let empty = headers.get("content-length").and_then(|v| v.to_str().ok()) == Some("0")
+        || !headers.contains_key("content-type");
+    if empty {
+        // A body without a content type is refused only if there is one.
+        let bytes = axum::body::to_bytes(body, s.body_cap).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "body over the limit",
+            )
+        })?;
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(json!({}));
+        }
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send Content-Type: application/json",
+        ));
+    }
+    body::json(headers, body, s.body_cap).await
+}
+
+pub async fn list(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    let token = auth::require(&s, &headers, &["webhooks:read"]).await?;
+    let subs = s.store.subscriptions().await?;
+    let v: Vec<Value> = subs
+        .iter()
+        .filter(|x| auth::sees(&token, x.location_id.as_deref()))
+        .map(|x| output::subscription(x, false))
+        .collect();
+    Ok(Json(Value::Array(v)).into_response())
+}
+
+pub async fn create(State(s): State<ApiState>, headers: HeaderMap, body: Body) -> ApiResult {
+    let token = auth::require(&s, &headers, &["webhooks:write"]).await?;
+    let input = decode(body::json(&headers, body, s.body_cap).await?)?;
+    if input.url.is_none() {
+        return Err(ApiError::bad_request("url is required"));
+    }
+    let events_given = input.events.is_some();
+    let base = Subscription::new(
+        ids::subscription_id(),
+        String::new(),
+        String::new(),
+        None,
+        ids::secret(),
+    );
+    let mut sub = apply(&s, &token, input, base)?;
+    if !events_given {
+        return Err(ApiError::bad_request(
+            "events is required (a list of types, or [\"*\"])",
+        ));
+    }
+    if sub.name.is_empty() {
+        sub.name = reqwest::Url::parse(&sub.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_else(|| "endpoint".into());
+    }
+    // Made through the API: pending until the endpoint confirms it.
+    sub.state = SubState::Pending;
+    s.store.add_subscription(sub.clone()).await?;
+    s.store
+        .set_verify_token(&sub.id, Some(format!("vt_{}", &ids::secret()[6..])))
+        .await?;
+    Ok((StatusCode::CREATED, Json(output::subscription(&sub, true))).into_response())
+}
+
+pub async fn show(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let token = auth::require(&s, &headers, &["webhooks:read"]).await?;
+    let sub = visible(&s, &token, &id).await?;
+    Ok(Json(output::subscription(&sub, false)).into_response())
+}
+
+pub async fn update(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let token = auth::require(&s, &headers, &["webhooks:write"]).await?;
+    let sub = visible(&s, &token, &id).await?;
+    let input = decode(body::json(&headers, body, s.body_cap).await?)?;
+    if input.secret.is_some() {
+        return Err(ApiError::bad_request(
+            "secret cannot be set by an update: rotate it (hookctl sub rotate-secret)",
+        ));
+    }
+    let updated = apply(&s, &token, input, sub)?;
+    s.store.update_subscription(updated.clone()).await?;
+    Ok(Json(output::subscription(&updated, false)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn delete(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult {
+    let token = auth::require(&s, &headers, &["webhooks:write"]).await?;
+    let sub = visible(&s, &token, &id).await?;
+    let out = s.store.delete_subscription(&sub.id, q.force).await?;
+    if !out.deleted {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "{} unfinished deliveries; delete with ?force=true to cancel them",
+                out.unfinished
+            ),
+        ));
+    }
+    Ok(Json(json!({"id": sub.id, "deleted": true, "cancelled": out.unfinished})).into_response())
+}
+
+async fn set_state(s: ApiState, headers: HeaderMap, id: String, state: SubState) -> ApiResult {
+    let token = auth::require(&s, &headers, &["webhooks:write"]).await?;
+    let mut sub = visible(&s, &token, &id).await?;
+    s.store.set_subscription_state(&sub.id, state).await?;
+    sub.state = state;
+    Ok(Json(output::subscription(&sub, false)).into_response())
+}
+
+pub async fn pause(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    set_state(s, headers, id, SubState::Paused).await
+}
+
+pub async fn resume(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    set_state(s, headers, id, SubState::Active).await
+}
+
+pub async fn redeliver(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let token = auth::require(&s, &headers, &["webhooks:write"]).await?;
+    let sub = visible(&s, &token, &id).await?;
+    let v = optional_json(&s, &headers, body).await?;
+    let str_of = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let dry_run = v.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
+    let target = match str_of("event_id") {
+        Some(event_id) => RedeliverTarget::Event {
+            event_id,
+            subscription_id: Some(sub.id.clone()),
+        },
+        None => {
+            let status = match str_of("status").as_deref() {
+                None | Some("dead") => DeliveryStatus::Dead,
+                Some("retrying") => DeliveryStatus::Retrying,
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "status '{other}': dead or retrying"
+                    )));
+                }
+            };
+            let since = match str_of("since") {
+                Some(d) => Some(
+                    now_ms()
+                        - humantime::parse_duration(&d)
+                            .map_err(|e| ApiError::bad_request(format!("since: {e}")))?
+                            .as_millis() as i64,
+                ),
+                None => None,
+            };
+            RedeliverTarget::Bulk {
+                subscription_id: sub.id.clone(),
+                statuses: vec![status],
+                since,
+            }
+        }
+    };
+    let done = s
+        .store
+        .redeliver(target, dry_run, now_ms())
+        .await
+        .map_err(|e| ApiError::not_found(format!("{e:#}")))?;
+    Ok(Json(json!({"dry_run": dry_run, "count": done.len(), "deliveries": done})).into_response())
+}
+
+pub async fn test(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let token = auth::require(&s, &headers, &["webhooks:write"]).await?;
+    let sub = visible(&s, &token, &id).await?;
+    let v = optional_json(&s, &headers, body).await?;
+    let t = match v.get("type").and_then(Value::as_str) {
+        Some(t) => catalog::resolve(t)
+            .map_err(|e| ApiError::bad_request(format!("type: {e}")))?
+            .to_string(),
+        None => sub
+            .events
+            .as_ref()
+            .and_then(|e| e.first().cloned())
+            .unwrap_or_else(|| "ContactCreate".into()),
+    };
+    let dry_run = v.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
+    let out = crate::engine::testsend::run(
+        &s.store,
+        &sub,
+        &t,
+        dry_run,
+        s.policy.clone(),
+        s.bind_address,
+    )
+    .await?;
+    Ok(Json(out).into_response())
+}

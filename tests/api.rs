@@ -1,0 +1,621 @@
+//! Issue 6's acceptance over real HTTP on 127.0.0.1: publish, webhooks, verification,
+//! isolation between locations, inbound webhooks, errors, metrics, OpenAPI.
+
+mod common;
+use common::*;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(60);
+
+struct Api {
+    base: String,
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+impl Api {
+    fn new(serve: &Serve) -> Api {
+        hookctl::engine::http::init_tls();
+        Api {
+            base: format!("http://{}", serve.addr),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        }
+    }
+
+    /// Sends a request; returns the status and the JSON body (Null if none).
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        self.rt.block_on(async {
+            let mut r = self
+                .client
+                .request(method.parse().unwrap(), format!("{}{path}", self.base));
+            if let Some(t) = token {
+                r = r.header("authorization", format!("Bearer {t}"));
+            }
+            if let Some(b) = body {
+                r = r
+                    .header("content-type", "application/json")
+                    .body(b.to_string());
+            }
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            let resp = r.send().await.expect("request");
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
+        })
+    }
+
+    fn raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        self.rt.block_on(async {
+            let mut r = self
+                .client
+                .post(format!("{}{path}", self.base))
+                .header("content-type", content_type)
+                .body(body);
+            if let Some(t) = token {
+                r = r.header("authorization", format!("Bearer {t}"));
+            }
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            let resp = r.send().await.expect("request");
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
+        })
+    }
+}
+
+fn token(env: &Env, scopes: &str, location: Option<&str>) -> String {
+    let mut args = vec!["token", "create", "--scopes", scopes];
+    if let Some(l) = location {
+        args.extend(["--location", l]);
+    }
+    env.json(&args)["token"].as_str().unwrap().to_string()
+}
+
+fn counts(env: &Env) -> (usize, usize) {
+    (
+        env.json(&["event", "list", "--limit", "100000"])
+            .as_array()
+            .unwrap()
+            .len(),
+        env.json(&["sub", "list"]).as_array().unwrap().len(),
+    )
+}
+
+#[test]
+fn publish_a_thousand_through_the_api_idempotently() {
+    let env = Env::new();
+    let sink = Sink::start(&env, &[]);
+    let serve = Serve::start(&env);
+    let api = Api::new(&serve);
+    env.sub_add(&["--url", &sink.url("/x"), "--all", "--secret", SECRET]);
+    let t = token(&env, "events:write", None);
+    // Ten batches of fifty, under idempotency keys, ids generated.
+    for b in 0..10 {
+        let batch: Vec<Value> = (0..50).map(|i| json!({"type": "ContactCreate", "locationId": "loc1", "data": {"n": b * 50 + i}})).collect();
+        let (st, body) = api.call(
+            "POST",
+            "/v2/events",
+            Some(&t),
+            Some(Value::Array(batch)),
+            &[("idempotency-key", &format!("batch-{b}"))],
+        );
+        assert_eq!(st, 202, "{body}");
+        assert_eq!(body["events"].as_array().unwrap().len(), 50);
+    }
+    // Five hundred singles with their own ids.
+    for i in 0..500 {
+        let (st, body) = api.call(
+            "POST",
+            "/v2/events",
+            Some(&t),
+            Some(json!({"type": "InvoicePaid", "id": format!("single-{i}")})),
+            &[],
+        );
+        assert_eq!(st, 202, "{body}");
+        assert_eq!(body["duplicate"], false);
+    }
+    sink.wait_count(1000, LONG);
+    // The same again: accepted, nothing new.
+    let batch: Vec<Value> = (0..50)
+        .map(|i| json!({"type": "ContactCreate", "locationId": "loc1", "data": {"n": i}}))
+        .collect();
+    let (_, body) = api.call(
+        "POST",
+        "/v2/events",
+        Some(&t),
+        Some(Value::Array(batch)),
+        &[("idempotency-key", "batch-0")],
+    );
+    assert!(
+        body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["duplicate"] == true),
+        "{body}"
+    );
+    let (_, body) = api.call(
+        "POST",
+        "/v2/events",
+        Some(&t),
+        Some(json!({"type": "InvoicePaid", "id": "single-7"})),
+        &[],
+    );
+    assert_eq!(body["duplicate"], true);
+    assert_eq!(counts(&env).0, 1000);
+    wait_until("all delivered", LONG, || {
+        delivery_statuses(&env)
+            .iter()
+            .filter(|s| *s == "delivered")
+            .count()
+            == 1000
+    });
+    let ids: HashSet<String> = sink
+        .requests()
+        .iter()
+        .map(|r| r["headers"]["webhook-id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 1000);
+    assert!(sink.requests().iter().all(|r| r["verified"] == true));
+}
+
+#[test]
+fn webhook_crud_round_trips_and_verification() {
+    let env = Env::new();
+    let sink = Sink::start(&env, &[]);
+    let silent = Sink::start(&env, &["--status", "200"]);
+    let serve = Serve::start_with(&env, &[("HOOKCTL_VERIFY_INTERVAL", "200ms")]);
+    let api = Api::new(&serve);
+    let t = token(&env, "webhooks:read,webhooks:write", None);
+    let create = json!({
+        "url": sink.url("/hook"), "name": "crm", "events": ["ContactCreate", "Payment received"],
+        "location_id": "loc1", "headers": [{"name": "X-Team", "value": "growth"}],
+        "method": "PUT", "format": "json", "payload": "envelope",
+        "template": "{\"email\": \"{{contact.email}}\"}", "retry_schedule": ["1s", "1m"], "timeout_ms": 3000,
+        "rate": "10/s", "signature_scheme": "standard", "signature_header": "X-Sig"
+    });
+    let (st, made) = api.call("POST", "/v2/webhooks", Some(&t), Some(create), &[]);
+    assert_eq!(st, 201, "{made}");
+    assert!(
+        made["secret"].as_str().unwrap().starts_with("whsec_"),
+        "the secret is shown once"
+    );
+    assert_eq!(made["state"], "pending");
+    let id = made["id"].as_str().unwrap().to_string();
+    let (st, got) = api.call("GET", &format!("/v2/webhooks/{id}"), Some(&t), None, &[]);
+    assert_eq!(st, 200);
+    for (k, want) in [
+        ("name", json!("crm")),
+        ("url", json!(sink.url("/hook"))),
+        ("events", json!(["ContactCreate", "InvoicePaid"])),
+        ("location_id", json!("loc1")),
+        ("headers", json!([{"name": "X-Team", "value": "growth"}])),
+        ("method", json!("PUT")),
+        ("format", json!("json")),
+        ("payload", json!("envelope")),
+        ("template", json!("{\"email\": \"{{contact.email}}\"}")),
+        ("retry_schedule", json!(["1s", "1m"])),
+        ("timeout_ms", json!(3000)),
+        ("rate", json!("10/s")),
+        ("signature_scheme", json!("standard")),
+        ("signature_header", json!("x-sig")),
+    ] {
+        assert_eq!(got[k], want, "{k}: {got}");
+    }
+    assert!(
+        !got["secret"]
+            .as_str()
+            .unwrap()
+            .contains(&made["secret"].as_str().unwrap()[8..])
+    );
+    let (st, patched) = api.call(
+        "PATCH",
+        &format!("/v2/webhooks/{id}"),
+        Some(&t),
+        Some(json!({"name": "crm-2", "events": ["*"], "method": "POST"})),
+        &[],
+    );
+    assert_eq!(st, 200, "{patched}");
+    assert_eq!(patched["name"], "crm-2");
+    assert_eq!(patched["events"], json!(["*"]));
+    assert_eq!(
+        patched["template"],
+        json!("{\"email\": \"{{contact.email}}\"}"),
+        "untouched fields stay"
+    );
+    // The sink echoes the token: verified.
+    wait_until("verification", LONG, || {
+        api.call("GET", &format!("/v2/webhooks/{id}"), Some(&t), None, &[])
+            .1["state"]
+            == "active"
+    });
+    // An endpoint that answers 200 without the token stays pending, however often asked.
+    let (_, quiet) = api.call(
+        "POST",
+        "/v2/webhooks",
+        Some(&t),
+        Some(json!({"url": silent.url("/q"), "events": ["*"]})),
+        &[],
+    );
+    let quiet_id = quiet["id"].as_str().unwrap().to_string();
+    wait_until("two confirmation requests", LONG, || silent.count() >= 2);
+    assert!(silent.requests().iter().all(|r| {
+        r["body"]
+            .as_str()
+            .unwrap()
+            .contains("SubscriptionVerification")
+    }));
+    assert_eq!(
+        api.call(
+            "GET",
+            &format!("/v2/webhooks/{quiet_id}"),
+            Some(&t),
+            None,
+            &[]
+        )
+        .1["state"],
+        "pending"
+    );
+    let (st, _) = api.call("DELETE", &format!("/v2/webhooks/{id}"), Some(&t), None, &[]);
+    assert_eq!(st, 200);
+    assert_eq!(
+        api.call("GET", &format!("/v2/webhooks/{id}"), Some(&t), None, &[])
+            .0,
+        404
+    );
+}
+
+#[test]
+fn locations_are_isolated_and_scopes_enforced() {
+    let env = Env::new();
+    let sink = Sink::start(&env, &[]);
+    let serve = Serve::start(&env);
+    let api = Api::new(&serve);
+    let all = "events:write,events:read,webhooks:read,webhooks:write";
+    let a = token(&env, all, Some("loc-a"));
+    let b = token(&env, all, Some("loc-b"));
+    let read_only = token(&env, "webhooks:read,events:read", None);
+    let (st, hook) = api.call(
+        "POST",
+        "/v2/webhooks",
+        Some(&a),
+        Some(json!({"url": sink.url("/a"), "events": ["*"]})),
+        &[],
+    );
+    assert_eq!(st, 201);
+    assert_eq!(hook["location_id"], "loc-a");
+    let id = hook["id"].as_str().unwrap().to_string();
+    let (_, ev) = api.call(
+        "POST",
+        "/v2/events",
+        Some(&a),
+        Some(json!({"type": "ContactCreate"})),
+        &[],
+    );
+    let event = ev["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        api.call("GET", &format!("/v2/events/{event}"), Some(&a), None, &[])
+            .0,
+        200
+    );
+    let before = counts(&env);
+    let tries: Vec<(&str, String, Option<Value>)> = vec![
+        ("GET", format!("/v2/webhooks/{id}"), None),
+        (
+            "PATCH",
+            format!("/v2/webhooks/{id}"),
+            Some(json!({"name": "mine now"})),
+        ),
+        ("POST", format!("/v2/webhooks/{id}/pause"), None),
+        ("POST", format!("/v2/webhooks/{id}/resume"), None),
+        (
+            "POST",
+            format!("/v2/webhooks/{id}/redeliver"),
+            Some(json!({"event_id": event})),
+        ),
+        (
+            "POST",
+            format!("/v2/webhooks/{id}/test"),
+            Some(json!({"dry_run": true})),
+        ),
+        ("DELETE", format!("/v2/webhooks/{id}"), None),
+        ("GET", format!("/v2/events/{event}"), None),
+    ];
+    for (m, path, body) in &tries {
+        let (st, err) = api.call(m, path, Some(&b), body.clone(), &[]);
+        assert_eq!(st, 404, "{m} {path} with B's token: {err}");
+        assert!(err["error"].is_string() && err["detail"].is_string());
+    }
+    let (_, listed) = api.call("GET", "/v2/webhooks", Some(&b), None, &[]);
+    assert_eq!(listed, json!([]));
+    let (st, _) = api.call(
+        "POST",
+        "/v2/events",
+        Some(&b),
+        Some(json!({"type": "ContactCreate", "locationId": "loc-a"})),
+        &[],
+    );
+    assert_eq!(st, 403);
+    let (st, _) = api.call(
+        "POST",
+        "/v2/webhooks",
+        Some(&b),
+        Some(json!({"url": sink.url("/b"), "events": ["*"], "location_id": "loc-a"})),
+        &[],
+    );
+    assert_eq!(st, 403);
+    for (m, path, body) in [
+        (
+            "POST",
+            "/v2/webhooks".to_string(),
+            Some(json!({"url": sink.url("/r"), "events": ["*"]})),
+        ),
+        (
+            "POST",
+            "/v2/events".to_string(),
+            Some(json!({"type": "ContactCreate"})),
+        ),
+        ("POST", format!("/v2/webhooks/{id}/pause"), None),
+    ] {
+        let (st, err) = api.call(m, &path, Some(&read_only), body, &[]);
+        assert_eq!(st, 403, "{m} {path} read-only: {err}");
+    }
+    assert_eq!(counts(&env), before);
+    assert_eq!(
+        env.json(&["sub", "list"])[0]["state"],
+        "pending",
+        "nothing B or the read-only token tried took effect"
+    );
+}
+
+#[test]
+fn inbound_webhooks_map_fields_and_refuse_what_they_must() {
+    let env = Env::new();
+    let sink = Sink::start(&env, &[]);
+    let serve = Serve::start(&env);
+    let api = Api::new(&serve);
+    env.sub_add(&["--url", &sink.url("/x"), "--all"]);
+    let made = env.json(&[
+        "inbound",
+        "add",
+        "--type",
+        "ContactCreate",
+        "--location",
+        "loc1",
+        "--map",
+        "email=/contact/email",
+        "--map",
+        "firstName=/contact/first",
+        "--secret",
+        "in-secret",
+    ]);
+    let path = made["path"].as_str().unwrap().to_string();
+    let body =
+        json!({"contact": {"email": "zoe@example.com", "first": "Zoë"}, "noise": 1}).to_string();
+    let sig = hookctl::signing::sign_wl("in-secret", body.as_bytes());
+    let (st, ev) = api.raw(
+        &path,
+        None,
+        "application/json",
+        body.clone().into_bytes(),
+        &[("x-hookctl-signature", &sig)],
+    );
+    assert_eq!(st, 202, "{ev}");
+    sink.wait_count(1, LONG);
+    let got: Value = serde_json::from_str(sink.requests()[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        got,
+        json!({"type": "ContactCreate", "locationId": "loc1", "email": "zoe@example.com", "firstName": "Zoë"})
+    );
+    let before = counts(&env);
+    let (st, _) = api.raw(
+        &path,
+        None,
+        "application/json",
+        body.clone().into_bytes(),
+        &[("x-hookctl-signature", "00ff")],
+    );
+    assert_eq!(st, 401);
+    let (st, _) = api.raw(
+        "/hooks/in/in_nosuchtoken",
+        None,
+        "application/json",
+        body.clone().into_bytes(),
+        &[],
+    );
+    assert_eq!(st, 404);
+    assert_eq!(counts(&env), before);
+    drop(serve);
+    // A source allowlist that does not include 127.0.0.1 refuses (nothing is sent anywhere else).
+    let strict = Serve::start_with(&env, &[("HOOKCTL_INBOUND_ALLOW_NETWORKS", "10.0.0.0/8")]);
+    let api = Api::new(&strict);
+    let (st, err) = api.raw(
+        &path,
+        None,
+        "application/json",
+        body.into_bytes(),
+        &[("x-hookctl-signature", &sig)],
+    );
+    assert_eq!(st, 403, "{err}");
+    assert_eq!(counts(&env), before);
+}
+
+#[test]
+fn every_error_is_json_and_stores_nothing() {
+    let env = Env::new();
+    let serve = Serve::start_with(&env, &[("HOOKCTL_API_BODY_CAP", "2000")]);
+    let api = Api::new(&serve);
+    let t = token(&env, "events:write,webhooks:write,webhooks:read", None);
+    env.ok(&["emit", "TaskCreate"]);
+    let before = counts(&env);
+    let big = json!({"type": "ContactCreate", "data": {"pad": "x".repeat(5000)}})
+        .to_string()
+        .into_bytes();
+    let cases: Vec<(u16, (u16, Value))> = vec![
+        (413, api.raw("/v2/events", Some(&t), "application/json", big, &[])),
+        (400, api.raw("/v2/events", Some(&t), "application/json", b"{\"type\": ".to_vec(), &[])),
+        (415, api.raw("/v2/events", Some(&t), "text/plain", b"{}".to_vec(), &[])),
+        (401, api.raw("/v2/events", None, "application/json", b"{\"type\":\"ContactCreate\"}".to_vec(), &[])),
+        (401, api.raw("/v2/events", Some("hk_wrong"), "application/json", b"{\"type\":\"ContactCreate\"}".to_vec(), &[])),
+        (400, api.raw("/v2/events", Some(&t), "application/json", b"{\"type\":\"ContactCreat\"}".to_vec(), &[])),
+        (400, api.raw("/v2/events", Some(&t), "application/json", b"[{\"type\":\"ContactCreate\"},{\"type\":\"Nope\"}]".to_vec(), &[])),
+        (400, api.call("POST", "/v2/webhooks", Some(&t), Some(json!({"url": "ftp://x", "events": ["*"]})), &[])),
+        (400, api.call("POST", "/v2/webhooks", Some(&t), Some(json!({"url": "http://127.0.0.1:9/", "events": ["*"], "bogus": 1})), &[])),
+        (400, api.call("POST", "/v2/webhooks", Some(&t), Some(json!({"url": "http://127.0.0.1:9/", "events": ["*"], "template": "{{contcat.x}}"})), &[])),
+        (404, api.call("GET", "/v2/webhooks/sub_nothing", Some(&t), None, &[])),
+        (404, api.call("GET", "/v2/nothing", Some(&t), None, &[])),
+    ];
+    for (want, (got, body)) in cases {
+        assert_eq!(got, want, "{body}");
+        assert!(
+            body["error"].is_string() && body["detail"].is_string(),
+            "not a JSON error: {body}"
+        );
+    }
+    let (_, malformed) = api.raw(
+        "/v2/events",
+        Some(&t),
+        "application/json",
+        b"{\"type\": ".to_vec(),
+        &[],
+    );
+    assert!(
+        malformed["detail"].as_str().unwrap().contains("EOF"),
+        "{malformed}"
+    );
+    assert_eq!(counts(&env), before, "a failed request stored something");
+}
+
+fn prometheus(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (name, value) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad line: {l}"));
+            (
+                name.to_string(),
+                value
+                    .parse::<f64>()
+                    .unwrap_or_else(|_| panic!("bad value: {l}")),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_match_the_store_and_openapi_lists_every_route() {
+    let env = Env::new();
+    let sink = Sink::start(&env, &[]);
+    let dead = Sink::start(&env, &["--status", "500"]);
+    let serve = Serve::start(&env);
+    let api = Api::new(&serve);
+    env.sub_add(&["--url", &sink.url("/ok"), "--all"]);
+    env.sub_add(&[
+        "--url",
+        &dead.url("/dead"),
+        "--events",
+        "NoteCreate",
+        "--retry-schedule",
+        "none",
+    ]);
+    for i in 0..30 {
+        env.ok(&[
+            "emit",
+            if i % 3 == 0 {
+                "NoteCreate"
+            } else {
+                "TaskCreate"
+            },
+        ]);
+    }
+    wait_until("everything final", LONG, || {
+        let s = delivery_statuses(&env);
+        s.len() == 40 && s.iter().all(|s| s == "delivered" || s == "dead")
+    });
+    let text = api.rt.block_on(async {
+        api.client
+            .get(format!("{}/metrics", api.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    let m = prometheus(&text);
+    let get = |name: &str| {
+        m.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+    };
+    assert_eq!(get("hookctl_events_published_total"), 30.0);
+    assert_eq!(get("hookctl_deliveries_total{outcome=\"delivered\"}"), 30.0);
+    assert_eq!(get("hookctl_deliveries_total{outcome=\"dead\"}"), 10.0);
+    assert_eq!(get("hookctl_attempts_total"), 40.0);
+    assert_eq!(get("hookctl_attempt_latency_seconds_count"), 40.0);
+    assert_eq!(
+        get("hookctl_attempt_latency_seconds_bucket{le=\"+Inf\"}"),
+        40.0
+    );
+    assert_eq!(
+        get("hookctl_attempt_failures_total{class=\"status\"}"),
+        10.0
+    );
+    assert_eq!(get("hookctl_queue_depth{state=\"dead\"}"), 10.0);
+    assert_eq!(get("hookctl_endpoints{state=\"active\"}"), 2.0);
+
+    let (st, doc) = api.call("GET", "/openapi.json", None, None, &[]);
+    assert_eq!(st, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+    let mut documented = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            documented += 1;
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{method} {path}"
+            );
+            // The router knows it: whatever the answer, it is not the unknown-route one.
+            let concrete = path.replace("{id}", "x").replace("{token}", "x");
+            let (_, body) = api.call(&method.to_uppercase(), &concrete, None, None, &[]);
+            assert!(
+                !body.to_string().contains("no such route"),
+                "{method} {path} is documented but not routed"
+            );
+        }
+    }
+    assert_eq!(documented, hookctl::api::ROUTES.len());
+}
