@@ -286,6 +286,34 @@ fn webhook_crud_round_trips_and_verification() {
         .1["state"],
         "pending"
     );
+    // Test mode through the API: the exact request, sent once unless dry_run.
+    let before = sink.count();
+    let (st, dry) = api.call(
+        "POST",
+        &format!("/v2/webhooks/{id}/test"),
+        Some(&t),
+        Some(json!({"type": "ContactCreate", "dry_run": true})),
+        &[],
+    );
+    assert_eq!(st, 200, "{dry}");
+    assert_eq!(dry["sent"], false);
+    assert!(
+        dry["request"]["headers"]["webhook-signature"]
+            .as_str()
+            .unwrap()
+            .starts_with("v1,"),
+        "{dry}"
+    );
+    assert_eq!(dry["request"]["body"], "{\"email\": \"jane@example.com\"}");
+    let (_, sent) = api.call(
+        "POST",
+        &format!("/v2/webhooks/{id}/test"),
+        Some(&t),
+        None,
+        &[],
+    );
+    assert_eq!(sent["response"]["status"], 200, "{sent}");
+    wait_until("the test request", LONG, || sink.count() == before + 1);
     let (st, _) = api.call("DELETE", &format!("/v2/webhooks/{id}"), Some(&t), None, &[]);
     assert_eq!(st, 200);
     assert_eq!(
