@@ -25,6 +25,8 @@ pub struct Config {
     pub circuit_threshold: u32,
     pub circuit_probe_interval: std::time::Duration,
     pub retention_days: u32,
+    /// Overrides `retention_days` with any duration (e.g. "12h"; soaks use minutes).
+    pub retention: Option<std::time::Duration>,
     /// Source address for outbound connections (receivers can allowlist it).
     pub outbound_bind_address: Option<std::net::IpAddr>,
     /// Largest API request body.
@@ -51,6 +53,7 @@ struct FileConfig {
     circuit_threshold: Option<u32>,
     circuit_probe_interval: Option<String>,
     retention_days: Option<u32>,
+    retention: Option<String>,
     outbound_bind_address: Option<String>,
     api_body_cap: Option<usize>,
     inbound_allow_networks: Option<Vec<String>>,
@@ -121,6 +124,12 @@ where
 }
 
 impl Config {
+    /// How long finished events are kept.
+    pub fn retention(&self) -> std::time::Duration {
+        self.retention
+            .unwrap_or(std::time::Duration::from_secs(u64::from(self.retention_days) * 86_400))
+    }
+
     pub fn defaults() -> Config {
         Config {
             db: default_db_path(),
@@ -135,6 +144,7 @@ impl Config {
             circuit_threshold: 10,
             circuit_probe_interval: std::time::Duration::from_secs(30),
             retention_days: 30,
+            retention: None,
             outbound_bind_address: None,
             api_body_cap: 1024 * 1024,
             inbound_allow_networks: Vec::new(),
@@ -198,6 +208,9 @@ impl Config {
         if let Some(v) = f.retention_days {
             self.retention_days = v;
         }
+        if let Some(v) = f.retention {
+            self.retention = Some(parse_duration("retention", &v)?);
+        }
         if let Some(v) = f.api_body_cap {
             self.api_body_cap = v;
         }
@@ -247,6 +260,9 @@ impl Config {
         }
         if let Some(v) = env_parse("HOOKCTL_RETENTION_DAYS")? {
             self.retention_days = v;
+        }
+        if let Some(v) = env("HOOKCTL_RETENTION") {
+            self.retention = Some(parse_duration("HOOKCTL_RETENTION", &v)?);
         }
         if let Some(v) = env_parse("HOOKCTL_API_BODY_CAP")? {
             self.api_body_cap = v;

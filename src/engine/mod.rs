@@ -51,7 +51,7 @@ impl EngineConfig {
             poll_interval: Duration::from_millis(200),
             circuit_threshold: c.circuit_threshold.max(1),
             probe_interval: c.circuit_probe_interval,
-            retention: Duration::from_secs(u64::from(c.retention_days) * 86_400),
+            retention: c.retention(),
             bind_address: c.outbound_bind_address,
             verify_interval: c.verify_interval,
         }
@@ -343,7 +343,9 @@ impl Scheduler {
                     }
                 };
             }
-            if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            // Hourly, or more often when events are kept for less than ten hours.
+            let prune_every = PRUNE_EVERY.min(self.cfg.retention / 10).max(Duration::from_secs(1));
+            if last_prune.is_none_or(|t| t.elapsed() >= prune_every) {
                 last_prune = Some(Instant::now());
                 self.prune().await;
             }
