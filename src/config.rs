@@ -126,8 +126,9 @@ where
 impl Config {
     /// How long finished events are kept.
     pub fn retention(&self) -> std::time::Duration {
-        self.retention
-            .unwrap_or(std::time::Duration::from_secs(u64::from(self.retention_days) * 86_400))
+        self.retention.unwrap_or(std::time::Duration::from_secs(
+            u64::from(self.retention_days) * 86_400,
+        ))
     }
 
     pub fn defaults() -> Config {

@@ -344,7 +344,9 @@ impl Scheduler {
                 };
             }
             // Hourly, or more often when events are kept for less than ten hours.
-            let prune_every = PRUNE_EVERY.min(self.cfg.retention / 10).max(Duration::from_secs(1));
+            let prune_every = PRUNE_EVERY
+                .min(self.cfg.retention / 10)
+                .max(Duration::from_secs(1));
             if last_prune.is_none_or(|t| t.elapsed() >= prune_every) {
                 last_prune = Some(Instant::now());
                 self.prune().await;
