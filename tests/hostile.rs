@@ -48,7 +48,7 @@ fn hostile(b: Behaviour) -> String {
                                     b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial",
                                 )
                                 .await;
-                            let _ = s.set_linger(Some(Duration::ZERO));
+                            let _ = s.set_zero_linger();
                             drop(s);
                         }
                         Behaviour::Silent => {
