@@ -182,7 +182,8 @@ async fn commit_batch(conn: &mut SqliteConnection, ops: impl Iterator<Item = Op>
     let commit_error = match exec(conn, "COMMIT").await {
         Ok(()) => None,
         Err(e) => {
-            tracing::error!("commit failed: {e:#}");
+            // Every sender gets this error; the caller decides how to report it.
+            tracing::debug!("commit failed: {e:#}");
             let _ = exec(conn, "ROLLBACK").await;
             Some(e.to_string())
         }
