@@ -122,7 +122,7 @@ fn circuit_breaker_probes_then_delivers_everything_held() {
         &failing.url("/f"),
         "--all",
         "--retry-schedule",
-        "1s,1s,1s",
+        "1s,1s,5m",
     ]);
     env.sub_add(&["--url", &healthy.url("/h"), "--all"]);
     let (file, ids) = ndjson(&env, "wave1.ndjson", 20, "w1");
@@ -636,4 +636,41 @@ fn retention_prunes_finished_events_and_keeps_waiting_work() {
     assert_eq!(left[0]["id"], "still-waiting");
     env.ok(&["sub", "resume", &held]);
     sink.wait_count(1, LONG);
+}
+
+#[test]
+fn an_open_circuit_does_not_hold_deliveries_past_their_schedule() {
+    let env = Env::new();
+    let dead = Sink::start(&env, &["--status", "500"]);
+    let _serve = Serve::start_with(
+        &env,
+        &[
+            ("HOOKCTL_CIRCUIT_THRESHOLD", "2"),
+            ("HOOKCTL_CIRCUIT_PROBE_INTERVAL", "1h"),
+        ],
+    );
+    let sub = env.sub_add(&["--url", &dead.url("/d"), "--all", "--retry-schedule", "1s"]);
+    for i in 0..5 {
+        env.ok(&["emit", "TaskCreate", "--id", &format!("held-{i}")]);
+    }
+    wait_until("the circuit to open", LONG, || {
+        env.json(&["sub", "show", &sub])["circuit"] == "open"
+    });
+    wait_until("every held delivery to go dead", LONG, || {
+        env.json(&["event", "list", "--status", "dead"])
+            .as_array()
+            .unwrap()
+            .len()
+            == 5
+    });
+    let shown = env.json(&["event", "show", "held-4"]);
+    let attempts = shown["deliveries"][0]["attempts"].as_array().unwrap();
+    let last = attempts.last().unwrap();
+    assert_eq!(last["error_class"], "circuit_open", "{shown}");
+    assert!(
+        last["error"].as_str().unwrap().contains("retry schedule"),
+        "{last}"
+    );
+    let history = env.json(&["sub", "show", &sub])["history"].to_string();
+    assert!(history.contains("expired held deliveries"), "{history}");
 }

@@ -310,6 +310,7 @@ impl Scheduler {
         let mut last_poll = Instant::now();
         let mut last_sweep = Instant::now();
         let mut last_prune: Option<Instant> = None;
+        let mut last_expire = Instant::now();
         let mut dirty = true;
         // The next time something becomes due, if that is in the future. Work already due
         // but not claimable (endpoint saturated, circuit open) wakes us through freed slots,
@@ -352,6 +353,12 @@ impl Scheduler {
                 self.prune().await;
             }
             self.verify_pending();
+            if last_expire.elapsed() >= Duration::from_secs(1)
+                && self.subs.values().any(|s| s.circuit_open)
+            {
+                last_expire = Instant::now();
+                self.expire_held().await;
+            }
             if last_sweep.elapsed() >= SWEEP_EVERY {
                 last_sweep = Instant::now();
                 self.sweep_expired_leases().await;
@@ -425,6 +432,35 @@ impl Scheduler {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!("retention pruning failed: {e:#}"),
+        }
+    }
+
+    /// An endpoint whose circuit has stayed open longer than its whole retry schedule
+    /// does not hold its deliveries forever: those older than the schedule go dead.
+    async fn expire_held(&self) {
+        let now = now_ms();
+        for sub in self
+            .subs
+            .values()
+            .filter(|s| s.circuit_open && s.state == SubState::Active)
+        {
+            let schedule: u64 = sub.retry_schedule_ms.iter().sum::<u64>().max(1_000);
+            // Jitter may stretch each delay by a fifth; allow for it.
+            let max_age = (schedule + schedule / 5) as i64;
+            if sub.circuit_changed_at.is_none_or(|t| now - t < max_age) {
+                continue;
+            }
+            let reason = format!(
+                "the endpoint's circuit stayed open longer than the retry schedule ({})",
+                humantime::format_duration(Duration::from_millis(max_age as u64))
+            );
+            match self.store.expire_held(&sub.id, now - max_age, reason).await {
+                Ok(n) if n > 0 => {
+                    tracing::warn!(subscription = %sub.id, expired = n, "held deliveries outlived the retry schedule")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("expiring held deliveries failed: {e:#}"),
+            }
         }
     }
 

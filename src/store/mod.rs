@@ -228,6 +228,15 @@ pub trait Store: Send + Sync + 'static {
     async fn rotate_secret(&self, id: &str, secret: String, grace_until: Millis) -> Result<()>;
     /// Deletes final deliveries (and events left with none) matching the filter.
     async fn purge(&self, filter: PurgeFilter, dry_run: bool) -> Result<PurgeCount>;
+    /// Deliveries of `subscription_id` still waiting that were created before `before` go
+    /// dead, each with an attempt of class `circuit_open` saying why: an endpoint whose
+    /// circuit stays open longer than the retry schedule does not hold work forever.
+    async fn expire_held(
+        &self,
+        subscription_id: &str,
+        before: Millis,
+        reason: String,
+    ) -> Result<u64>;
     /// Retention: deletes events received before `before` whose deliveries are all final.
     async fn prune(&self, before: Millis) -> Result<PurgeCount>;
     /// Returns leased deliveries to the queue.

@@ -202,6 +202,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn expire_held(
+        &self,
+        subscription_id: &str,
+        before: Millis,
+        reason: String,
+    ) -> Result<u64> {
+        let sub = subscription_id.to_string();
+        self.call(|reply| Op::ExpireHeld {
+            sub,
+            before,
+            reason,
+            reply,
+        })
+        .await
+    }
+
     async fn prune(&self, before: Millis) -> Result<PurgeCount> {
         self.call(|reply| Op::Prune { before, reply }).await
     }

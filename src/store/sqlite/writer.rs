@@ -63,6 +63,12 @@ pub enum Op {
         before: Millis,
         reply: Reply<PurgeCount>,
     },
+    ExpireHeld {
+        sub: String,
+        before: Millis,
+        reason: String,
+        reply: Reply<u64>,
+    },
     AddToken {
         token: Box<ApiToken>,
         hash: String,
@@ -217,6 +223,7 @@ fn finisher_for_failed(op: Op, msg: &str) -> Finish {
         Op::RotateSecret { reply, .. } => finisher(reply, Err(e())),
         Op::Purge { reply, .. } => finisher(reply, Err(e())),
         Op::Prune { reply, .. } => finisher(reply, Err(e())),
+        Op::ExpireHeld { reply, .. } => finisher(reply, Err(e())),
         Op::SetValue { reply, .. } => finisher(reply, Err(e())),
         Op::AddToken { reply, .. } => finisher(reply, Err(e())),
         Op::RevokeToken { reply, .. } => finisher(reply, Err(e())),
@@ -263,6 +270,12 @@ async fn apply(conn: &mut SqliteConnection, op: Op) -> (Finish, bool) {
             reply,
         } => done(reply, purge(conn, &filter, dry_run).await),
         Op::Prune { before, reply } => done(reply, prune(conn, before).await),
+        Op::ExpireHeld {
+            sub,
+            before,
+            reason,
+            reply,
+        } => done(reply, expire_held(conn, &sub, before, &reason).await),
         Op::SetValue {
             name,
             location,
@@ -731,6 +744,56 @@ async fn bump(conn: &mut SqliteConnection, deltas: &[(String, i64)]) -> Result<(
     q.push(" ON CONFLICT(name) DO UPDATE SET value = value + excluded.value");
     q.build().execute(&mut *conn).await?;
     Ok(())
+}
+
+async fn expire_held(
+    conn: &mut SqliteConnection,
+    sub: &str,
+    before: Millis,
+    reason: &str,
+) -> Result<u64> {
+    let now = now_ms();
+    let held = "subscription_id = ?1 AND status IN ('pending', 'retrying') AND lease_until IS NULL AND created_at < ?2";
+    let sql = format!(
+        "INSERT OR REPLACE INTO attempts (delivery_id, n, at, error_class, error, latency_ms) \
+         SELECT id, attempts + 1, ?3, 'circuit_open', ?4, 0 FROM deliveries WHERE {held}"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(sub)
+        .bind(before)
+        .bind(now)
+        .bind(reason)
+        .execute(&mut *conn)
+        .await?;
+    let sql = format!(
+        "UPDATE deliveries SET status = 'dead', attempts = attempts + 1, next_at = NULL, updated_at = ?3 WHERE {held}"
+    );
+    let n = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(sub)
+        .bind(before)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if n > 0 {
+        bump(
+            conn,
+            &[
+                ("deliveries_dead".into(), n as i64),
+                ("attempts".into(), n as i64),
+                ("attempts_failed_circuit_open".into(), n as i64),
+            ],
+        )
+        .await?;
+        log(
+            conn,
+            sub,
+            "expired held deliveries",
+            Some(&format!("{n}: {reason}")),
+        )
+        .await?;
+    }
+    Ok(n)
 }
 
 async fn prune(conn: &mut SqliteConnection, before: Millis) -> Result<PurgeCount> {
