@@ -9,15 +9,22 @@ minutes=${1:-30}
 rate=${2:-20}
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
-bin=$PWD/target/release/hookctl
 work=$(mktemp -d)
+# A copy, so rebuilding during a 30-minute run does not swap the binary under it.
+mkdir "$work/bin" && cp target/release/hookctl "$work/bin/"
+bin=$work/bin/hookctl
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 export HOOKCTL_DB=$work/soak.db HOOKCTL_ALLOW_NETWORKS=127.0.0.0/8 XDG_CONFIG_HOME=$work
 export HOOKCTL_RETENTION=5m HOOKCTL_CIRCUIT_THRESHOLD=1000
 port() { grep -o '127.0.0.1:[0-9]*' "$1" | head -1; }
 "$bin" sink --listen 127.0.0.1:0 >/dev/null 2>"$work/ok.err" &
 "$bin" sink --listen 127.0.0.1:0 --fail-rate 0.3 >/dev/null 2>"$work/flaky.err" &
-for f in ok flaky; do until grep -q listening "$work/$f.err"; do sleep 0.1; done; done
+for f in ok flaky; do
+  until grep -q listening "$work/$f.err"; do
+    grep -q . "$work/$f.err" && ! grep -q listening "$work/$f.err" && { cat "$work/$f.err" >&2; exit 1; }
+    sleep 0.1
+  done
+done
 dead=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$bin" serve --listen 127.0.0.1:0 2>"$work/serve.log" &
 serve=$!

@@ -1,6 +1,7 @@
 //! hookctl: a webhook delivery engine and its operations console.
 
 pub mod api;
+pub mod bench;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -383,3 +383,27 @@ fn verify_accepts_what_was_sent_and_rejects_one_changed_byte() {
     ]);
     assert_eq!(wrong_secret.status.code(), Some(1));
 }
+
+#[test]
+fn quick_benchmark_completes_and_prints_figures() {
+    let env = Env::new();
+    let out = env.run(&["bench", "--quick"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in [
+        "1 one endpoint",
+        "2 fan-out",
+        "3 nine fast",
+        "4 backlog drain",
+        "5 steady",
+        "6 via HTTP API",
+        "baselines: raw HTTP",
+        "rerun: hookctl bench --quick",
+    ] {
+        assert!(text.contains(row), "missing '{row}':\n{text}");
+    }
+}

@@ -59,6 +59,12 @@ pub enum Command {
     /// Inbound webhooks: URLs whose JSON posts become events.
     #[command(subcommand)]
     Inbound(InboundCommand),
+    /// The benchmark: the engine against raw HTTP and store-only rates, in one run.
+    Bench {
+        /// A short run (under a minute) that checks the benchmark works.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,0 +1,591 @@
+//! `hookctl bench`: the engine measured against this machine's limits in the same run.
+//! An engine on a fresh temporary database (durable as configured), a counting receiver
+//! on 127.0.0.1 in this process, and two baselines on the same receiver: the raw HTTP rate
+//! (same client settings and concurrency, no store, no engine) and the store-only rate
+//! (the same writes, no HTTP).
+
+use crate::engine::http::Sender;
+use crate::engine::{Engine, EngineConfig, lock, request};
+use crate::model::*;
+use crate::netguard::Policy;
+use crate::store::sqlite::{OpenOptions, SqliteStore};
+use crate::store::{Job, NewEvent, Outcome, Store};
+use anyhow::Result;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the counting receiver saw.
+#[derive(Default)]
+struct Seen {
+    count: AtomicU64,
+    /// publish → receipt, ms, from the envelope's timestamp.
+    latencies: Mutex<Vec<f64>>,
+    /// Requests per path (endpoint).
+    per_path: Mutex<std::collections::HashMap<String, u64>>,
+}
+
+async fn receive(
+    State((seen, delay)): State<(Arc<Seen>, Option<Duration>)>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> StatusCode {
+    if let Some(d) = delay.filter(|_| uri.path().starts_with("/slow")) {
+        tokio::time::sleep(d).await;
+    }
+    let now = chrono::Utc::now().timestamp_micros() as f64 / 1000.0;
+    if let Some(ts) = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v["timestamp"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        })
+    {
+        seen.latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(now - ts.timestamp_micros() as f64 / 1000.0);
+    }
+    *seen
+        .per_path
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(uri.path().to_string())
+        .or_default() += 1;
+    seen.count.fetch_add(1, Ordering::Relaxed);
+    StatusCode::OK
+}
+
+async fn start_sink(slow: Option<Duration>) -> Result<(String, Arc<Seen>)> {
+    let seen = Arc::new(Seen::default());
+    let app = axum::Router::new()
+        .fallback(receive)
+        .with_state((seen.clone(), slow));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?.to_string();
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    Ok((addr, seen))
+}
+
+fn rusage_cpu() -> f64 {
+    // SAFETY: getrusage fills a local struct.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u.ru_utime.tv_sec as f64
+            + u.ru_utime.tv_usec as f64 / 1e6
+            + u.ru_stime.tv_sec as f64
+            + u.ru_stime.tv_usec as f64 / 1e6
+    }
+}
+
+fn rss_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(field)
+                    .map(|v| v.trim().trim_end_matches(" kB").parse().unwrap_or(0))
+            })
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+/// One row of the table.
+struct Row {
+    name: String,
+    events_per_s: f64,
+    deliveries_per_s: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    cpu_per_1k: f64,
+    peak_rss_mb: f64,
+    db_bytes_per_event: f64,
+}
+
+fn sub(id: &str, url: String) -> Subscription {
+    let mut s = Subscription::new(
+        id.into(),
+        id.into(),
+        url,
+        None,
+        "whsec_YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldA==".into(),
+    );
+    s.payload = PayloadStyle::Envelope;
+    s
+}
+
+fn event(i: usize) -> NewEvent {
+    NewEvent {
+        id: format!("bench-{i}"),
+        event_type: "ContactCreate".into(),
+        location_id: Some("loc1".into()),
+        timestamp: now_ms(),
+        // ~1 KiB signed body, as in the field notes' HTTP figures.
+        data: serde_json::json!({"id": format!("c{i}"), "email": "jane@example.com", "note": "x".repeat(900)}),
+        received_at: None,
+    }
+}
+
+struct Bench {
+    dir: tempfile::TempDir,
+    store: Arc<SqliteStore>,
+    // Alive for the workload; dropping it stops delivery.
+    _engine: Option<Engine>,
+}
+
+async fn fresh(synchronous_full: bool, endpoint_in_flight: usize) -> Result<Bench> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("bench.db");
+    let store = SqliteStore::open(
+        &db,
+        OpenOptions {
+            synchronous_full,
+            ..OpenOptions::default()
+        },
+    )
+    .await?;
+    let lock = lock::try_acquire(&db)?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut cfg = EngineConfig::from_config(&crate::config::Config::defaults());
+    cfg.policy = Arc::new(Policy::new(vec!["127.0.0.0/8".parse()?]));
+    cfg.endpoint_in_flight = endpoint_in_flight;
+    cfg.max_in_flight = 512;
+    let engine = Engine::start(store.clone(), store.committed(), lock, cfg).await?;
+    Ok(Bench {
+        dir,
+        store,
+        _engine: Some(engine),
+    })
+}
+
+fn db_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Publishes `n` events in durable batches and waits for `deliveries` receipts.
+async fn run_load(
+    name: &str,
+    b: &Bench,
+    seen: &Arc<Seen>,
+    n: usize,
+    deliveries: u64,
+    pace: Option<f64>,
+) -> Result<Row> {
+    let cpu0 = rusage_cpu();
+    let start = Instant::now();
+    let mut acked = 0usize;
+    let batch = if pace.is_some() { 10 } else { 500 };
+    let mut publish_time = Duration::ZERO;
+    while acked < n {
+        if let Some(rate) = pace {
+            let due = Duration::from_secs_f64(acked as f64 / rate);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let t = Instant::now();
+        let events: Vec<NewEvent> = (acked..(acked + batch).min(n)).map(event).collect();
+        acked += events.len();
+        b.store.publish(events).await?;
+        publish_time += t.elapsed();
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while seen.count.load(Ordering::Relaxed) < deliveries && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let took = start.elapsed().as_secs_f64();
+    let got = seen.count.load(Ordering::Relaxed);
+    eprintln!("  {name}: {got}/{deliveries} in {took:.1} s");
+    let mut lat = seen
+        .latencies
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    Ok(Row {
+        name: name.into(),
+        events_per_s: n as f64 / publish_time.as_secs_f64().max(1e-9),
+        deliveries_per_s: got as f64 / took,
+        p50: percentile(&mut lat, 0.50),
+        p99: percentile(&mut lat, 0.99),
+        p999: percentile(&mut lat, 0.999),
+        cpu_per_1k: (rusage_cpu() - cpu0) / (got.max(1) as f64 / 1000.0),
+        peak_rss_mb: rss_kb("VmHWM:") as f64 / 1024.0,
+        db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n as f64,
+    })
+}
+
+/// The raw HTTP rate: the engine's own client settings and per-endpoint concurrency,
+/// signing included, nothing stored.
+async fn raw_http(addr: &str, n: usize, concurrency: usize) -> Result<f64> {
+    let sender = Arc::new(Sender::new(
+        Arc::new(Policy::new(vec!["127.0.0.0/8".parse()?])),
+        64 * 1024,
+        concurrency,
+        None,
+    )?);
+    let s = sub("raw", format!("http://{addr}/raw"));
+    let start = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (sender, s, next) = (sender.clone(), s.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= n {
+                    break;
+                }
+                let e = event(i);
+                let ev = Event {
+                    id: e.id,
+                    event_type: e.event_type,
+                    location_id: e.location_id,
+                    timestamp: e.timestamp,
+                    data: e.data,
+                };
+                let payload =
+                    request::render_payload(&s, &ev, &Default::default()).unwrap_or_default();
+                let req = request::build(&s, &ev, &payload, 1, now_ms());
+                let _ = sender.send(&req, Duration::from_secs(10)).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The store-only rate: publish, claim and record the same deliveries, no HTTP.
+async fn store_only(n: usize) -> Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let store = SqliteStore::open(&dir.path().join("s.db"), OpenOptions::default()).await?;
+    store
+        .add_subscription(sub("s", "http://127.0.0.1:9/x".into()))
+        .await?;
+    let start = Instant::now();
+    let mut i = 0;
+    while i < n {
+        let events: Vec<NewEvent> = (i..(i + 500).min(n)).map(event).collect();
+        i += events.len();
+        store.publish(events).await?;
+    }
+    let mut done = 0;
+    while done < n {
+        let jobs: Vec<Job> = store
+            .claim(vec![("s".into(), 500)], i64::MAX / 4, i64::MAX / 4)
+            .await?;
+        if jobs.is_empty() {
+            break;
+        }
+        done += jobs.len();
+        let outcomes = jobs
+            .into_iter()
+            .map(|j| Outcome {
+                delivery_id: j.delivery_id,
+                subscription_id: j.subscription_id,
+                probe: false,
+                probes: 0,
+                gone: false,
+                attempt: Attempt {
+                    n: 1,
+                    at: now_ms(),
+                    status_code: Some(200),
+                    error_class: None,
+                    error: None,
+                    latency_ms: 1,
+                    request_headers: vec![],
+                    response_headers: vec![],
+                    response_body: Some(b"{}".to_vec()),
+                },
+                status: DeliveryStatus::Delivered,
+                next_at: None,
+                body: Some(vec![b'x'; 1024]),
+            })
+            .collect();
+        store.record(outcomes, 10).await?;
+    }
+    Ok(done as f64 / start.elapsed().as_secs_f64())
+}
+
+pub async fn run(quick: bool, synchronous_full: bool) -> Result<()> {
+    let scale = |full: usize, q: usize| if quick { q } else { full };
+    let in_flight = 64;
+    println!(
+        "hookctl bench{} — engine and receiver in this process, on 127.0.0.1; WAL, synchronous={}",
+        if quick { " --quick" } else { "" },
+        if synchronous_full { "FULL" } else { "NORMAL" }
+    );
+    let (raw_addr, _) = start_sink(None).await?;
+    let raw = raw_http(&raw_addr, scale(50_000, 3_000), in_flight).await?;
+    eprintln!("  raw HTTP: {raw:.0}/s");
+    let store_rate = store_only(scale(100_000, 5_000)).await?;
+    eprintln!("  store only: {store_rate:.0}/s");
+    let mut rows = Vec::new();
+
+    // 1: one endpoint.
+    let n1 = scale(100_000, 5_000);
+    let b = fresh(synchronous_full, in_flight).await?;
+    let (addr, seen) = start_sink(None).await?;
+    b.store
+        .add_subscription(sub("one", format!("http://{addr}/one")))
+        .await?;
+    rows.push(run_load("1 one endpoint", &b, &seen, n1, n1 as u64, None).await?);
+    let w1 = rows[0].deliveries_per_s;
+    drop(b);
+
+    // 2: fan-out to ten endpoints.
+    let n2 = scale(20_000, 1_000);
+    let b = fresh(synchronous_full, in_flight).await?;
+    let (addr, seen) = start_sink(None).await?;
+    for i in 0..10 {
+        b.store
+            .add_subscription(sub(&format!("fan{i}"), format!("http://{addr}/fan{i}")))
+            .await?;
+    }
+    rows.push(run_load("2 fan-out ×10", &b, &seen, n2, n2 as u64 * 10, None).await?);
+    drop(b);
+
+    // 3: nine fast endpoints beside one answering after 200 ms.
+    let n3 = scale(10_000, 1_000);
+    let b = fresh(synchronous_full, in_flight).await?;
+    let (addr, seen) = start_sink(Some(Duration::from_millis(200))).await?;
+    for i in 0..9 {
+        b.store
+            .add_subscription(sub(&format!("fast{i}"), format!("http://{addr}/fast{i}")))
+            .await?;
+    }
+    b.store
+        .add_subscription(sub("slow", format!("http://{addr}/slow")))
+        .await?;
+    let mut row = run_load("3 nine fast + one slow", &b, &seen, n3, n3 as u64 * 9, None).await?;
+    let fast: u64 = seen
+        .per_path
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(p, _)| p.starts_with("/fast"))
+        .map(|(_, c)| *c)
+        .sum();
+    row.deliveries_per_s = row
+        .deliveries_per_s
+        .min(fast as f64 / (n3 as f64 * 9.0 / row.deliveries_per_s).max(1e-9));
+    rows.push(row);
+    drop(b);
+
+    // 4: a backlog loaded while paused, then drained.
+    let n4 = scale(1_000_000, 20_000);
+    let b = fresh(synchronous_full, in_flight).await?;
+    let (addr, seen) = start_sink(None).await?;
+    let mut s = sub("backlog", format!("http://{addr}/backlog"));
+    s.state = SubState::Paused;
+    b.store.add_subscription(s).await?;
+    let mut i = 0;
+    while i < n4 {
+        let events: Vec<NewEvent> = (i..(i + 500).min(n4)).map(event).collect();
+        i += events.len();
+        b.store.publish(events).await?;
+    }
+    let cpu0 = rusage_cpu();
+    let start = Instant::now();
+    b.store
+        .set_subscription_state("backlog", SubState::Active)
+        .await?;
+    while seen.count.load(Ordering::Relaxed) < n4 as u64
+        && start.elapsed() < Duration::from_secs(900)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let got = seen.count.load(Ordering::Relaxed);
+    rows.push(Row {
+        name: "4 backlog drain".into(),
+        events_per_s: f64::NAN,
+        deliveries_per_s: got as f64 / start.elapsed().as_secs_f64(),
+        p50: f64::NAN,
+        p99: f64::NAN,
+        p999: f64::NAN,
+        cpu_per_1k: (rusage_cpu() - cpu0) / (got.max(1) as f64 / 1000.0),
+        peak_rss_mb: rss_kb("VmHWM:") as f64 / 1024.0,
+        db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n4 as f64,
+    });
+    drop(b);
+
+    // 5: steady 1,000 events/s.
+    let secs = if quick { 3 } else { 30 };
+    let b = fresh(synchronous_full, in_flight).await?;
+    let (addr, seen) = start_sink(None).await?;
+    b.store
+        .add_subscription(sub("steady", format!("http://{addr}/steady")))
+        .await?;
+    rows.push(
+        run_load(
+            "5 steady 1,000/s",
+            &b,
+            &seen,
+            secs * 1000,
+            secs as u64 * 1000,
+            Some(1000.0),
+        )
+        .await?,
+    );
+    drop(b);
+
+    // 6: producers publish through the API, one event per request, 64 in flight.
+    let n6 = scale(100_000, 3_000);
+    let b = fresh(synchronous_full, in_flight).await?;
+    let (addr, seen) = start_sink(None).await?;
+    b.store
+        .add_subscription(sub("api", format!("http://{addr}/api")))
+        .await?;
+    let secret = "hk_bench_token";
+    b.store
+        .add_token(
+            crate::store::ApiToken {
+                id: "tok_bench".into(),
+                scopes: vec!["events:write".into()],
+                location_id: None,
+                created_at: now_ms(),
+                revoked_at: None,
+            },
+            crate::ids::secret_hash(secret),
+        )
+        .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let api_addr = listener.local_addr()?;
+    let state = crate::api::ApiState::new(b.store.clone(), &crate::config::Config::defaults());
+    tokio::spawn(async move {
+        let _ = crate::api::serve(listener, state).await;
+    });
+    crate::engine::http::init_tls();
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let cpu0 = rusage_cpu();
+    let start = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (client, next) = (client.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut failed = 0u64;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= n6 {
+                    break;
+                }
+                // ~130-byte events, acknowledged only after commit.
+                let body = format!("{{\"type\":\"ContactCreate\",\"id\":\"api-{i}\",\"data\":{{\"id\":\"c{i}\",\"email\":\"jane@example.com\",\"firstName\":\"Jane\"}}}}");
+                let ok = client
+                    .post(format!("http://{api_addr}/v2/events"))
+                    .header("authorization", format!("Bearer {secret}"))
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 202);
+                failed += u64::from(!ok);
+            }
+            failed
+        }));
+    }
+    let mut failed = 0;
+    for t in tasks {
+        failed += t.await?;
+    }
+    let publish_secs = start.elapsed().as_secs_f64();
+    while seen.count.load(Ordering::Relaxed) < n6 as u64
+        && start.elapsed() < Duration::from_secs(600)
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let got = seen.count.load(Ordering::Relaxed);
+    let mut lat = seen
+        .latencies
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    eprintln!("  6 through the API: {got}/{n6}, {failed} requests failed");
+    rows.push(Row {
+        name: "6 via HTTP API".into(),
+        events_per_s: n6 as f64 / publish_secs,
+        deliveries_per_s: got as f64 / start.elapsed().as_secs_f64(),
+        p50: percentile(&mut lat, 0.50),
+        p99: percentile(&mut lat, 0.99),
+        p999: percentile(&mut lat, 0.999),
+        cpu_per_1k: (rusage_cpu() - cpu0) / (got.max(1) as f64 / 1000.0),
+        peak_rss_mb: rss_kb("VmHWM:") as f64 / 1024.0,
+        db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n6 as f64,
+    });
+    drop(b);
+
+    println!();
+    println!(
+        "baselines: raw HTTP {raw:.0} requests/s ({in_flight} in flight, signed ~1 KiB) · store only {store_rate:.0} deliveries/s (publish + claim + record)"
+    );
+    println!();
+    println!(
+        "{:<24} {:>10} {:>10} {:>7} {:>7} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8}",
+        "workload",
+        "events/s",
+        "deliv/s",
+        "×raw",
+        "×store",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "cpu s/1k",
+        "rss MB",
+        "B/event"
+    );
+    for r in &rows {
+        println!(
+            "{:<24} {:>10.0} {:>10.0} {:>7.2} {:>7.2} {:>8.1} {:>8.1} {:>9.1} {:>8.3} {:>8.1} {:>8.0}",
+            r.name,
+            r.events_per_s,
+            r.deliveries_per_s,
+            r.deliveries_per_s / raw,
+            r.deliveries_per_s / store_rate,
+            r.p50,
+            r.p99,
+            r.p999,
+            r.cpu_per_1k,
+            r.peak_rss_mb,
+            r.db_bytes_per_event
+        );
+    }
+    println!();
+    println!(
+        "backlog drain / workload 1: {:.2}",
+        rows[3].deliveries_per_s / w1
+    );
+    println!(
+        "rerun: hookctl bench{}{}",
+        if quick { " --quick" } else { "" },
+        if synchronous_full {
+            " (HOOKCTL_SYNCHRONOUS=full)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
