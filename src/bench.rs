@@ -145,8 +145,14 @@ fn event(i: usize) -> NewEvent {
 struct Bench {
     dir: tempfile::TempDir,
     store: Arc<SqliteStore>,
-    // Alive for the workload; dropping it stops delivery.
-    _engine: Option<Engine>,
+    engine: Engine,
+}
+
+impl Bench {
+    /// Stops the engine before the next workload, so it does not compete for the cores.
+    async fn finish(self) -> Result<()> {
+        self.engine.drain(Duration::from_secs(5)).await
+    }
 }
 
 async fn fresh(synchronous_full: bool, endpoint_in_flight: usize) -> Result<Bench> {
@@ -166,11 +172,7 @@ async fn fresh(synchronous_full: bool, endpoint_in_flight: usize) -> Result<Benc
     cfg.endpoint_in_flight = endpoint_in_flight;
     cfg.max_in_flight = 512;
     let engine = Engine::start(store.clone(), store.committed(), lock, cfg).await?;
-    Ok(Bench {
-        dir,
-        store,
-        _engine: Some(engine),
-    })
+    Ok(Bench { dir, store, engine })
 }
 
 fn db_bytes(dir: &std::path::Path) -> u64 {
@@ -354,7 +356,7 @@ pub async fn run(quick: bool, synchronous_full: bool) -> Result<()> {
         .await?;
     rows.push(run_load("1 one endpoint", &b, &seen, n1, n1 as u64, None).await?);
     let w1 = rows[0].deliveries_per_s;
-    drop(b);
+    b.finish().await?;
 
     // 2: fan-out to ten endpoints.
     let n2 = scale(20_000, 1_000);
@@ -366,7 +368,7 @@ pub async fn run(quick: bool, synchronous_full: bool) -> Result<()> {
             .await?;
     }
     rows.push(run_load("2 fan-out ×10", &b, &seen, n2, n2 as u64 * 10, None).await?);
-    drop(b);
+    b.finish().await?;
 
     // 3: nine fast endpoints beside one answering after 200 ms.
     let n3 = scale(10_000, 1_000);
@@ -393,7 +395,7 @@ pub async fn run(quick: bool, synchronous_full: bool) -> Result<()> {
         .deliveries_per_s
         .min(fast as f64 / (n3 as f64 * 9.0 / row.deliveries_per_s).max(1e-9));
     rows.push(row);
-    drop(b);
+    b.finish().await?;
 
     // 4: a backlog loaded while paused, then drained.
     let n4 = scale(1_000_000, 20_000);
@@ -430,7 +432,7 @@ pub async fn run(quick: bool, synchronous_full: bool) -> Result<()> {
         peak_rss_mb: rss_kb("VmHWM:") as f64 / 1024.0,
         db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n4 as f64,
     });
-    drop(b);
+    b.finish().await?;
 
     // 5: steady 1,000 events/s.
     let secs = if quick { 3 } else { 30 };
@@ -450,7 +452,7 @@ pub async fn run(quick: bool, synchronous_full: bool) -> Result<()> {
         )
         .await?,
     );
-    drop(b);
+    b.finish().await?;
 
     // 6: producers publish through the API, one event per request, 64 in flight.
     let n6 = scale(100_000, 3_000);
@@ -536,7 +538,7 @@ pub async fn run(quick: bool, synchronous_full: bool) -> Result<()> {
         peak_rss_mb: rss_kb("VmHWM:") as f64 / 1024.0,
         db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n6 as f64,
     });
-    drop(b);
+    b.finish().await?;
 
     println!();
     println!(

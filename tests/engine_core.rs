@@ -407,3 +407,40 @@ fn quick_benchmark_completes_and_prints_figures() {
         assert!(text.contains(row), "missing '{row}':\n{text}");
     }
 }
+
+/// An engine dropped without `drain` must stop its scheduler, not leave it running (it
+/// once spun on the closed shutdown channel, eating a core).
+#[test]
+fn a_dropped_engine_stops_its_scheduler() {
+    use hookctl::engine::{Engine, EngineConfig, lock};
+    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
+    use std::sync::Arc;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("drop.db");
+        let store = SqliteStore::open(&db, OpenOptions::default())
+            .await
+            .expect("open");
+        let lock = lock::try_acquire(&db).expect("lock").expect("free");
+        let cfg = EngineConfig::from_config(&hookctl::config::Config::defaults());
+        let engine = Engine::start(store.clone(), store.committed(), lock, cfg)
+            .await
+            .expect("start");
+        assert!(Arc::strong_count(&store) > 1);
+        drop(engine);
+        // The scheduler and recorder hold the store; they let go once they have stopped.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while Arc::strong_count(&store) > 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the scheduler still runs after its engine was dropped"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+}

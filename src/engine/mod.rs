@@ -373,7 +373,9 @@ impl Scheduler {
             let poll_in = self.cfg.poll_interval.saturating_sub(last_poll.elapsed());
             let wait = until_due.min(poll_in);
             tokio::select! {
-                _ = shutdown.changed() => {}
+                // A dropped Engine (no drain) stops the scheduler too, instead of
+                // leaving it spinning on a closed channel.
+                r = shutdown.changed() => if r.is_err() { break },
                 Some(freed) = self.freed_rx.recv() => {
                     self.free(freed);
                     while let Ok(more) = self.freed_rx.try_recv() {
