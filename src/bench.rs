@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 /// What the counting receiver saw.
 #[derive(Default)]
 struct Seen {
+    /// Receipts, except on the slow endpoint (counted in `per_path` only).
     count: AtomicU64,
     /// publish → receipt, ms, from the envelope's timestamp.
     latencies: Mutex<Vec<f64>>,
@@ -33,12 +34,14 @@ async fn receive(
     uri: axum::http::Uri,
     body: Bytes,
 ) -> StatusCode {
-    if let Some(d) = delay.filter(|_| uri.path().starts_with("/slow")) {
+    let slow = uri.path().starts_with("/slow");
+    if let Some(d) = delay.filter(|_| slow) {
         tokio::time::sleep(d).await;
     }
     let now = chrono::Utc::now().timestamp_micros() as f64 / 1000.0;
-    if let Some(ts) = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
+    if let Some(ts) = (!slow)
+        .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+        .flatten()
         .and_then(|v| {
             v["timestamp"]
                 .as_str()
@@ -56,7 +59,9 @@ async fn receive(
         .unwrap_or_else(|e| e.into_inner())
         .entry(uri.path().to_string())
         .or_default() += 1;
-    seen.count.fetch_add(1, Ordering::Relaxed);
+    if !slow {
+        seen.count.fetch_add(1, Ordering::Relaxed);
+    }
     StatusCode::OK
 }
 
@@ -332,81 +337,81 @@ async fn store_only(n: usize) -> Result<f64> {
     Ok(done as f64 / start.elapsed().as_secs_f64())
 }
 
-pub async fn run(quick: bool, synchronous_full: bool) -> Result<()> {
-    let scale = |full: usize, q: usize| if quick { q } else { full };
-    let in_flight = 64;
-    println!(
-        "hookctl bench{} — engine and receiver in this process, on 127.0.0.1; WAL, synchronous={}",
-        if quick { " --quick" } else { "" },
-        if synchronous_full { "FULL" } else { "NORMAL" }
-    );
-    let (raw_addr, _) = start_sink(None).await?;
-    let raw = raw_http(&raw_addr, scale(50_000, 3_000), in_flight).await?;
-    eprintln!("  raw HTTP: {raw:.0}/s");
-    let store_rate = store_only(scale(100_000, 5_000)).await?;
-    eprintln!("  store only: {store_rate:.0}/s");
-    let mut rows = Vec::new();
+/// How big a run is and how it is stored.
+struct Plan {
+    quick: bool,
+    synchronous_full: bool,
+    in_flight: usize,
+}
 
-    // 1: one endpoint.
-    let n1 = scale(100_000, 5_000);
-    let b = fresh(synchronous_full, in_flight).await?;
-    let (addr, seen) = start_sink(None).await?;
-    b.store
-        .add_subscription(sub("one", format!("http://{addr}/one")))
-        .await?;
-    rows.push(run_load("1 one endpoint", &b, &seen, n1, n1 as u64, None).await?);
-    let w1 = rows[0].deliveries_per_s;
-    b.finish().await?;
+impl Plan {
+    fn scale(&self, full: usize, quick: usize) -> usize {
+        if self.quick { quick } else { full }
+    }
+}
 
-    // 2: fan-out to ten endpoints.
-    let n2 = scale(20_000, 1_000);
-    let b = fresh(synchronous_full, in_flight).await?;
-    let (addr, seen) = start_sink(None).await?;
-    for i in 0..10 {
+/// Starts the peak-RSS figure afresh, so each workload reports its own peak.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// A fresh engine with `endpoints` subscriptions on one counting receiver.
+async fn setup(p: &Plan, paths: &[&str], slow: Option<Duration>) -> Result<(Bench, Arc<Seen>)> {
+    let b = fresh(p.synchronous_full, p.in_flight).await?;
+    let (addr, seen) = start_sink(slow).await?;
+    for path in paths {
         b.store
-            .add_subscription(sub(&format!("fan{i}"), format!("http://{addr}/fan{i}")))
+            .add_subscription(sub(path, format!("http://{addr}/{path}")))
             .await?;
     }
-    rows.push(run_load("2 fan-out ×10", &b, &seen, n2, n2 as u64 * 10, None).await?);
-    b.finish().await?;
+    Ok((b, seen))
+}
 
-    // 3: nine fast endpoints beside one answering after 200 ms.
-    let n3 = scale(10_000, 1_000);
-    let b = fresh(synchronous_full, in_flight).await?;
-    let (addr, seen) = start_sink(Some(Duration::from_millis(200))).await?;
-    for i in 0..9 {
-        b.store
-            .add_subscription(sub(&format!("fast{i}"), format!("http://{addr}/fast{i}")))
-            .await?;
-    }
-    b.store
-        .add_subscription(sub("slow", format!("http://{addr}/slow")))
-        .await?;
-    let mut row = run_load("3 nine fast + one slow", &b, &seen, n3, n3 as u64 * 9, None).await?;
-    let fast: u64 = seen
-        .per_path
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .filter(|(p, _)| p.starts_with("/fast"))
-        .map(|(_, c)| *c)
-        .sum();
-    row.deliveries_per_s = row
-        .deliveries_per_s
-        .min(fast as f64 / (n3 as f64 * 9.0 / row.deliveries_per_s).max(1e-9));
-    rows.push(row);
+async fn one_endpoint(p: &Plan) -> Result<Row> {
+    let n = p.scale(100_000, 5_000);
+    let (b, seen) = setup(p, &["one"], None).await?;
+    let row = run_load("1 one endpoint", &b, &seen, n, n as u64, None).await?;
     b.finish().await?;
+    Ok(row)
+}
 
-    // 4: a backlog loaded while paused, then drained.
-    let n4 = scale(1_000_000, 20_000);
-    let b = fresh(synchronous_full, in_flight).await?;
+async fn fan_out(p: &Plan) -> Result<Row> {
+    let n = p.scale(20_000, 1_000);
+    let paths: Vec<String> = (0..10).map(|i| format!("fan{i}")).collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let (b, seen) = setup(p, &paths, None).await?;
+    let row = run_load("2 fan-out ×10", &b, &seen, n, n as u64 * 10, None).await?;
+    b.finish().await?;
+    Ok(row)
+}
+
+/// Nine fast endpoints alone, then beside one answering after 200 ms; the row is the
+/// second run (fast receipts only) and the figure returned is fast-with / fast-alone.
+async fn isolation(p: &Plan) -> Result<(Row, f64)> {
+    let n = p.scale(10_000, 1_000);
+    let fast: Vec<String> = (0..9).map(|i| format!("fast{i}")).collect();
+    let mut paths: Vec<&str> = fast.iter().map(String::as_str).collect();
+    let (b, seen) = setup(p, &paths, None).await?;
+    let alone = run_load("3a nine fast alone", &b, &seen, n, n as u64 * 9, None).await?;
+    b.finish().await?;
+    paths.push("slow");
+    let (b, seen) = setup(p, &paths, Some(Duration::from_millis(200))).await?;
+    let row = run_load("3 nine fast + one slow", &b, &seen, n, n as u64 * 9, None).await?;
+    b.finish().await?;
+    let kept = row.deliveries_per_s / alone.deliveries_per_s;
+    Ok((row, kept))
+}
+
+async fn backlog(p: &Plan) -> Result<Row> {
+    let n = p.scale(1_000_000, 20_000);
+    let b = fresh(p.synchronous_full, p.in_flight).await?;
     let (addr, seen) = start_sink(None).await?;
     let mut s = sub("backlog", format!("http://{addr}/backlog"));
     s.state = SubState::Paused;
     b.store.add_subscription(s).await?;
     let mut i = 0;
-    while i < n4 {
-        let events: Vec<NewEvent> = (i..(i + 500).min(n4)).map(event).collect();
+    while i < n {
+        let events: Vec<NewEvent> = (i..(i + 500).min(n)).map(event).collect();
         i += events.len();
         b.store.publish(events).await?;
     }
@@ -415,13 +420,17 @@ pub async fn run(quick: bool, synchronous_full: bool) -> Result<()> {
     b.store
         .set_subscription_state("backlog", SubState::Active)
         .await?;
-    while seen.count.load(Ordering::Relaxed) < n4 as u64
+    while seen.count.load(Ordering::Relaxed) < n as u64
         && start.elapsed() < Duration::from_secs(900)
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let got = seen.count.load(Ordering::Relaxed);
-    rows.push(Row {
+    eprintln!(
+        "  4 backlog drain: {got}/{n} in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    let row = Row {
         name: "4 backlog drain".into(),
         events_per_s: f64::NAN,
         deliveries_per_s: got as f64 / start.elapsed().as_secs_f64(),
@@ -430,37 +439,32 @@ pub async fn run(quick: bool, synchronous_full: bool) -> Result<()> {
         p999: f64::NAN,
         cpu_per_1k: (rusage_cpu() - cpu0) / (got.max(1) as f64 / 1000.0),
         peak_rss_mb: rss_kb("VmHWM:") as f64 / 1024.0,
-        db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n4 as f64,
-    });
+        db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n as f64,
+    };
     b.finish().await?;
+    Ok(row)
+}
 
-    // 5: steady 1,000 events/s.
-    let secs = if quick { 3 } else { 30 };
-    let b = fresh(synchronous_full, in_flight).await?;
-    let (addr, seen) = start_sink(None).await?;
-    b.store
-        .add_subscription(sub("steady", format!("http://{addr}/steady")))
-        .await?;
-    rows.push(
-        run_load(
-            "5 steady 1,000/s",
-            &b,
-            &seen,
-            secs * 1000,
-            secs as u64 * 1000,
-            Some(1000.0),
-        )
-        .await?,
-    );
+async fn steady(p: &Plan) -> Result<Row> {
+    let secs = if p.quick { 3 } else { 30 };
+    let (b, seen) = setup(p, &["steady"], None).await?;
+    let row = run_load(
+        "5 steady 1,000/s",
+        &b,
+        &seen,
+        secs * 1000,
+        secs as u64 * 1000,
+        Some(1000.0),
+    )
+    .await?;
     b.finish().await?;
+    Ok(row)
+}
 
-    // 6: producers publish through the API, one event per request, 64 in flight.
-    let n6 = scale(100_000, 3_000);
-    let b = fresh(synchronous_full, in_flight).await?;
-    let (addr, seen) = start_sink(None).await?;
-    b.store
-        .add_subscription(sub("api", format!("http://{addr}/api")))
-        .await?;
+/// Producers publish through the API, one event per request, 64 in flight.
+async fn via_api(p: &Plan) -> Result<Row> {
+    let n = p.scale(100_000, 3_000);
+    let (b, seen) = setup(p, &["api"], None).await?;
     let secret = "hk_bench_token";
     b.store
         .add_token(
@@ -492,10 +496,10 @@ pub async fn run(quick: bool, synchronous_full: bool) -> Result<()> {
             let mut failed = 0u64;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                if i >= n6 {
+                if i >= n {
                     break;
                 }
-                // ~130-byte events, acknowledged only after commit.
+                // ~130-byte events; 202 comes only after the commit.
                 let body = format!("{{\"type\":\"ContactCreate\",\"id\":\"api-{i}\",\"data\":{{\"id\":\"c{i}\",\"email\":\"jane@example.com\",\"firstName\":\"Jane\"}}}}");
                 let ok = client
                     .post(format!("http://{api_addr}/v2/events"))
@@ -515,7 +519,7 @@ pub async fn run(quick: bool, synchronous_full: bool) -> Result<()> {
         failed += t.await?;
     }
     let publish_secs = start.elapsed().as_secs_f64();
-    while seen.count.load(Ordering::Relaxed) < n6 as u64
+    while seen.count.load(Ordering::Relaxed) < n as u64
         && start.elapsed() < Duration::from_secs(600)
     {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -526,23 +530,68 @@ pub async fn run(quick: bool, synchronous_full: bool) -> Result<()> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    eprintln!("  6 through the API: {got}/{n6}, {failed} requests failed");
-    rows.push(Row {
+    eprintln!("  6 via HTTP API: {got}/{n}, {failed} requests failed");
+    let row = Row {
         name: "6 via HTTP API".into(),
-        events_per_s: n6 as f64 / publish_secs,
+        events_per_s: n as f64 / publish_secs,
         deliveries_per_s: got as f64 / start.elapsed().as_secs_f64(),
         p50: percentile(&mut lat, 0.50),
         p99: percentile(&mut lat, 0.99),
         p999: percentile(&mut lat, 0.999),
         cpu_per_1k: (rusage_cpu() - cpu0) / (got.max(1) as f64 / 1000.0),
         peak_rss_mb: rss_kb("VmHWM:") as f64 / 1024.0,
-        db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n6 as f64,
-    });
+        db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n as f64,
+    };
     b.finish().await?;
+    Ok(row)
+}
+
+pub async fn run(quick: bool, only: &[u8], synchronous_full: bool) -> Result<()> {
+    let p = Plan {
+        quick,
+        synchronous_full,
+        in_flight: 64,
+    };
+    let wanted = |w: u8| only.is_empty() || only.contains(&w);
+    let started = Instant::now();
+    println!(
+        "hookctl bench{} — engine and receiver in this process, on 127.0.0.1; WAL, synchronous={}",
+        if quick { " --quick" } else { "" },
+        if synchronous_full { "FULL" } else { "NORMAL" }
+    );
+    let (raw_addr, _) = start_sink(None).await?;
+    // Warm-up: connections open and the allocator settled before anything is timed.
+    raw_http(&raw_addr, 2_000, p.in_flight).await?;
+    let raw = raw_http(&raw_addr, p.scale(100_000, 20_000), p.in_flight).await?;
+    eprintln!("  raw HTTP: {raw:.0}/s");
+    let store_rate = store_only(p.scale(100_000, 10_000)).await?;
+    eprintln!("  store only: {store_rate:.0}/s");
+
+    let mut rows = Vec::new();
+    let mut kept = None;
+    for w in 1..=6u8 {
+        if !wanted(w) {
+            continue;
+        }
+        reset_peak_rss();
+        match w {
+            1 => rows.push((w, one_endpoint(&p).await?)),
+            2 => rows.push((w, fan_out(&p).await?)),
+            3 => {
+                let (row, k) = isolation(&p).await?;
+                kept = Some(k);
+                rows.push((w, row));
+            }
+            4 => rows.push((w, backlog(&p).await?)),
+            5 => rows.push((w, steady(&p).await?)),
+            _ => rows.push((w, via_api(&p).await?)),
+        }
+    }
 
     println!();
     println!(
-        "baselines: raw HTTP {raw:.0} requests/s ({in_flight} in flight, signed ~1 KiB) · store only {store_rate:.0} deliveries/s (publish + claim + record)"
+        "baselines: raw HTTP {raw:.0} requests/s ({} in flight, signed ~1 KiB) · store only {store_rate:.0} deliveries/s (publish + claim + record)",
+        p.in_flight
     );
     println!();
     println!(
@@ -559,7 +608,7 @@ pub async fn run(quick: bool, synchronous_full: bool) -> Result<()> {
         "rss MB",
         "B/event"
     );
-    for r in &rows {
+    for (_, r) in &rows {
         println!(
             "{:<24} {:>10.0} {:>10.0} {:>7.2} {:>7.2} {:>8.1} {:>8.1} {:>9.1} {:>8.3} {:>8.1} {:>8.0}",
             r.name,
@@ -576,12 +625,31 @@ pub async fn run(quick: bool, synchronous_full: bool) -> Result<()> {
         );
     }
     println!();
+    let rate = |w: u8| {
+        rows.iter()
+            .find(|(n, _)| *n == w)
+            .map(|(_, r)| r.deliveries_per_s)
+    };
+    if let Some(k) = kept {
+        println!(
+            "nine fast endpoints beside a slow one keep {:.0} % of their rate alone",
+            k * 100.0
+        );
+    }
+    if let (Some(drain), Some(w1)) = (rate(4), rate(1)) {
+        println!("backlog drain / workload 1: {:.2}", drain / w1);
+    }
+    println!("took {:.0} s", started.elapsed().as_secs_f64());
+    let only_arg = if only.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " --only {}",
+            only.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
+        )
+    };
     println!(
-        "backlog drain / workload 1: {:.2}",
-        rows[3].deliveries_per_s / w1
-    );
-    println!(
-        "rerun: hookctl bench{}{}",
+        "rerun: hookctl bench{}{only_arg}{}",
         if quick { " --quick" } else { "" },
         if synchronous_full {
             " (HOOKCTL_SYNCHRONOUS=full)"

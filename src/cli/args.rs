@@ -64,6 +64,9 @@ pub enum Command {
         /// A short run (under a minute) that checks the benchmark works.
         #[arg(long)]
         quick: bool,
+        /// Run only these workloads (1-6), e.g. --only 1,4; the baselines always run.
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=6))]
+        only: Vec<u8>,
     },
 }
 

@@ -81,7 +81,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Values(c) => values::run(&ctx, c).await,
         Command::Token(c) => access::token(&ctx, c).await,
         Command::Inbound(c) => access::inbound(&ctx, c).await,
-        Command::Bench { quick } => crate::bench::run(quick, ctx.cfg.synchronous_full)
+        Command::Bench { quick, only } => crate::bench::run(quick, &only, ctx.cfg.synchronous_full)
             .await
             .map(|_| 0),
     }

@@ -8,6 +8,16 @@ use crate::model::{Attempt, DeliveryStatus, ErrorClass, Event, Millis, SubState,
 use anyhow::Result;
 use async_trait::async_trait;
 
+/// What a store tells an engine in the same process about its own commits.
+#[derive(Debug, Default)]
+pub struct LocalCommits {
+    /// Signalled after every commit that may make work (anything but claims).
+    pub any: tokio::sync::Notify,
+    /// Bumped by commits that change subscriptions or custom values, so the engine rereads
+    /// them at once instead of at its next poll.
+    pub config: std::sync::atomic::AtomicU64,
+}
+
 /// An event as a producer hands it in, its type already canonical.
 #[derive(Debug, Clone)]
 pub struct NewEvent {

@@ -16,7 +16,7 @@ use sqlx::{ConnectOptions, Connection, SqliteConnection};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 use writer::Op;
 
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ pub struct SqliteStore {
     read: SqlitePool,
     version: Mutex<SqliteConnection>,
     /// Signalled after every local commit, so an in-process engine reacts at once.
-    committed: Arc<Notify>,
+    committed: Arc<LocalCommits>,
 }
 
 fn base_options(path: &Path, o: &OpenOptions) -> SqliteConnectOptions {
@@ -93,7 +93,7 @@ impl SqliteStore {
             .with_context(|| format!("cannot open database {} for reading", path.display()))?;
         let version = read_opts.connect().await?;
 
-        let committed = Arc::new(Notify::new());
+        let committed = Arc::new(LocalCommits::default());
         let (tx, rx) = mpsc::channel(4096);
         tokio::spawn(writer::run(conn, rx, committed.clone()));
         Ok(Arc::new(SqliteStore {
@@ -110,7 +110,7 @@ impl SqliteStore {
     }
 
     /// Notified after each commit made by this process.
-    pub fn committed(&self) -> Arc<Notify> {
+    pub fn committed(&self) -> Arc<LocalCommits> {
         self.committed.clone()
     }
 

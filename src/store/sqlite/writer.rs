@@ -10,7 +10,7 @@ use anyhow::{Result, anyhow};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -130,7 +130,11 @@ fn finisher<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Finish {
     })
 }
 
-pub async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, committed: Arc<Notify>) {
+pub async fn run(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Op>,
+    committed: Arc<LocalCommits>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -143,9 +147,26 @@ pub async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, committ
         // Claims make no new work for anyone; everything else may (new events, resumed
         // endpoints, retries scheduled), so the local engine is woken for those.
         let wake = batch.iter().any(|op| !matches!(op, Op::Claim { .. }));
+        let config = batch.iter().any(|op| {
+            matches!(
+                op,
+                Op::AddSubscription { .. }
+                    | Op::UpdateSubscription { .. }
+                    | Op::SetState { .. }
+                    | Op::DeleteSubscription { .. }
+                    | Op::RotateSecret { .. }
+                    | Op::SetValue { .. }
+                    | Op::SetVerifyToken { .. }
+            )
+        });
         commit_batch(&mut conn, batch.drain(..)).await;
+        if config {
+            committed
+                .config
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
         if wake {
-            committed.notify_waiters();
+            committed.any.notify_waiters();
         }
     }
 }

@@ -1,0 +1,50 @@
+//! The recorder: commits attempt outcomes in batches (whatever finished while the last
+//! batch was committing) and then tells the scheduler how many leases it may forget.
+
+use crate::store::{Outcome, Store};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Most outcomes in one `record` call.
+const MAX_BATCH: usize = 1000;
+
+pub async fn run(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<Outcome>,
+    recorded: mpsc::UnboundedSender<usize>,
+    circuit_threshold: u32,
+) {
+    let mut batch: Vec<Outcome> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len();
+        let mut tries = 0;
+        loop {
+            match store.record(batch.clone(), circuit_threshold).await {
+                Ok(()) => break,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    tracing::warn!("recording {n} outcomes failed (try {tries}): {e:#}");
+                    tokio::time::sleep(Duration::from_millis(100 << tries)).await;
+                }
+                Err(e) => {
+                    // The leases stay; a later engine (or the sweep) returns them to the
+                    // queue and the attempts are made again: at-least-once, never lost.
+                    tracing::error!("giving up recording {n} outcomes: {e:#}");
+                    break;
+                }
+            }
+        }
+        batch.clear();
+        if recorded.send(n).is_err() {
+            return;
+        }
+    }
+}

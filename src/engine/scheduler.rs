@@ -1,0 +1,520 @@
+//! The scheduler: leases due deliveries per endpoint into lanes and starts their attempts.
+//!
+//! Each active endpoint has a lane: leased jobs waiting to start (`ready`, claimed one
+//! batch ahead so the next request can start the moment one ends) and a count of requests
+//! on the wire, bounded by the endpoint's own limit — a slow endpoint only fills its own
+//! lane. An endpoint's slot is free as soon as its HTTP exchange ends; the lease itself is
+//! forgotten once the recorder has committed the outcome. Everything leased in memory
+//! (ready, sending, awaiting its commit) stays within a fixed budget, so a backlog waits
+//! in the database, not here.
+
+use super::{EngineConfig, attempt, http, verify};
+use crate::model::{Millis, SubState, Subscription, now_ms};
+use crate::store::{Job, LocalCommits, Outcome, Release, Store};
+use anyhow::Result;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// How long leases last beyond the attempt's own timeout; expired leases are swept back.
+const LEASE_MARGIN_MS: i64 = 60_000;
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How much work a rate-limited endpoint may have claimed ahead, in seconds of its rate.
+const RATE_HORIZON_S: f64 = 1.0;
+
+/// One endpoint's work in memory.
+#[derive(Default)]
+struct Lane {
+    /// Leased, not started yet.
+    ready: VecDeque<Job>,
+    /// Requests started and not yet answered (or waiting at the rate gate).
+    sending: usize,
+    /// The job in `ready` is a probe of an open circuit.
+    probe_ready: bool,
+    /// When the open circuit was last probed.
+    last_probe: Option<Millis>,
+    /// Rate-limited endpoints: when the next send may start (ms).
+    gate: Option<Arc<tokio::sync::Mutex<f64>>>,
+}
+
+pub(super) struct Scheduler {
+    pub store: Arc<dyn Store>,
+    pub cfg: EngineConfig,
+    pub sender: Arc<http::Sender>,
+    pub subs: HashMap<String, Arc<Subscription>>,
+    lanes: HashMap<String, Lane>,
+    /// Jobs leased in memory: ready, sending, or sent and not yet recorded.
+    held: usize,
+    /// Requests on the wire, all endpoints.
+    sending: usize,
+    /// Custom values for templates, read with the subscriptions.
+    values: Arc<Vec<crate::store::CustomValue>>,
+    /// Pending subscriptions: when their last confirmation request went out.
+    verifying: HashMap<String, Instant>,
+    outcomes_tx: mpsc::UnboundedSender<Outcome>,
+    /// An attempt's HTTP exchange ended (its endpoint's id).
+    sent_tx: mpsc::UnboundedSender<String>,
+    sent_rx: mpsc::UnboundedReceiver<String>,
+    /// The recorder committed this many outcomes.
+    recorded_rx: mpsc::UnboundedReceiver<usize>,
+    local_commits: Arc<LocalCommits>,
+    /// Where the next claim starts among the endpoints, so none always comes first.
+    turn: usize,
+}
+
+impl Scheduler {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cfg: EngineConfig,
+        sender: Arc<http::Sender>,
+        outcomes_tx: mpsc::UnboundedSender<Outcome>,
+        recorded_rx: mpsc::UnboundedReceiver<usize>,
+        local_commits: Arc<LocalCommits>,
+    ) -> Scheduler {
+        let (sent_tx, sent_rx) = mpsc::unbounded_channel();
+        Scheduler {
+            store,
+            cfg,
+            sender,
+            subs: HashMap::new(),
+            lanes: HashMap::new(),
+            held: 0,
+            sending: 0,
+            values: Arc::new(Vec::new()),
+            verifying: HashMap::new(),
+            outcomes_tx,
+            sent_tx,
+            sent_rx,
+            recorded_rx,
+            local_commits,
+            turn: 0,
+        }
+    }
+
+    /// Leases in memory at most: one batch on the wire and one ready, for every slot.
+    fn budget(&self) -> usize {
+        self.cfg.max_in_flight * 2
+    }
+
+    async fn refresh_subs(&mut self) -> Result<()> {
+        self.subs = self
+            .store
+            .subscriptions()
+            .await?
+            .into_iter()
+            .map(|s| (s.id.clone(), Arc::new(s)))
+            .collect();
+        self.values = Arc::new(self.store.values().await?);
+        Ok(())
+    }
+
+    fn sent(&mut self, sub: &str) {
+        if let Some(lane) = self.lanes.get_mut(sub) {
+            lane.sending = lane.sending.saturating_sub(1);
+        }
+        self.sending = self.sending.saturating_sub(1);
+    }
+
+    /// When an endpoint with an open circuit may be probed next.
+    fn probe_at(&self, sub: &Subscription) -> Option<Millis> {
+        if !sub.circuit_open || sub.state != SubState::Active {
+            return None;
+        }
+        let since = self
+            .lanes
+            .get(&sub.id)
+            .and_then(|l| l.last_probe)
+            .max(sub.circuit_changed_at)
+            .unwrap_or(0);
+        Some(since + self.cfg.probe_interval.as_millis() as i64)
+    }
+
+    /// The earliest probe of any open circuit: a wake-up of its own, since nothing else
+    /// may change while an endpoint is down.
+    fn next_probe(&self) -> Option<Millis> {
+        self.subs
+            .values()
+            .filter(|s| self.lanes.get(&s.id).is_none_or(|l| l.sending == 0))
+            .filter_map(|s| self.probe_at(s))
+            .min()
+    }
+
+    /// Leases what each active endpoint's lane has room for.
+    async fn claim(&mut self) -> Result<()> {
+        let mut room = self.budget().saturating_sub(self.held);
+        if room == 0 {
+            return Ok(());
+        }
+        let now = now_ms();
+        let per_endpoint = self.cfg.endpoint_in_flight;
+        let mut wants = Vec::new();
+        let mut max_timeout = 0u64;
+        let mut probing = Vec::new();
+        let mut active: Vec<&Arc<Subscription>> = self
+            .subs
+            .values()
+            .filter(|s| s.state == SubState::Active)
+            .collect();
+        if active.is_empty() {
+            return Ok(());
+        }
+        active.sort_by(|a, b| a.id.cmp(&b.id));
+        self.turn = (self.turn + 1) % active.len();
+        active.rotate_left(self.turn);
+        for sub in active {
+            let (sending, ready) = self
+                .lanes
+                .get(&sub.id)
+                .map_or((0, 0), |l| (l.sending, l.ready.len()));
+            let n = if sub.circuit_open {
+                // Open circuit: one probe at a time, one per interval; the rest waits
+                // in the database without spending retries.
+                if sending == 0 && ready == 0 && self.probe_at(sub).is_some_and(|t| t <= now) {
+                    probing.push(sub.id.clone());
+                    1
+                } else {
+                    0
+                }
+            } else if ready >= per_endpoint {
+                // A whole batch is already waiting for this endpoint.
+                0
+            } else {
+                let target = match sub.rate_per_sec.filter(|r| *r > 0.0) {
+                    // Rate-limited: no more than a second's worth claimed ahead; the
+                    // endpoint's gate spaces the sends themselves.
+                    Some(rate) => (2 * per_endpoint).min((rate * RATE_HORIZON_S).ceil() as usize),
+                    None => 2 * per_endpoint,
+                };
+                target.saturating_sub(sending + ready)
+            };
+            let n = n.min(room);
+            if n > 0 {
+                room -= n;
+                max_timeout = max_timeout.max(sub.timeout_ms);
+                wants.push((sub.id.clone(), n));
+            }
+            if room == 0 {
+                break;
+            }
+        }
+        if wants.is_empty() {
+            return Ok(());
+        }
+        let lease_until = now + max_timeout as i64 + LEASE_MARGIN_MS;
+        let jobs = self.store.claim(wants, now, lease_until).await?;
+        self.held += jobs.len();
+        for job in jobs {
+            let lane = self.lanes.entry(job.subscription_id.clone()).or_default();
+            if probing.contains(&job.subscription_id) {
+                lane.probe_ready = true;
+            }
+            lane.ready.push_back(job);
+        }
+        Ok(())
+    }
+
+    /// Starts what the lanes have room for; returns to the queue what may not go out any
+    /// more (endpoint paused, disabled, deleted, or its circuit opened meanwhile).
+    async fn dispatch(&mut self) {
+        let probe_ms = self.cfg.probe_interval.as_millis() as i64;
+        let mut returned = Vec::new();
+        let now = now_ms();
+        for (id, lane) in self.lanes.iter_mut() {
+            if lane.ready.is_empty() {
+                continue;
+            }
+            let sub = self.subs.get(id).filter(|s| s.state == SubState::Active);
+            let Some(sub) = sub.filter(|s| !s.circuit_open || lane.probe_ready) else {
+                returned.extend(lane.ready.drain(..).map(|j| j.delivery_id));
+                lane.probe_ready = false;
+                continue;
+            };
+            let probe = sub.circuit_open;
+            if probe {
+                lane.probe_ready = false;
+                lane.last_probe = Some(now);
+                // Only one of what was claimed goes out as the probe.
+                returned.extend(lane.ready.drain(1..).map(|j| j.delivery_id));
+            }
+            let gate = sub.rate_per_sec.filter(|r| *r > 0.0).map(|rate| {
+                let g = lane
+                    .gate
+                    .get_or_insert_with(|| Arc::new(tokio::sync::Mutex::new(0.0)))
+                    .clone();
+                (g, 1000.0 / rate)
+            });
+            while lane.sending < self.cfg.endpoint_in_flight
+                && self.sending < self.cfg.max_in_flight
+            {
+                let Some(job) = lane.ready.pop_front() else {
+                    break;
+                };
+                if probe {
+                    tracing::info!(subscription = %sub.id, "circuit open: probing with delivery {}", job.delivery_id);
+                }
+                lane.sending += 1;
+                self.sending += 1;
+                let mode = attempt::Mode {
+                    probe,
+                    probe_interval_ms: probe_ms,
+                };
+                let (sub, gate, sender) = (sub.clone(), gate.clone(), self.sender.clone());
+                let (outcomes, sent) = (self.outcomes_tx.clone(), self.sent_tx.clone());
+                let values = self.values.clone();
+                tokio::spawn(async move {
+                    if let Some((gate, interval)) = gate {
+                        // Sends pass the gate one at a time, each `interval` after the
+                        // last actual send: a late start pushes the next ones back too.
+                        let mut next = gate.lock().await;
+                        let wait = *next - now_ms() as f64;
+                        if wait > 0.0 {
+                            tokio::time::sleep(Duration::from_micros((wait * 1000.0) as u64)).await;
+                        }
+                        *next = now_ms() as f64 + interval;
+                    }
+                    let outcome = attempt::run(&sender, &sub, job, mode, &values).await;
+                    let _ = outcomes.send(outcome);
+                    let _ = sent.send(sub.id.clone());
+                });
+            }
+        }
+        if !returned.is_empty() {
+            self.held = self.held.saturating_sub(returned.len());
+            if let Err(e) = self.store.release(Release::Ids(returned)).await {
+                // The leases expire and the sweep returns them.
+                tracing::warn!("returning held deliveries to the queue failed: {e:#}");
+            }
+        }
+    }
+
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        self.refresh_subs().await?;
+        let mut counter = self.store.change_counter().await?;
+        let mut last_poll = Instant::now();
+        let mut last_sweep = Instant::now();
+        let mut last_prune: Option<Instant> = None;
+        let mut last_expire = Instant::now();
+        let mut dirty = true;
+        // The next time something becomes due, if that is in the future. Work already due
+        // but not claimable (endpoint saturated, circuit open) wakes us through freed slots,
+        // commits and polls instead, never through a zero-length timer.
+        let mut next_due: Option<Millis> = None;
+        // Armed before the first claim and re-armed the moment it fires, so a commit that
+        // lands while we claim, dispatch or handle another wake-up still wakes us.
+        let commits = self.local_commits.clone();
+        let mut config_seen = commits.config.load(Ordering::Acquire);
+        let mut notified = Box::pin(commits.any.notified());
+        notified.as_mut().enable();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+
+            let wake_at = match (next_due, self.next_probe()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let due = wake_at.is_some_and(|t| t <= now_ms());
+            if dirty || due {
+                dirty = false;
+                if let Err(e) = self.claim().await {
+                    tracing::warn!("claiming deliveries failed: {e:#}");
+                }
+                next_due = match self.store.next_due().await {
+                    Ok(t) => t.filter(|t| *t > now_ms()),
+                    Err(e) => {
+                        tracing::warn!("reading the next due time failed: {e:#}");
+                        None
+                    }
+                };
+            }
+            self.dispatch().await;
+            // Hourly, or more often when events are kept for less than ten hours.
+            let prune_every = PRUNE_EVERY
+                .min(self.cfg.retention / 10)
+                .max(Duration::from_secs(1));
+            if last_prune.is_none_or(|t| t.elapsed() >= prune_every) {
+                last_prune = Some(Instant::now());
+                self.prune().await;
+            }
+            self.verify_pending();
+            if last_expire.elapsed() >= Duration::from_secs(1)
+                && self.subs.values().any(|s| s.circuit_open)
+            {
+                last_expire = Instant::now();
+                self.expire_held().await;
+            }
+            if last_sweep.elapsed() >= SWEEP_EVERY {
+                last_sweep = Instant::now();
+                self.sweep_expired_leases().await;
+            }
+            let wake_at = match (next_due, self.next_probe()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let until_due = wake_at
+                .map(|t| Duration::from_millis((t - now_ms()).max(1) as u64))
+                .unwrap_or(self.cfg.poll_interval);
+            let poll_in = self.cfg.poll_interval.saturating_sub(last_poll.elapsed());
+            let wait = until_due.min(poll_in);
+            tokio::select! {
+                // A dropped Engine (no drain) stops the scheduler too, instead of
+                // leaving it spinning on a closed channel.
+                r = shutdown.changed() => if r.is_err() { break },
+                Some(sub) = self.sent_rx.recv() => {
+                    // A slot is free: start the next ready job; claim only when a lane
+                    // has run low, so claims go out in batches.
+                    self.sent(&sub);
+                    while let Ok(more) = self.sent_rx.try_recv() {
+                        self.sent(&more);
+                    }
+                    let per_endpoint = self.cfg.endpoint_in_flight;
+                    dirty |= self.lanes.values().any(|l| l.ready.len() < per_endpoint / 2 + 1);
+                }
+                Some(n) = self.recorded_rx.recv() => {
+                    self.held = self.held.saturating_sub(n);
+                    while let Ok(more) = self.recorded_rx.try_recv() {
+                        self.held = self.held.saturating_sub(more);
+                    }
+                    dirty = true;
+                }
+                _ = &mut notified => {
+                    notified.set(commits.any.notified());
+                    notified.as_mut().enable();
+                    dirty = true;
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+            let config = commits.config.load(Ordering::Acquire);
+            if config != config_seen {
+                // A subscription changed in this process: act on it now, not at the poll.
+                config_seen = config;
+                if let Err(e) = self.refresh_subs().await {
+                    tracing::warn!("reading subscriptions failed: {e:#}");
+                }
+                dirty = true;
+            }
+            if last_poll.elapsed() >= self.cfg.poll_interval {
+                last_poll = Instant::now();
+                match self.store.change_counter().await {
+                    Ok(c) if c != counter => {
+                        counter = c;
+                        if let Err(e) = self.refresh_subs().await {
+                            tracing::warn!("reading subscriptions failed: {e:#}");
+                        }
+                        dirty = true;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("polling for changes failed: {e:#}"),
+                }
+            }
+        }
+        self.finish().await
+    }
+
+    /// Sends each pending subscription its confirmation request, once per interval.
+    fn verify_pending(&mut self) {
+        let interval = self.cfg.verify_interval;
+        for sub in self.subs.values().filter(|s| s.state == SubState::Pending) {
+            if self
+                .verifying
+                .get(&sub.id)
+                .is_some_and(|t| t.elapsed() < interval)
+            {
+                continue;
+            }
+            self.verifying.insert(sub.id.clone(), Instant::now());
+            let (store, sender, sub) = (self.store.clone(), self.sender.clone(), sub.clone());
+            tokio::spawn(async move {
+                if let Err(e) = verify::confirm(store.as_ref(), &sender, &sub).await {
+                    tracing::warn!(subscription = %sub.id, "confirmation failed: {e:#}");
+                }
+            });
+        }
+    }
+
+    /// Retention: old events whose deliveries are all final go, with their attempts.
+    async fn prune(&self) {
+        let before = now_ms() - self.cfg.retention.as_millis() as i64;
+        match self.store.prune(before).await {
+            Ok(c) if c.events > 0 => {
+                tracing::info!(events = c.events, "retention: pruned old events")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("retention pruning failed: {e:#}"),
+        }
+    }
+
+    /// An endpoint whose circuit has stayed open longer than its whole retry schedule
+    /// does not hold its deliveries forever: those older than the schedule go dead.
+    async fn expire_held(&self) {
+        let now = now_ms();
+        for sub in self
+            .subs
+            .values()
+            .filter(|s| s.circuit_open && s.state == SubState::Active)
+        {
+            let schedule: u64 = sub.retry_schedule_ms.iter().sum::<u64>().max(1_000);
+            // Jitter may stretch each delay by a fifth; allow for it.
+            let max_age = (schedule + schedule / 5) as i64;
+            if sub.circuit_changed_at.is_none_or(|t| now - t < max_age) {
+                continue;
+            }
+            let reason = format!(
+                "the endpoint's circuit stayed open longer than the retry schedule ({})",
+                humantime::format_duration(Duration::from_millis(max_age as u64))
+            );
+            match self.store.expire_held(&sub.id, now - max_age, reason).await {
+                Ok(n) if n > 0 => {
+                    tracing::warn!(subscription = %sub.id, expired = n, "held deliveries outlived the retry schedule")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("expiring held deliveries failed: {e:#}"),
+            }
+        }
+    }
+
+    /// Leases outlive their attempt only when recording failed; return them to the queue.
+    /// A lease runs LEASE_MARGIN_MS past its attempt's timeout, and attempts are bounded by
+    /// that timeout, so an expired lease is not in flight any more.
+    async fn sweep_expired_leases(&self) {
+        if let Err(e) = self.store.release(Release::ExpiredBefore(now_ms())).await {
+            tracing::warn!("returning expired leases failed: {e:#}");
+        }
+    }
+
+    /// Lets the requests on the wire finish and their outcomes be recorded, then returns
+    /// every lease still held (ready jobs included) to the queue.
+    async fn finish(mut self) -> Result<()> {
+        let longest = self.subs.values().map(|s| s.timeout_ms).max().unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_millis(longest) + Duration::from_secs(2);
+        let ready: usize = self
+            .lanes
+            .values_mut()
+            .map(|l| l.ready.drain(..).count())
+            .sum();
+        self.held = self.held.saturating_sub(ready);
+        while self.held > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(left, self.recorded_rx.recv()).await {
+                Ok(Some(n)) => self.held = self.held.saturating_sub(n),
+                _ => break,
+            }
+        }
+        if self.held > 0 {
+            tracing::warn!(
+                in_flight = self.held,
+                "drain deadline reached; returning unfinished deliveries to the queue"
+            );
+        }
+        let released = self.store.release(Release::All).await?;
+        tracing::info!(released, "engine stopped");
+        Ok(())
+    }
+}
