@@ -38,6 +38,16 @@ struct Lane {
     last_probe: Option<Millis>,
     /// Rate-limited endpoints: when the next send may start (ms).
     gate: Option<Arc<tokio::sync::Mutex<f64>>>,
+    /// The last claim found less due work than it asked for: no point asking again until
+    /// something is committed or comes due.
+    drained: bool,
+}
+
+/// A claim's answer, sent back by the task that waited for the store.
+struct Claimed {
+    jobs: Result<Vec<Job>>,
+    wants: Vec<(String, usize)>,
+    probing: Vec<String>,
 }
 
 pub(super) struct Scheduler {
@@ -60,6 +70,10 @@ pub(super) struct Scheduler {
     sent_rx: mpsc::UnboundedReceiver<String>,
     /// The recorder committed this many outcomes.
     recorded_rx: mpsc::UnboundedReceiver<usize>,
+    claimed_tx: mpsc::UnboundedSender<Claimed>,
+    claimed_rx: mpsc::UnboundedReceiver<Claimed>,
+    /// A claim is on its way to the store (one at a time).
+    claiming: bool,
     local_commits: Arc<LocalCommits>,
     /// Where the next claim starts among the endpoints, so none always comes first.
     turn: usize,
@@ -75,6 +89,7 @@ impl Scheduler {
         local_commits: Arc<LocalCommits>,
     ) -> Scheduler {
         let (sent_tx, sent_rx) = mpsc::unbounded_channel();
+        let (claimed_tx, claimed_rx) = mpsc::unbounded_channel();
         Scheduler {
             store,
             cfg,
@@ -89,6 +104,9 @@ impl Scheduler {
             sent_tx,
             sent_rx,
             recorded_rx,
+            claimed_tx,
+            claimed_rx,
+            claiming: false,
             local_commits,
             turn: 0,
         }
@@ -142,11 +160,13 @@ impl Scheduler {
             .min()
     }
 
-    /// Leases what each active endpoint's lane has room for.
-    async fn claim(&mut self) -> Result<()> {
+    /// Asks the store to lease what each active endpoint's lane has room for. The answer
+    /// comes back on `claimed_rx`, so requests keep starting from the lanes meanwhile.
+    /// False when there was nothing to ask for.
+    fn start_claim(&mut self) -> bool {
         let mut room = self.budget().saturating_sub(self.held);
         if room == 0 {
-            return Ok(());
+            return false;
         }
         let now = now_ms();
         let per_endpoint = self.cfg.endpoint_in_flight;
@@ -159,16 +179,16 @@ impl Scheduler {
             .filter(|s| s.state == SubState::Active)
             .collect();
         if active.is_empty() {
-            return Ok(());
+            return false;
         }
         active.sort_by(|a, b| a.id.cmp(&b.id));
         self.turn = (self.turn + 1) % active.len();
         active.rotate_left(self.turn);
         for sub in active {
-            let (sending, ready) = self
+            let (sending, ready, drained) = self
                 .lanes
                 .get(&sub.id)
-                .map_or((0, 0), |l| (l.sending, l.ready.len()));
+                .map_or((0, 0, false), |l| (l.sending, l.ready.len(), l.drained));
             let n = if sub.circuit_open {
                 // Open circuit: one probe at a time, one per interval; the rest waits
                 // in the database without spending retries.
@@ -178,8 +198,8 @@ impl Scheduler {
                 } else {
                     0
                 }
-            } else if ready >= per_endpoint {
-                // A whole batch is already waiting for this endpoint.
+            } else if ready >= per_endpoint || drained {
+                // A whole batch is already waiting for this endpoint, or it has no more.
                 0
             } else {
                 let target = match sub.rate_per_sec.filter(|r| *r > 0.0) {
@@ -201,19 +221,70 @@ impl Scheduler {
             }
         }
         if wants.is_empty() {
-            return Ok(());
+            return false;
         }
         let lease_until = now + max_timeout as i64 + LEASE_MARGIN_MS;
-        let jobs = self.store.claim(wants, now, lease_until).await?;
-        self.held += jobs.len();
+        // Reserved now, so the budget holds while the answer is on its way.
+        self.held += wants.iter().map(|(_, n)| n).sum::<usize>();
+        let (store, tx) = (self.store.clone(), self.claimed_tx.clone());
+        tokio::spawn(async move {
+            let jobs = store.claim(wants.clone(), now, lease_until).await;
+            let _ = tx.send(Claimed {
+                jobs,
+                wants,
+                probing,
+            });
+        });
+        true
+    }
+
+    /// Puts a claim's jobs in their lanes; true when some lane got less than it asked for
+    /// (the queue is empty there, so the next due time is worth reading).
+    fn claimed(&mut self, c: Claimed) -> bool {
+        let asked: usize = c.wants.iter().map(|(_, n)| n).sum();
+        let jobs = match c.jobs {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!("claiming deliveries failed: {e:#}");
+                Vec::new()
+            }
+        };
+        self.held = self.held.saturating_sub(asked - jobs.len().min(asked));
+        let mut got: HashMap<&str, usize> = HashMap::new();
+        for job in &jobs {
+            *got.entry(job.subscription_id.as_str()).or_default() += 1;
+        }
+        let mut short = false;
+        for (sub, n) in &c.wants {
+            let lane = self.lanes.entry(sub.clone()).or_default();
+            lane.drained = got.get(sub.as_str()).copied().unwrap_or(0) < *n;
+            short |= lane.drained;
+        }
         for job in jobs {
             let lane = self.lanes.entry(job.subscription_id.clone()).or_default();
-            if probing.contains(&job.subscription_id) {
+            if c.probing.contains(&job.subscription_id) {
                 lane.probe_ready = true;
             }
             lane.ready.push_back(job);
         }
-        Ok(())
+        short
+    }
+
+    /// Something was committed or came due: every lane may have work again.
+    fn undrain(&mut self) {
+        for lane in self.lanes.values_mut() {
+            lane.drained = false;
+        }
+    }
+
+    async fn read_next_due(&self) -> Option<Millis> {
+        match self.store.next_due().await {
+            Ok(t) => t.filter(|t| *t > now_ms()),
+            Err(e) => {
+                tracing::warn!("reading the next due time failed: {e:#}");
+                None
+            }
+        }
     }
 
     /// Starts what the lanes have room for; returns to the queue what may not go out any
@@ -291,6 +362,9 @@ impl Scheduler {
     }
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let commits = self.local_commits.clone();
+        // Read before the subscriptions, so a change committed in between is not missed.
+        let mut config_seen = commits.config.load(Ordering::Acquire);
         self.refresh_subs().await?;
         let mut counter = self.store.change_counter().await?;
         let mut last_poll = Instant::now();
@@ -304,8 +378,6 @@ impl Scheduler {
         let mut next_due: Option<Millis> = None;
         // Armed before the first claim and re-armed the moment it fires, so a commit that
         // lands while we claim, dispatch or handle another wake-up still wakes us.
-        let commits = self.local_commits.clone();
-        let mut config_seen = commits.config.load(Ordering::Acquire);
         let mut notified = Box::pin(commits.any.notified());
         notified.as_mut().enable();
         loop {
@@ -318,18 +390,15 @@ impl Scheduler {
                 (a, b) => a.or(b),
             };
             let due = wake_at.is_some_and(|t| t <= now_ms());
-            if dirty || due {
+            if due {
+                self.undrain();
+            }
+            if (dirty || due) && !self.claiming {
                 dirty = false;
-                if let Err(e) = self.claim().await {
-                    tracing::warn!("claiming deliveries failed: {e:#}");
+                self.claiming = self.start_claim();
+                if !self.claiming {
+                    next_due = self.read_next_due().await;
                 }
-                next_due = match self.store.next_due().await {
-                    Ok(t) => t.filter(|t| *t > now_ms()),
-                    Err(e) => {
-                        tracing::warn!("reading the next due time failed: {e:#}");
-                        None
-                    }
-                };
             }
             self.dispatch().await;
             // Hourly, or more often when events are kept for less than ten hours.
@@ -372,7 +441,16 @@ impl Scheduler {
                         self.sent(&more);
                     }
                     let per_endpoint = self.cfg.endpoint_in_flight;
-                    dirty |= self.lanes.values().any(|l| l.ready.len() < per_endpoint / 2 + 1);
+                    dirty |= self
+                        .lanes
+                        .values()
+                        .any(|l| !l.drained && l.ready.len() < per_endpoint / 2 + 1);
+                }
+                Some(c) = self.claimed_rx.recv() => {
+                    self.claiming = false;
+                    if self.claimed(c) {
+                        next_due = self.read_next_due().await;
+                    }
                 }
                 Some(n) = self.recorded_rx.recv() => {
                     self.held = self.held.saturating_sub(n);
@@ -384,6 +462,7 @@ impl Scheduler {
                 _ = &mut notified => {
                     notified.set(commits.any.notified());
                     notified.as_mut().enable();
+                    self.undrain();
                     dirty = true;
                 }
                 _ = tokio::time::sleep(wait) => {}
@@ -395,6 +474,7 @@ impl Scheduler {
                 if let Err(e) = self.refresh_subs().await {
                     tracing::warn!("reading subscriptions failed: {e:#}");
                 }
+                self.undrain();
                 dirty = true;
             }
             if last_poll.elapsed() >= self.cfg.poll_interval {
@@ -405,6 +485,7 @@ impl Scheduler {
                         if let Err(e) = self.refresh_subs().await {
                             tracing::warn!("reading subscriptions failed: {e:#}");
                         }
+                        self.undrain();
                         dirty = true;
                     }
                     Ok(_) => {}
@@ -491,6 +572,13 @@ impl Scheduler {
     async fn finish(mut self) -> Result<()> {
         let longest = self.subs.values().map(|s| s.timeout_ms).max().unwrap_or(0);
         let deadline = Instant::now() + Duration::from_millis(longest) + Duration::from_secs(2);
+        // A claim still on its way would lease deliveries after the release below.
+        if self.claiming
+            && let Ok(Some(c)) =
+                tokio::time::timeout_at(deadline.into(), self.claimed_rx.recv()).await
+        {
+            self.claimed(c);
+        }
         let ready: usize = self
             .lanes
             .values_mut()

@@ -158,13 +158,50 @@ impl Store for SqliteStore {
         now: Millis,
         lease_until: Millis,
     ) -> Result<Vec<Job>> {
-        self.call(|reply| Op::Claim {
-            wants,
-            now,
-            lease_until,
-            reply,
-        })
-        .await
+        let leased = self
+            .call(|reply| Op::Claim {
+                wants,
+                now,
+                lease_until,
+                reply,
+            })
+            .await?;
+        if leased.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut seqs: Vec<i64> = leased.iter().map(|l| l.event_seq).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let events = match read::events_by_seq(&self.read, &seqs).await {
+            Ok(events) => events,
+            Err(e) => {
+                // Hand the leases back at once rather than leave them to expire.
+                let ids = leased.iter().map(|l| l.delivery_id).collect();
+                let _ = self.release(Release::Ids(ids)).await;
+                return Err(e.context("reading the claimed deliveries' events"));
+            }
+        };
+        let mut jobs = Vec::with_capacity(leased.len());
+        let mut orphans = Vec::new();
+        for l in leased {
+            match events.get(&l.event_seq) {
+                Some(event) => jobs.push(Job {
+                    delivery_id: l.delivery_id,
+                    subscription_id: l.subscription_id,
+                    attempts: l.attempts,
+                    probes: l.probes,
+                    body: l.body,
+                    event: event.clone(),
+                }),
+                None => orphans.push(l.delivery_id),
+            }
+        }
+        if !orphans.is_empty() {
+            // Cannot happen while deliveries cascade with their events; say so if it does.
+            tracing::error!(?orphans, "claimed deliveries whose events are missing");
+            self.release(Release::Ids(orphans)).await?;
+        }
+        Ok(jobs)
     }
 
     async fn record(&self, outcomes: Vec<Outcome>, circuit_threshold: u32) -> Result<()> {

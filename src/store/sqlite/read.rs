@@ -250,6 +250,25 @@ pub async fn event_detail(pool: &SqlitePool, id: &str) -> Result<Option<EventDet
     Ok(Some(EventDetail { event, deliveries }))
 }
 
+/// Events by sequence number, for claimed deliveries.
+pub async fn events_by_seq(pool: &SqlitePool, seqs: &[i64]) -> Result<HashMap<i64, Event>> {
+    let mut events = HashMap::with_capacity(seqs.len());
+    for chunk in seqs.chunks(500) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT seq, id, type, location_id, timestamp, data FROM events WHERE seq IN (",
+        );
+        let mut sep = q.separated(", ");
+        for s in chunk {
+            sep.push_bind(*s);
+        }
+        q.push(")");
+        for row in q.build().fetch_all(pool).await? {
+            events.insert(row.try_get("seq")?, rows::event(&row)?);
+        }
+    }
+    Ok(events)
+}
+
 pub async fn next_due(pool: &SqlitePool) -> Result<Option<Millis>> {
     let (at,): (Option<i64>,) = sqlx::query_as(
         "SELECT MIN(d.next_at) FROM subscriptions s, deliveries d \

@@ -36,7 +36,7 @@ pub enum Op {
         wants: Vec<(String, usize)>,
         now: Millis,
         lease_until: Millis,
-        reply: Reply<Vec<Job>>,
+        reply: Reply<Vec<Leased>>,
     },
     Record {
         outcomes: Vec<Outcome>,
@@ -186,6 +186,29 @@ async fn commit_batch(conn: &mut SqliteConnection, ops: impl Iterator<Item = Op>
         return;
     }
     let mut finishes: Vec<Finish> = Vec::with_capacity(ops.len());
+    if ops.len() == 1 {
+        // Alone in its transaction, an operation needs no savepoint: if it fails, the
+        // whole transaction is rolled back.
+        for op in ops {
+            let (finish, ok) = apply(conn, op).await;
+            let end = if ok {
+                exec(conn, "COMMIT").await.err().map(|e| {
+                    tracing::debug!("commit failed: {e:#}");
+                    e.to_string()
+                })
+            } else {
+                if let Err(e) = exec(conn, "ROLLBACK").await {
+                    tracing::error!("rollback failed: {e:#}");
+                }
+                None
+            };
+            if end.is_some() {
+                let _ = exec(conn, "ROLLBACK").await;
+            }
+            finish(end.as_deref());
+        }
+        return;
+    }
     for op in ops {
         let savepoint = exec(conn, "SAVEPOINT op").await;
         if let Err(e) = savepoint {
@@ -833,21 +856,23 @@ async fn prune(conn: &mut SqliteConnection, before: Millis) -> Result<PurgeCount
     })
 }
 
+/// A leased delivery; its event is read afterwards on the read pool, outside the write
+/// transaction (events never change, and a leased delivery's event is never pruned).
+pub struct Leased {
+    pub delivery_id: i64,
+    pub event_seq: i64,
+    pub subscription_id: String,
+    pub attempts: u32,
+    pub probes: u32,
+    pub body: Option<Vec<u8>>,
+}
+
 async fn claim(
     conn: &mut SqliteConnection,
     wants: &[(String, usize)],
     now: Millis,
     lease_until: Millis,
-) -> Result<Vec<Job>> {
-    /// A leased delivery before its event is attached.
-    struct Leased {
-        delivery_id: i64,
-        event_seq: i64,
-        subscription_id: String,
-        attempts: u32,
-        probes: u32,
-        body: Option<Vec<u8>>,
-    }
+) -> Result<Vec<Leased>> {
     let mut claimed: Vec<Leased> = Vec::new();
     for (sub, n) in wants.iter().filter(|(_, n)| *n > 0) {
         let rows = sqlx::query(
@@ -878,45 +903,7 @@ async fn claim(
             });
         }
     }
-    if claimed.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut events: HashMap<i64, Event> = HashMap::new();
-    let mut seqs: Vec<i64> = claimed.iter().map(|c| c.event_seq).collect();
-    seqs.sort_unstable();
-    seqs.dedup();
-    for chunk in seqs.chunks(ROWS_PER_STATEMENT) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT seq, id, type, location_id, timestamp, data FROM events WHERE seq IN (",
-        );
-        let mut sep = q.separated(", ");
-        for s in chunk {
-            sep.push_bind(*s);
-        }
-        q.push(")");
-        for row in q.build().fetch_all(&mut *conn).await? {
-            events.insert(row.try_get("seq")?, rows::event(&row)?);
-        }
-    }
-    let mut jobs = Vec::with_capacity(claimed.len());
-    for l in claimed {
-        let event = events.get(&l.event_seq).cloned().ok_or_else(|| {
-            anyhow!(
-                "delivery {} points at missing event {}",
-                l.delivery_id,
-                l.event_seq
-            )
-        })?;
-        jobs.push(Job {
-            delivery_id: l.delivery_id,
-            subscription_id: l.subscription_id,
-            attempts: l.attempts,
-            probes: l.probes,
-            body: l.body,
-            event,
-        });
-    }
-    Ok(jobs)
+    Ok(claimed)
 }
 
 async fn record(
@@ -1043,6 +1030,18 @@ async fn update_health(
     }
     let now = now_ms();
     for (sub, h) in by_sub {
+        if h.succeeded && h.failures_since == 0 && !h.gone {
+            // The common case, a healthy endpoint staying healthy, needs no write.
+            let row: Option<(i64, String)> = sqlx::query_as(
+                "SELECT consecutive_failures, circuit FROM subscriptions WHERE id = ?",
+            )
+            .bind(sub)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if row.is_none_or(|(failures, circuit)| failures == 0 && circuit == "closed") {
+                continue;
+            }
+        }
         sqlx::query(
             "UPDATE subscriptions SET consecutive_failures = \
                CASE WHEN ?1 THEN ?2 ELSE consecutive_failures + ?2 END WHERE id = ?3",
