@@ -1,7 +1,7 @@
 //! The scheduler: leases due deliveries per endpoint into lanes and starts their attempts.
 //!
-//! Each active endpoint has a lane: leased jobs waiting to start (`ready`, claimed one
-//! batch ahead so the next request can start the moment one ends) and a count of requests
+//! Each active endpoint has a lane: leased jobs waiting to start (`ready`, claimed a few
+//! batches ahead so the next request can start the moment one ends) and a count of requests
 //! on the wire, bounded by the endpoint's own limit — a slow endpoint only fills its own
 //! lane. An endpoint's slot is free as soon as its HTTP exchange ends; the lease itself is
 //! forgotten once the recorder has committed the outcome. Everything leased in memory
@@ -24,6 +24,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How much work a rate-limited endpoint may have claimed ahead, in seconds of its rate.
 const RATE_HORIZON_S: f64 = 1.0;
+/// A lane holds up to this many times its endpoint's limit (sending and ready): a claim
+/// can wait several milliseconds behind a record batch in the writer, and a lane with only
+/// one batch ahead runs dry meanwhile (measured: sends fell to zero between claims).
+const LOOKAHEAD: usize = 4;
 
 /// One endpoint's work in memory.
 #[derive(Default)]
@@ -198,17 +202,25 @@ impl Scheduler {
                 } else {
                     0
                 }
-            } else if ready >= per_endpoint || drained {
-                // A whole batch is already waiting for this endpoint, or it has no more.
+            } else if drained {
+                // It had no more due work at the last claim.
                 0
             } else {
                 let target = match sub.rate_per_sec.filter(|r| *r > 0.0) {
                     // Rate-limited: no more than a second's worth claimed ahead; the
                     // endpoint's gate spaces the sends themselves.
-                    Some(rate) => (2 * per_endpoint).min((rate * RATE_HORIZON_S).ceil() as usize),
-                    None => 2 * per_endpoint,
+                    Some(rate) => {
+                        (LOOKAHEAD * per_endpoint).min((rate * RATE_HORIZON_S).ceil() as usize)
+                    }
+                    None => LOOKAHEAD * per_endpoint,
                 };
-                target.saturating_sub(sending + ready)
+                let n = target.saturating_sub(sending + ready);
+                // Claims go out in batches, not one job at a time.
+                if n < per_endpoint.min(target).div_ceil(2) {
+                    0
+                } else {
+                    n
+                }
             };
             let n = n.min(room);
             if n > 0 {
@@ -435,7 +447,7 @@ impl Scheduler {
                 r = shutdown.changed() => if r.is_err() { break },
                 Some(sub) = self.sent_rx.recv() => {
                     // A slot is free: start the next ready job; claim only when a lane
-                    // has run low, so claims go out in batches.
+                    // has room for a batch.
                     self.sent(&sub);
                     while let Ok(more) = self.sent_rx.try_recv() {
                         self.sent(&more);
@@ -444,7 +456,7 @@ impl Scheduler {
                     dirty |= self
                         .lanes
                         .values()
-                        .any(|l| !l.drained && l.ready.len() < per_endpoint / 2 + 1);
+                        .any(|l| !l.drained && l.ready.len() + l.sending + per_endpoint <= LOOKAHEAD * per_endpoint);
                 }
                 Some(c) = self.claimed_rx.recv() => {
                     self.claiming = false;

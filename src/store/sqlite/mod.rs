@@ -1,6 +1,8 @@
-//! SQLite store: one writer connection owned by a group-commit task, a read pool, and a
-//! dedicated connection that watches `PRAGMA data_version` for other processes' commits.
+//! SQLite store: one writer connection owned by a group-commit task, a read pool, a
+//! dedicated connection that watches `PRAGMA data_version` for other processes' commits,
+//! and one that checkpoints the WAL beside the writer.
 
+mod checkpoint;
 mod migrate;
 mod read;
 mod rows;
@@ -67,6 +69,10 @@ impl SqliteStore {
         let writer_opts = base_options(path, &o)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
+            .pragma(
+                "wal_autocheckpoint",
+                checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
+            )
             .synchronous(if o.synchronous_full {
                 SqliteSynchronous::Full
             } else {
@@ -94,8 +100,21 @@ impl SqliteStore {
         let version = read_opts.connect().await?;
 
         let committed = Arc::new(LocalCommits::default());
+        // Without its checkpointer the store still works: the writer checkpoints itself
+        // at its (larger) threshold.
+        let checkpoints = match base_options(path, &o).connect().await {
+            Ok(c) => {
+                let (tx, rx) = mpsc::channel(1);
+                tokio::spawn(checkpoint::run(c, rx));
+                Some(tx)
+            }
+            Err(e) => {
+                tracing::warn!("no background checkpoints: {e}");
+                None
+            }
+        };
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(writer::run(conn, rx, committed.clone()));
+        tokio::spawn(writer::run(conn, rx, committed.clone(), checkpoints));
         Ok(Arc::new(SqliteStore {
             path: path.to_path_buf(),
             ops: tx,

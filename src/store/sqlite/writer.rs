@@ -113,8 +113,21 @@ pub enum Op {
 
 /// Most operations taken into one transaction.
 const MAX_BATCH: usize = 256;
+/// Rows (events published, outcomes recorded) taken into one transaction: a claim that
+/// arrives meanwhile waits for all of them.
+const MAX_BATCH_ROWS: usize = 2000;
 /// Rows per multi-row statement (well under SQLite's bound-variable limit).
 const ROWS_PER_STATEMENT: usize = 200;
+
+impl Op {
+    fn rows(&self) -> usize {
+        match self {
+            Op::Publish { events, .. } => events.len(),
+            Op::Record { outcomes, .. } => outcomes.len(),
+            _ => 1,
+        }
+    }
+}
 
 /// Sends an operation's answer once the transaction's fate is known.
 type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
@@ -134,40 +147,69 @@ pub async fn run(
     mut conn: SqliteConnection,
     mut rx: mpsc::Receiver<Op>,
     committed: Arc<LocalCommits>,
+    checkpoints: Option<mpsc::Sender<()>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
+        let mut rows = first.rows();
         batch.push(first);
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && rows < MAX_BATCH_ROWS {
             match rx.try_recv() {
-                Ok(op) => batch.push(op),
+                Ok(op) => {
+                    rows += op.rows();
+                    batch.push(op);
+                }
                 Err(_) => break,
             }
         }
-        // Claims make no new work for anyone; everything else may (new events, resumed
-        // endpoints, retries scheduled), so the local engine is woken for those.
-        let wake = batch.iter().any(|op| !matches!(op, Op::Claim { .. }));
-        let config = batch.iter().any(|op| {
-            matches!(
-                op,
-                Op::AddSubscription { .. }
-                    | Op::UpdateSubscription { .. }
-                    | Op::SetState { .. }
-                    | Op::DeleteSubscription { .. }
-                    | Op::RotateSecret { .. }
-                    | Op::SetValue { .. }
-                    | Op::SetVerifyToken { .. }
-            )
-        });
-        commit_batch(&mut conn, batch.drain(..)).await;
-        if config {
-            committed
-                .config
-                .fetch_add(1, std::sync::atomic::Ordering::Release);
+        // Claims go first, in a short transaction of their own: the engine's lanes are
+        // waiting on them, and behind a batch of records and publishes they would wait
+        // for all of it.
+        let (claims, rest): (Vec<Op>, Vec<Op>) = batch
+            .drain(..)
+            .partition(|op| matches!(op, Op::Claim { .. }));
+        for part in [claims, rest] {
+            if part.is_empty() {
+                continue;
+            }
+            commit_part(&mut conn, part, &committed, checkpoints.as_ref()).await;
         }
-        if wake {
-            committed.any.notify_waiters();
-        }
+    }
+}
+
+async fn commit_part(
+    conn: &mut SqliteConnection,
+    batch: Vec<Op>,
+    committed: &LocalCommits,
+    checkpoints: Option<&mpsc::Sender<()>>,
+) {
+    // Claims make no new work for anyone; everything else may (new events, resumed
+    // endpoints, retries scheduled), so the local engine is woken for those.
+    let wake = batch.iter().any(|op| !matches!(op, Op::Claim { .. }));
+    let config = batch.iter().any(|op| {
+        matches!(
+            op,
+            Op::AddSubscription { .. }
+                | Op::UpdateSubscription { .. }
+                | Op::SetState { .. }
+                | Op::DeleteSubscription { .. }
+                | Op::RotateSecret { .. }
+                | Op::SetValue { .. }
+                | Op::SetVerifyToken { .. }
+        )
+    });
+    commit_batch(conn, batch.into_iter()).await;
+    if config {
+        committed
+            .config
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+    if wake {
+        committed.any.notify_waiters();
+    }
+    if let Some(c) = checkpoints {
+        // Full means a checkpoint is already due; nothing to add.
+        let _ = c.try_send(());
     }
 }
 
