@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../migrations/0002_custom_values.sql"),
     ),
     (3, "api", include_str!("../../../migrations/0003_api.sql")),
+    (
+        4,
+        "lean indexes",
+        include_str!("../../../migrations/0004_lean_indexes.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {
