@@ -111,6 +111,70 @@ fn counts(env: &Env) -> (usize, usize) {
     )
 }
 
+/// Concurrent requests are stored together by the writer (one publish for many requests):
+/// each must still get exactly its own answer, and an id raced by two requests is stored
+/// once, reported new to exactly one of them.
+#[test]
+fn concurrent_publishers_each_get_their_own_answer() {
+    let env = Env::new();
+    let serve = Serve::start(&env);
+    let api = Api::new(&serve);
+    let t = token(&env, "events:write", None);
+    let rounds: Vec<(u16, Value)> = api.rt.block_on(async {
+        let mut calls = Vec::new();
+        for i in 0..96 {
+            // Batches of one to three own ids; every fourth request also races its twin
+            // for a shared id.
+            let mut batch: Vec<Value> = (0..(i % 3 + 1))
+                .map(|k| json!({"type": "ContactCreate", "id": format!("own-{i}-{k}")}))
+                .collect();
+            if i % 4 == 0 {
+                batch.push(json!({"type": "ContactCreate", "id": format!("raced-{}", i / 8)}));
+            }
+            let req = api
+                .client
+                .post(format!("{}/v2/events", api.base))
+                .header("authorization", format!("Bearer {t}"))
+                .header("content-type", "application/json")
+                .body(Value::Array(batch).to_string());
+            calls.push(async move {
+                let resp = req.send().await.expect("request");
+                let status = resp.status().as_u16();
+                let text = resp.text().await.unwrap_or_default();
+                (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+            });
+        }
+        futures_util::future::join_all(calls).await
+    });
+    let mut new_raced: std::collections::HashMap<String, usize> = Default::default();
+    for (i, (status, body)) in rounds.iter().enumerate() {
+        assert_eq!(*status, 202, "{body}");
+        let events = body["events"].as_array().expect("events");
+        let mut want: Vec<String> = (0..(i % 3 + 1)).map(|k| format!("own-{i}-{k}")).collect();
+        if i % 4 == 0 {
+            want.push(format!("raced-{}", i / 8));
+        }
+        let got: Vec<String> = events
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, want, "request {i} got someone else's answer");
+        for e in events {
+            let id = e["id"].as_str().unwrap();
+            if id.starts_with("raced-") {
+                *new_raced.entry(id.to_string()).or_default() +=
+                    usize::from(e["duplicate"] == false);
+            } else {
+                assert_eq!(e["duplicate"], false, "{e}");
+            }
+        }
+    }
+    assert_eq!(new_raced.len(), 12);
+    assert!(new_raced.values().all(|n| *n == 1), "{new_raced:?}");
+    let own: usize = (0..96).map(|i| i % 3 + 1).sum();
+    assert_eq!(counts(&env).0, own + 12);
+}
+
 #[test]
 fn publish_a_thousand_through_the_api_idempotently() {
     let env = Env::new();

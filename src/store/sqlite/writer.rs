@@ -251,25 +251,34 @@ async fn commit_batch(conn: &mut SqliteConnection, ops: impl Iterator<Item = Op>
         }
         return;
     }
-    for op in ops {
-        let savepoint = exec(conn, "SAVEPOINT op").await;
-        if let Err(e) = savepoint {
-            finishes.push(finisher_for_failed(op, &e.to_string()));
+    let mut ops = ops.into_iter().peekable();
+    while let Some(op) = ops.next() {
+        let Op::Publish { events, reply } = op else {
+            finishes.push(in_savepoint(conn, op).await);
+            continue;
+        };
+        // Producers publishing one event per request (the HTTP API) each send their own
+        // operation: consecutive ones are stored by one publish, not one each.
+        let mut run = vec![(events, reply)];
+        while let Some(Op::Publish { events, reply }) =
+            ops.next_if(|o| matches!(o, Op::Publish { .. }))
+        {
+            run.push((events, reply));
+        }
+        if run.len() == 1 {
+            let (events, reply) = run.remove(0);
+            finishes.push(in_savepoint(conn, Op::Publish { events, reply }).await);
             continue;
         }
-        let (finish, ok) = apply(conn, op).await;
-        let end = if ok {
-            exec(conn, "RELEASE op").await
-        } else {
-            match exec(conn, "ROLLBACK TO op").await {
-                Ok(()) => exec(conn, "RELEASE op").await,
-                Err(e) => Err(e),
+        match publish_together(conn, run).await {
+            Ok(done) => finishes.extend(done),
+            // One of them failed: each again on its own, so only that one fails.
+            Err(run) => {
+                for (events, reply) in run {
+                    finishes.push(in_savepoint(conn, Op::Publish { events, reply }).await);
+                }
             }
-        };
-        if let Err(e) = end {
-            tracing::error!("savepoint handling failed: {e:#}");
         }
-        finishes.push(finish);
     }
     let commit_error = match exec(conn, "COMMIT").await {
         Ok(()) => None,
@@ -282,6 +291,73 @@ async fn commit_batch(conn: &mut SqliteConnection, ops: impl Iterator<Item = Op>
     };
     for f in finishes {
         f(commit_error.as_deref());
+    }
+}
+
+/// One operation inside its own savepoint, so a failure undoes it alone.
+async fn in_savepoint(conn: &mut SqliteConnection, op: Op) -> Finish {
+    if let Err(e) = exec(conn, "SAVEPOINT op").await {
+        return finisher_for_failed(op, &e.to_string());
+    }
+    let (finish, ok) = apply(conn, op).await;
+    let end = if ok {
+        exec(conn, "RELEASE op").await
+    } else {
+        match exec(conn, "ROLLBACK TO op").await {
+            Ok(()) => exec(conn, "RELEASE op").await,
+            Err(e) => Err(e),
+        }
+    };
+    if let Err(e) = end {
+        tracing::error!("savepoint handling failed: {e:#}");
+    }
+    finish
+}
+
+type PublishRun = Vec<(Vec<NewEvent>, Reply<Vec<Published>>)>;
+
+/// Several publish operations as one, in one savepoint. An id sent twice across them is
+/// stored once, by the first, exactly as within one batch. On failure nothing is kept and
+/// the operations come back to be retried one by one.
+async fn publish_together(
+    conn: &mut SqliteConnection,
+    run: PublishRun,
+) -> std::result::Result<Vec<Finish>, PublishRun> {
+    let lens: Vec<usize> = run.iter().map(|(events, _)| events.len()).collect();
+    let (batches, replies): (Vec<Vec<NewEvent>>, Vec<_>) = run.into_iter().unzip();
+    let all: Vec<NewEvent> = batches.into_iter().flatten().collect();
+    let split = |mut all: Vec<NewEvent>| {
+        let mut parts = Vec::with_capacity(lens.len());
+        for n in lens.iter().rev() {
+            parts.push(all.split_off(all.len() - n));
+        }
+        parts.reverse();
+        parts
+    };
+    if exec(conn, "SAVEPOINT publish").await.is_err() {
+        return Err(split(all).into_iter().zip(replies).collect());
+    }
+    let published = match publish(conn, &all).await {
+        Ok(p) => exec(conn, "RELEASE publish").await.map(|()| p),
+        Err(e) => Err(e),
+    };
+    match published {
+        Ok(mut published) => {
+            let mut finishes = Vec::with_capacity(replies.len());
+            for (reply, n) in replies.into_iter().zip(&lens).rev() {
+                let mine = published.split_off(published.len() - n);
+                finishes.push(finisher(reply, Ok(mine)));
+            }
+            finishes.reverse();
+            Ok(finishes)
+        }
+        Err(e) => {
+            tracing::debug!("publishing together failed, one by one now: {e:#}");
+            if exec(conn, "ROLLBACK TO publish").await.is_ok() {
+                let _ = exec(conn, "RELEASE publish").await;
+            }
+            Err(split(all).into_iter().zip(replies).collect())
+        }
     }
 }
 
