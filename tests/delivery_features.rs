@@ -435,3 +435,33 @@ fn outbound_connections_use_the_configured_source_address() {
     sink.wait_count(1, LONG);
     assert_eq!(sink.requests()[0]["remote"], "127.0.0.2");
 }
+
+/// DESIGN: a delivery's body is rendered once and kept; retries send it as first sent,
+/// even when what it was rendered from has changed since.
+#[test]
+fn retries_send_the_body_as_first_sent() {
+    let env = Env::new();
+    let failing = Sink::start(&env, &["--status", "500"]);
+    let _serve = Serve::start(&env);
+    env.ok(&["values", "set", "greeting", "first"]);
+    env.sub_add(&[
+        "--url",
+        &failing.url("/r"),
+        "--all",
+        "--retry-schedule",
+        "1s,1s",
+        "--template-text",
+        "{\"greeting\": \"{{custom_values.greeting}}\"}",
+    ]);
+    env.ok(&["emit", "TaskCreate"]);
+    failing.wait_count(1, LONG);
+    env.ok(&["values", "set", "greeting", "second"]);
+    failing.wait_count(3, LONG);
+    for n in 0..3 {
+        assert_eq!(body_of(&failing, "/r", n), "{\"greeting\": \"first\"}");
+    }
+    // A new event takes the new value.
+    env.ok(&["emit", "TaskCreate"]);
+    failing.wait_count(4, LONG);
+    assert_eq!(body_of(&failing, "/r", 3), "{\"greeting\": \"second\"}");
+}

@@ -24,11 +24,21 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "lean indexes",
         include_str!("../../../migrations/0004_lean_indexes.sql"),
     ),
+    (
+        5,
+        "delivery bodies",
+        include_str!("../../../migrations/0005_delivery_bodies.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {
+    migrator_upto(i64::MAX)
+}
+
+fn migrator_upto(last: i64) -> Migrator {
     let migrations = MIGRATIONS
         .iter()
+        .filter(|(version, _, _)| *version <= last)
         .map(|(version, name, sql)| {
             Migration::new(
                 *version,
@@ -74,6 +84,37 @@ pub async fn run(conn: &mut SqliteConnection) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use sqlx::{Connection, SqliteConnection};
+
+    /// A database made before bodies moved to their own table keeps every body.
+    #[tokio::test]
+    async fn upgrading_moves_kept_bodies_beside_their_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+        let mut conn = SqliteConnection::connect(&url).await.unwrap();
+        super::migrator_upto(4).run(&mut conn).await.unwrap();
+        sqlx::query(
+            "INSERT INTO events (seq, id, type, timestamp, data, received_at) VALUES (1, 'e', 'T', 0, '{}', 0); \
+             INSERT INTO deliveries (id, event_seq, subscription_id, status, body, created_at, updated_at) \
+             VALUES (7, 1, 's', 'dead', x'414243', 0, 0), (8, 1, 's', 'pending', NULL, 0, 0)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        super::run(&mut conn).await.unwrap();
+        let rows: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT delivery_id, body FROM delivery_bodies ORDER BY delivery_id")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(rows, vec![(7, b"ABC".to_vec())]);
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM deliveries")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+    }
+
     #[test]
     fn every_migration_file_is_embedded() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");

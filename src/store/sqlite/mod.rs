@@ -15,6 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -191,8 +192,23 @@ impl Store for SqliteStore {
         let mut seqs: Vec<i64> = leased.iter().map(|l| l.event_seq).collect();
         seqs.sort_unstable();
         seqs.dedup();
-        let events = match read::events_by_seq(&self.read, &seqs).await {
-            Ok(events) => events,
+        // Only deliveries attempted before have a body to reuse.
+        let again: Vec<i64> = leased
+            .iter()
+            .filter(|l| l.attempts > 0 || l.probes > 0)
+            .map(|l| l.delivery_id)
+            .collect();
+        let read = async {
+            let events = read::events_by_seq(&self.read, &seqs).await?;
+            let bodies = if again.is_empty() {
+                HashMap::new()
+            } else {
+                read::bodies(&self.read, &again).await?
+            };
+            anyhow::Ok((events, bodies))
+        };
+        let (events, mut bodies) = match read.await {
+            Ok(read) => read,
             Err(e) => {
                 // Hand the leases back at once rather than leave them to expire.
                 let ids = leased.iter().map(|l| l.delivery_id).collect();
@@ -209,7 +225,7 @@ impl Store for SqliteStore {
                     subscription_id: l.subscription_id,
                     attempts: l.attempts,
                     probes: l.probes,
-                    body: l.body,
+                    body: bodies.remove(&l.delivery_id),
                     event: event.clone(),
                 }),
                 None => orphans.push(l.delivery_id),

@@ -212,8 +212,9 @@ pub async fn event_detail(pool: &SqlitePool, id: &str) -> Result<Option<EventDet
     let seq: i64 = row.try_get("seq")?;
     let event = rows::event(&row)?;
     let drows = sqlx::query(
-        "SELECT d.id, d.subscription_id, s.url, d.status, d.next_at, d.superseded_by, d.body, d.created_at \
+        "SELECT d.id, d.subscription_id, s.url, d.status, d.next_at, d.superseded_by, b.body, d.created_at \
          FROM deliveries d LEFT JOIN subscriptions s ON s.id = d.subscription_id \
+         LEFT JOIN delivery_bodies b ON b.delivery_id = d.id \
          WHERE d.event_seq = ? ORDER BY d.id",
     )
     .bind(seq)
@@ -267,6 +268,25 @@ pub async fn events_by_seq(pool: &SqlitePool, seqs: &[i64]) -> Result<HashMap<i6
         }
     }
     Ok(events)
+}
+
+/// The bodies kept for these deliveries (those attempted before), by delivery id.
+pub async fn bodies(pool: &SqlitePool, ids: &[i64]) -> Result<HashMap<i64, Vec<u8>>> {
+    let mut bodies = HashMap::new();
+    for chunk in ids.chunks(500) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT delivery_id, body FROM delivery_bodies WHERE delivery_id IN (",
+        );
+        let mut sep = q.separated(", ");
+        for id in chunk {
+            sep.push_bind(*id);
+        }
+        q.push(")");
+        for row in q.build().fetch_all(pool).await? {
+            bodies.insert(row.try_get("delivery_id")?, row.try_get("body")?);
+        }
+    }
+    Ok(bodies)
 }
 
 pub async fn next_due(pool: &SqlitePool) -> Result<Option<Millis>> {

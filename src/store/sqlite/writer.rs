@@ -982,7 +982,6 @@ pub struct Leased {
     pub subscription_id: String,
     pub attempts: u32,
     pub probes: u32,
-    pub body: Option<Vec<u8>>,
 }
 
 async fn claim(
@@ -1000,7 +999,7 @@ async fn claim(
                    AND lease_until IS NULL AND next_at <= ?3 \
                  ORDER BY next_at LIMIT ?4) \
                AND EXISTS (SELECT 1 FROM subscriptions WHERE id = ?2 AND state = 'active') \
-             RETURNING id, event_seq, attempts, probes, body",
+             RETURNING id, event_seq, attempts, probes",
         )
         .bind(lease_until)
         .bind(sub)
@@ -1017,7 +1016,6 @@ async fn claim(
                 subscription_id: sub.clone(),
                 attempts: attempts as u32,
                 probes: probes as u32,
-                body: r.try_get("body")?,
             });
         }
     }
@@ -1059,8 +1057,7 @@ async fn record(
                status = CASE WHEN deliveries.status IN ('pending', 'retrying') THEN v.column2 ELSE deliveries.status END, \
                next_at = CASE WHEN deliveries.status IN ('pending', 'retrying') THEN v.column3 ELSE NULL END, \
                attempts = v.column4, \
-               body = COALESCE(deliveries.body, v.column5), \
-               probes = v.column6, \
+               probes = v.column5, \
                lease_until = NULL, \
                updated_at = ",
         );
@@ -1071,11 +1068,24 @@ async fn record(
                 .push_bind(o.status.as_str())
                 .push_bind(o.next_at)
                 .push_bind(o.attempt.n as i64)
-                .push_bind(o.body.clone())
                 .push_bind(o.probes as i64);
         });
         q.push(") AS v WHERE deliveries.id = v.column1");
         q.build().execute(&mut *conn).await?;
+
+        // The body as first sent; a later attempt (which reuses it) brings none.
+        let bodies: Vec<(i64, &Vec<u8>)> = chunk
+            .iter()
+            .filter_map(|o| o.body.as_ref().map(|b| (o.delivery_id, b)))
+            .collect();
+        if !bodies.is_empty() {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT OR IGNORE INTO delivery_bodies (delivery_id, body) ");
+            q.push_values(bodies, |mut b, (id, body)| {
+                b.push_bind(id).push_bind(body.as_slice());
+            });
+            q.build().execute(&mut *conn).await?;
+        }
     }
     count_outcomes(conn, outcomes).await?;
     update_health(conn, outcomes, circuit_threshold).await
