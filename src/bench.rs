@@ -10,7 +10,7 @@ use crate::model::*;
 use crate::netguard::Policy;
 use crate::store::sqlite::{OpenOptions, SqliteStore};
 use crate::store::{Job, NewEvent, Outcome, Store};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,12 +21,10 @@ use std::time::{Duration, Instant};
 /// What the counting receiver saw.
 #[derive(Default)]
 struct Seen {
-    /// Receipts, except on the slow endpoint (counted in `per_path` only).
+    /// Receipts, except on the slow endpoint.
     count: AtomicU64,
     /// publish → receipt, ms, from the envelope's timestamp.
     latencies: Mutex<Vec<f64>>,
-    /// Requests per path (endpoint).
-    per_path: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 async fn receive(
@@ -53,29 +51,193 @@ async fn receive(
             .unwrap_or_else(|e| e.into_inner())
             .push(now - ts.timestamp_micros() as f64 / 1000.0);
     }
-    *seen
-        .per_path
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(uri.path().to_string())
-        .or_default() += 1;
     if !slow {
         seen.count.fetch_add(1, Ordering::Relaxed);
     }
     StatusCode::OK
 }
 
-async fn start_sink(slow: Option<Duration>) -> Result<(String, Arc<Seen>)> {
-    let seen = Arc::new(Seen::default());
-    let app = axum::Router::new()
+fn sink_app(seen: Arc<Seen>, slow: Option<Duration>) -> axum::Router {
+    let stats = seen.clone();
+    axum::Router::new()
+        .route(
+            "/__bench/count",
+            axum::routing::get(move || {
+                let n = stats.count.load(Ordering::Relaxed);
+                async move { n.to_string() }
+            }),
+        )
+        .route(
+            "/__bench/latencies",
+            axum::routing::get(
+                move |State((seen, _)): State<(Arc<Seen>, Option<Duration>)>| async move {
+                    let lat = seen
+                        .latencies
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone();
+                    axum::Json(lat)
+                },
+            ),
+        )
         .fallback(receive)
-        .with_state((seen.clone(), slow));
+        .with_state((seen, slow))
+}
+
+/// The counting receiver: in a child process of its own (the default: a receiver never
+/// shares the sender's runtime and allocator, and the engine's peak RSS is then its own),
+/// or in this process. Its CPU is counted with the sender's either way.
+enum Receiver {
+    Local {
+        addr: String,
+        seen: Arc<Seen>,
+    },
+    Child {
+        addr: String,
+        pid: u32,
+        client: reqwest::Client,
+        _child: tokio::process::Child,
+    },
+}
+
+impl Receiver {
+    fn addr(&self) -> &str {
+        match self {
+            Receiver::Local { addr, .. } | Receiver::Child { addr, .. } => addr,
+        }
+    }
+
+    async fn count(&self) -> Result<u64> {
+        match self {
+            Receiver::Local { seen, .. } => Ok(seen.count.load(Ordering::Relaxed)),
+            Receiver::Child { addr, client, .. } => {
+                let text = client
+                    .get(format!("http://{addr}/__bench/count"))
+                    .send()
+                    .await?
+                    .text()
+                    .await?;
+                Ok(text.trim().parse()?)
+            }
+        }
+    }
+
+    async fn latencies(&self) -> Result<Vec<f64>> {
+        match self {
+            Receiver::Local { seen, .. } => Ok(seen
+                .latencies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()),
+            Receiver::Child { addr, client, .. } => {
+                let body = client
+                    .get(format!("http://{addr}/__bench/latencies"))
+                    .send()
+                    .await?
+                    .bytes()
+                    .await?;
+                Ok(serde_json::from_slice(&body)?)
+            }
+        }
+    }
+
+    /// Waits until `n` receipts or the deadline; returns the count reached.
+    async fn wait_for(&self, n: u64, limit: Duration) -> Result<u64> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let got = self.count().await?;
+            if got >= n || Instant::now() >= deadline {
+                return Ok(got);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// CPU seconds the receiver used so far, when it is a process of its own.
+    fn cpu(&self) -> f64 {
+        match self {
+            Receiver::Local { .. } => 0.0,
+            Receiver::Child { pid, .. } => proc_cpu(&format!("/proc/{pid}/stat")),
+        }
+    }
+}
+
+/// utime + stime of a process, from /proc (in clock ticks of 1/100 s on Linux).
+fn proc_cpu(path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf only reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+async fn start_sink(child: bool, slow: Option<Duration>) -> Result<Receiver> {
+    if !child {
+        let seen = Arc::new(Seen::default());
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = l.local_addr()?.to_string();
+        let app = sink_app(seen.clone(), slow);
+        tokio::spawn(async move {
+            let _ = axum::serve(l, app).await;
+        });
+        return Ok(Receiver::Local { addr, seen });
+    }
+    use tokio::io::AsyncBufReadExt;
+    let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
+    cmd.arg("bench-sink")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(d) = slow {
+        cmd.arg("--slow-ms").arg(d.as_millis().to_string());
+    }
+    let mut child = cmd.spawn().context("cannot start the receiver process")?;
+    let out = child.stdout.take().context("receiver without stdout")?;
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::io::BufReader::new(out).read_line(&mut line),
+    )
+    .await
+    .context("the receiver process did not start listening")??;
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .context("the receiver process said something unexpected")?
+        .to_string();
+    let pid = child.id().unwrap_or(0);
+    crate::engine::http::init_tls();
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    Ok(Receiver::Child {
+        addr,
+        pid,
+        client,
+        _child: child,
+    })
+}
+
+/// `hookctl bench-sink`: the benchmark's receiver as a process of its own. Prints
+/// `listening ADDR`, answers until its stdin closes (the benchmark ended, however it ended).
+pub async fn serve_sink(slow: Option<Duration>) -> Result<()> {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = l.local_addr()?.to_string();
-    tokio::spawn(async move {
-        let _ = axum::serve(l, app).await;
-    });
-    Ok((addr, seen))
+    println!("listening {}", l.local_addr()?);
+    let app = sink_app(Arc::new(Seen::default()), slow);
+    let stdin_closed = async {
+        let mut buf = [0u8; 64];
+        let mut stdin = tokio::io::stdin();
+        use tokio::io::AsyncReadExt;
+        while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+    };
+    tokio::select! {
+        r = axum::serve(l, app) => r?,
+        _ = stdin_closed => {}
+    }
+    Ok(())
 }
 
 fn rusage_cpu() -> f64 {
@@ -195,12 +357,12 @@ fn db_bytes(dir: &std::path::Path) -> u64 {
 async fn run_load(
     name: &str,
     b: &Bench,
-    seen: &Arc<Seen>,
+    seen: &Receiver,
     n: usize,
     deliveries: u64,
     pace: Option<f64>,
 ) -> Result<Row> {
-    let cpu0 = rusage_cpu();
+    let cpu0 = rusage_cpu() + seen.cpu();
     let start = Instant::now();
     let mut acked = 0usize;
     let batch = if pace.is_some() { 10 } else { 500 };
@@ -218,18 +380,11 @@ async fn run_load(
         b.store.publish(events).await?;
         publish_time += t.elapsed();
     }
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while seen.count.load(Ordering::Relaxed) < deliveries && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let got = seen.wait_for(deliveries, Duration::from_secs(600)).await?;
     let took = start.elapsed().as_secs_f64();
-    let got = seen.count.load(Ordering::Relaxed);
     eprintln!("  {name}: {got}/{deliveries} in {took:.1} s");
-    let mut lat = seen
-        .latencies
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let cpu = rusage_cpu() + seen.cpu() - cpu0;
+    let mut lat = seen.latencies().await?;
     Ok(Row {
         name: name.into(),
         events_per_s: n as f64 / publish_time.as_secs_f64().max(1e-9),
@@ -237,7 +392,7 @@ async fn run_load(
         p50: percentile(&mut lat, 0.50),
         p99: percentile(&mut lat, 0.99),
         p999: percentile(&mut lat, 0.999),
-        cpu_per_1k: (rusage_cpu() - cpu0) / (got.max(1) as f64 / 1000.0),
+        cpu_per_1k: cpu / (got.max(1) as f64 / 1000.0),
         peak_rss_mb: rss_kb("VmHWM:") as f64 / 1024.0,
         db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n as f64,
     })
@@ -246,7 +401,8 @@ async fn run_load(
 /// The raw HTTP rate: the engine's own client settings and per-endpoint concurrency,
 /// signing included, nothing stored.
 /// Returns requests/s and CPU seconds per 1,000 requests (client and receiver together).
-async fn raw_http(addr: &str, n: usize, concurrency: usize) -> Result<(f64, f64)> {
+async fn raw_http(recv: &Receiver, n: usize, concurrency: usize) -> Result<(f64, f64)> {
+    let addr = recv.addr();
     let sender = Arc::new(Sender::new(
         Arc::new(Policy::new(vec!["127.0.0.0/8".parse()?])),
         64 * 1024,
@@ -255,7 +411,7 @@ async fn raw_http(addr: &str, n: usize, concurrency: usize) -> Result<(f64, f64)
     )?);
     let s = sub("raw", format!("http://{addr}/raw"));
     let start = Instant::now();
-    let cpu0 = rusage_cpu();
+    let cpu0 = rusage_cpu() + recv.cpu();
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
@@ -284,8 +440,9 @@ async fn raw_http(addr: &str, n: usize, concurrency: usize) -> Result<(f64, f64)
     for t in tasks {
         t.await?;
     }
-    let cpu_per_1k = (rusage_cpu() - cpu0) / (n as f64 / 1000.0);
-    Ok((n as f64 / start.elapsed().as_secs_f64(), cpu_per_1k))
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let cpu_per_1k = (rusage_cpu() + recv.cpu() - cpu0) / (n as f64 / 1000.0);
+    Ok((rate, cpu_per_1k))
 }
 
 /// The store-only rate: publish, claim and record the same deliveries, no HTTP. Returns
@@ -348,6 +505,8 @@ struct Plan {
     quick: bool,
     synchronous_full: bool,
     in_flight: usize,
+    /// The receiver runs as a child process (else in this one).
+    child_sink: bool,
 }
 
 impl Plan {
@@ -368,15 +527,15 @@ fn reset_peak_rss() {
 }
 
 /// A fresh engine with `endpoints` subscriptions on one counting receiver.
-async fn setup(p: &Plan, paths: &[&str], slow: Option<Duration>) -> Result<(Bench, Arc<Seen>)> {
+async fn setup(p: &Plan, paths: &[&str], slow: Option<Duration>) -> Result<(Bench, Receiver)> {
     let b = fresh(p.synchronous_full, p.in_flight).await?;
-    let (addr, seen) = start_sink(slow).await?;
+    let recv = start_sink(p.child_sink, slow).await?;
     for path in paths {
         b.store
-            .add_subscription(sub(path, format!("http://{addr}/{path}")))
+            .add_subscription(sub(path, format!("http://{}/{path}", recv.addr())))
             .await?;
     }
-    Ok((b, seen))
+    Ok((b, recv))
 }
 
 async fn one_endpoint(p: &Plan) -> Result<Row> {
@@ -417,8 +576,8 @@ async fn isolation(p: &Plan) -> Result<(Row, f64)> {
 async fn backlog(p: &Plan) -> Result<Row> {
     let n = p.scale(1_000_000, 20_000);
     let b = fresh(p.synchronous_full, p.in_flight).await?;
-    let (addr, seen) = start_sink(None).await?;
-    let mut s = sub("backlog", format!("http://{addr}/backlog"));
+    let seen = start_sink(p.child_sink, None).await?;
+    let mut s = sub("backlog", format!("http://{}/backlog", seen.addr()));
     s.state = SubState::Paused;
     b.store.add_subscription(s).await?;
     let mut i = 0;
@@ -427,29 +586,22 @@ async fn backlog(p: &Plan) -> Result<Row> {
         i += events.len();
         b.store.publish(events).await?;
     }
-    let cpu0 = rusage_cpu();
+    let cpu0 = rusage_cpu() + seen.cpu();
     let start = Instant::now();
     b.store
         .set_subscription_state("backlog", SubState::Active)
         .await?;
-    while seen.count.load(Ordering::Relaxed) < n as u64
-        && start.elapsed() < Duration::from_secs(900)
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let got = seen.count.load(Ordering::Relaxed);
-    eprintln!(
-        "  4 backlog drain: {got}/{n} in {:.1} s",
-        start.elapsed().as_secs_f64()
-    );
+    let got = seen.wait_for(n as u64, Duration::from_secs(900)).await?;
+    let took = start.elapsed().as_secs_f64();
+    eprintln!("  4 backlog drain: {got}/{n} in {took:.1} s");
     let row = Row {
         name: "4 backlog drain".into(),
         events_per_s: f64::NAN,
-        deliveries_per_s: got as f64 / start.elapsed().as_secs_f64(),
+        deliveries_per_s: got as f64 / took,
         p50: f64::NAN,
         p99: f64::NAN,
         p999: f64::NAN,
-        cpu_per_1k: (rusage_cpu() - cpu0) / (got.max(1) as f64 / 1000.0),
+        cpu_per_1k: (rusage_cpu() + seen.cpu() - cpu0) / (got.max(1) as f64 / 1000.0),
         peak_rss_mb: rss_kb("VmHWM:") as f64 / 1024.0,
         db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n as f64,
     };
@@ -498,7 +650,7 @@ async fn via_api(p: &Plan) -> Result<Row> {
     });
     crate::engine::http::init_tls();
     let client = reqwest::Client::builder().no_proxy().build()?;
-    let cpu0 = rusage_cpu();
+    let cpu0 = rusage_cpu() + seen.cpu();
     let start = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -531,26 +683,19 @@ async fn via_api(p: &Plan) -> Result<Row> {
         failed += t.await?;
     }
     let publish_secs = start.elapsed().as_secs_f64();
-    while seen.count.load(Ordering::Relaxed) < n as u64
-        && start.elapsed() < Duration::from_secs(600)
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let got = seen.count.load(Ordering::Relaxed);
-    let mut lat = seen
-        .latencies
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let got = seen.wait_for(n as u64, Duration::from_secs(600)).await?;
+    let took = start.elapsed().as_secs_f64();
+    let cpu = rusage_cpu() + seen.cpu() - cpu0;
+    let mut lat = seen.latencies().await?;
     eprintln!("  6 via HTTP API: {got}/{n}, {failed} requests failed");
     let row = Row {
         name: "6 via HTTP API".into(),
         events_per_s: n as f64 / publish_secs,
-        deliveries_per_s: got as f64 / start.elapsed().as_secs_f64(),
+        deliveries_per_s: got as f64 / took,
         p50: percentile(&mut lat, 0.50),
         p99: percentile(&mut lat, 0.99),
         p999: percentile(&mut lat, 0.999),
-        cpu_per_1k: (rusage_cpu() - cpu0) / (got.max(1) as f64 / 1000.0),
+        cpu_per_1k: cpu / (got.max(1) as f64 / 1000.0),
         peak_rss_mb: rss_kb("VmHWM:") as f64 / 1024.0,
         db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n as f64,
     };
@@ -558,27 +703,33 @@ async fn via_api(p: &Plan) -> Result<Row> {
     Ok(row)
 }
 
-pub async fn run(quick: bool, only: &[u8], synchronous_full: bool) -> Result<()> {
+pub async fn run(quick: bool, only: &[u8], synchronous_full: bool, in_process: bool) -> Result<()> {
     let p = Plan {
         quick,
         synchronous_full,
         in_flight: 64,
+        child_sink: !in_process,
     };
     let wanted = |w: u8| only.is_empty() || only.contains(&w);
     let started = Instant::now();
     println!(
-        "hookctl bench{} — engine and receiver in this process, on 127.0.0.1; WAL, synchronous={}",
+        "hookctl bench{} — {}, on 127.0.0.1; WAL, synchronous={}",
         if quick { " --quick" } else { "" },
+        if in_process {
+            "engine and receiver in this process"
+        } else {
+            "engine in this process, receiver in a child process"
+        },
         if synchronous_full { "FULL" } else { "NORMAL" }
     );
-    let (raw_addr, _) = start_sink(None).await?;
+    let raw_recv = start_sink(p.child_sink, None).await?;
     // Warm-up: connections open and the allocator settled before anything is timed.
-    raw_http(&raw_addr, 2_000, p.in_flight).await?;
+    raw_http(&raw_recv, 2_000, p.in_flight).await?;
     // Five rounds: on a shared 2-core machine one round can land anywhere from half to all
     // of the real rate. The median is the baseline; the range is printed beside it.
     let mut rounds = Vec::new();
     for _ in 0..5 {
-        let (r, cpu) = raw_http(&raw_addr, p.scale(100_000, 20_000), p.in_flight).await?;
+        let (r, cpu) = raw_http(&raw_recv, p.scale(100_000, 20_000), p.in_flight).await?;
         eprintln!("  raw HTTP: {r:.0}/s, {cpu:.3} cpu s/1k");
         rounds.push((r, cpu));
     }
@@ -598,19 +749,24 @@ pub async fn run(quick: bool, only: &[u8], synchronous_full: bool) -> Result<()>
         if !wanted(w) {
             continue;
         }
+        // This machine's speed drifts by up to half within minutes (shared cores): each
+        // workload is also compared with a raw round run just before it.
+        let (near, _) = raw_http(&raw_recv, p.scale(40_000, 10_000), p.in_flight).await?;
+        eprintln!("  raw HTTP before workload {w}: {near:.0}/s");
         reset_peak_rss();
-        match w {
-            1 => rows.push((w, one_endpoint(&p).await?)),
-            2 => rows.push((w, fan_out(&p).await?)),
+        let row = match w {
+            1 => one_endpoint(&p).await?,
+            2 => fan_out(&p).await?,
             3 => {
                 let (row, k) = isolation(&p).await?;
                 kept = Some(k);
-                rows.push((w, row));
+                row
             }
-            4 => rows.push((w, backlog(&p).await?)),
-            5 => rows.push((w, steady(&p).await?)),
-            _ => rows.push((w, via_api(&p).await?)),
-        }
+            4 => backlog(&p).await?,
+            5 => steady(&p).await?,
+            _ => via_api(&p).await?,
+        };
+        rows.push((w, row, near));
     }
 
     println!();
@@ -624,11 +780,12 @@ pub async fn run(quick: bool, only: &[u8], synchronous_full: bool) -> Result<()>
     );
     println!();
     println!(
-        "{:<24} {:>10} {:>10} {:>7} {:>7} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8}",
+        "{:<24} {:>10} {:>10} {:>7} {:>8} {:>7} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8}",
         "workload",
         "events/s",
         "deliv/s",
         "×raw",
+        "×rawnow",
         "×store",
         "p50 ms",
         "p99 ms",
@@ -637,13 +794,14 @@ pub async fn run(quick: bool, only: &[u8], synchronous_full: bool) -> Result<()>
         "rss MB",
         "B/event"
     );
-    for (_, r) in &rows {
+    for (_, r, near) in &rows {
         println!(
-            "{:<24} {:>10.0} {:>10.0} {:>7.2} {:>7.2} {:>8.1} {:>8.1} {:>9.1} {:>8.3} {:>8.1} {:>8.0}",
+            "{:<24} {:>10.0} {:>10.0} {:>7.2} {:>8.2} {:>7.2} {:>8.1} {:>8.1} {:>9.1} {:>8.3} {:>8.1} {:>8.0}",
             r.name,
             r.events_per_s,
             r.deliveries_per_s,
             r.deliveries_per_s / raw,
+            r.deliveries_per_s / near,
             r.deliveries_per_s / store_rate,
             r.p50,
             r.p99,
@@ -653,11 +811,14 @@ pub async fn run(quick: bool, only: &[u8], synchronous_full: bool) -> Result<()>
             r.db_bytes_per_event
         );
     }
+    println!(
+        "×raw: against the median baseline; ×rawnow: against a raw round run just before the workload"
+    );
     println!();
     let rate = |w: u8| {
         rows.iter()
-            .find(|(n, _)| *n == w)
-            .map(|(_, r)| r.deliveries_per_s)
+            .find(|(n, _, _)| *n == w)
+            .map(|(_, r, _)| r.deliveries_per_s)
     };
     if let Some(k) = kept {
         println!(
@@ -678,8 +839,9 @@ pub async fn run(quick: bool, only: &[u8], synchronous_full: bool) -> Result<()>
         )
     };
     println!(
-        "rerun: hookctl bench{}{only_arg}{}",
+        "rerun: hookctl bench{}{only_arg}{}{}",
         if quick { " --quick" } else { "" },
+        if in_process { " --sink-in-process" } else { "" },
         if synchronous_full {
             " (HOOKCTL_SYNCHRONOUS=full)"
         } else {

@@ -67,6 +67,16 @@ pub enum Command {
         /// Run only these workloads (1-6), e.g. --only 1,4; the baselines always run.
         #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=6))]
         only: Vec<u8>,
+        /// Run the receiver inside this process instead of a child process.
+        #[arg(long)]
+        sink_in_process: bool,
+    },
+    /// The benchmark's counting receiver, run by `bench` as a child process.
+    #[command(hide = true)]
+    BenchSink {
+        /// Answer requests to /slow… after this many milliseconds.
+        #[arg(long)]
+        slow_ms: Option<u64>,
     },
 }
 

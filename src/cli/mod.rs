@@ -81,8 +81,17 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Values(c) => values::run(&ctx, c).await,
         Command::Token(c) => access::token(&ctx, c).await,
         Command::Inbound(c) => access::inbound(&ctx, c).await,
-        Command::Bench { quick, only } => crate::bench::run(quick, &only, ctx.cfg.synchronous_full)
+        Command::Bench {
+            quick,
+            only,
+            sink_in_process,
+        } => crate::bench::run(quick, &only, ctx.cfg.synchronous_full, sink_in_process)
             .await
             .map(|_| 0),
+        Command::BenchSink { slow_ms } => {
+            crate::bench::serve_sink(slow_ms.map(Duration::from_millis))
+                .await
+                .map(|_| 0)
+        }
     }
 }
