@@ -34,6 +34,8 @@ pub struct SinkRequest {
     pub verified: Option<bool>,
     /// The sender's address.
     pub remote: String,
+    /// The sender's port: one per connection, so reuse shows.
+    pub remote_port: u16,
     /// The status the sink answered with.
     #[serde(skip)]
     pub answered: u16,
@@ -136,6 +138,7 @@ async fn handle(
         body: String::from_utf8_lossy(&body).into_owned(),
         verified,
         remote: remote.ip().to_string(),
+        remote_port: remote.port(),
         answered: status,
     });
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -444,3 +444,37 @@ fn a_dropped_engine_stops_its_scheduler() {
         }
     });
 }
+
+/// Endpoints that share a host share its connection pool: connections are reused across
+/// all of them, not closed and opened again once more than one endpoint's share is idle.
+#[test]
+fn endpoints_on_one_host_reuse_their_connections() {
+    let env = Env::new();
+    let sink = Sink::start(&env, &[]);
+    let _serve = Serve::start_with(
+        &env,
+        &[
+            ("HOOKCTL_ENDPOINT_IN_FLIGHT", "4"),
+            ("HOOKCTL_MAX_IN_FLIGHT", "64"),
+        ],
+    );
+    let paths = ["/a", "/b", "/c", "/d", "/e", "/f", "/g", "/h"];
+    for p in paths {
+        env.sub_add(&["--url", &sink.url(p), "--all"]);
+    }
+    let (file, _) = ndjson(&env, "many.ndjson", 400, "reuse");
+    env.ok(&["emit", "--ndjson", path_str(&file)]);
+    sink.wait_count(400 * paths.len(), LONG);
+    let ports: HashSet<u64> = sink
+        .requests()
+        .iter()
+        .filter_map(|r| r["remote_port"].as_u64())
+        .collect();
+    // At most 8 × 4 requests are in flight at once, so about that many connections.
+    assert!(
+        !ports.is_empty() && ports.len() <= 40,
+        "{} connections for {} requests",
+        ports.len(),
+        400 * paths.len()
+    );
+}

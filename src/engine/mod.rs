@@ -82,10 +82,16 @@ impl Engine {
                 "returned deliveries leased by a previous engine to the queue"
             );
         }
+        // Idle connections are pooled per host, and several endpoints may share one (paths
+        // of one receiving service): the pool must keep as many as can be in flight to a
+        // host at all, or every finished request beyond one endpoint's share closes its
+        // connection and the next one opens anew (measured: 28,000 sockets in TIME-WAIT
+        // and connection attempts dropped at the receiver's accept backlog, ten endpoints
+        // on one host delivering 1,300/s instead of 14,000/s).
         let sender = Arc::new(http::Sender::new(
             cfg.policy.clone(),
             cfg.response_body_cap,
-            cfg.endpoint_in_flight,
+            cfg.max_in_flight,
             cfg.bind_address,
         )?);
         let (shutdown, shutdown_rx) = watch::channel(false);
