@@ -107,17 +107,18 @@ impl Receiver {
         }
     }
 
+    /// One of the child receiver's figures, by its path.
+    async fn ask(addr: &str, client: &reqwest::Client, what: &str) -> Result<Bytes> {
+        let url = format!("http://{addr}/__bench/{what}");
+        Ok(client.get(url).send().await?.bytes().await?)
+    }
+
     async fn count(&self) -> Result<u64> {
         match self {
             Receiver::Local { seen, .. } => Ok(seen.count.load(Ordering::Relaxed)),
             Receiver::Child { addr, client, .. } => {
-                let text = client
-                    .get(format!("http://{addr}/__bench/count"))
-                    .send()
-                    .await?
-                    .text()
-                    .await?;
-                Ok(text.trim().parse()?)
+                let text = Self::ask(addr, client, "count").await?;
+                Ok(String::from_utf8_lossy(&text).trim().parse()?)
             }
         }
     }
@@ -129,15 +130,9 @@ impl Receiver {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone()),
-            Receiver::Child { addr, client, .. } => {
-                let body = client
-                    .get(format!("http://{addr}/__bench/latencies"))
-                    .send()
-                    .await?
-                    .bytes()
-                    .await?;
-                Ok(serde_json::from_slice(&body)?)
-            }
+            Receiver::Child { addr, client, .. } => Ok(serde_json::from_slice(
+                &Self::ask(addr, client, "latencies").await?,
+            )?),
         }
     }
 

@@ -4,6 +4,7 @@ use super::rows;
 use crate::model::*;
 use crate::store::*;
 use anyhow::Result;
+use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use std::collections::HashMap;
 
@@ -251,42 +252,39 @@ pub async fn event_detail(pool: &SqlitePool, id: &str) -> Result<Option<EventDet
     Ok(Some(EventDetail { event, deliveries }))
 }
 
-/// Events by sequence number, for claimed deliveries.
-pub async fn events_by_seq(pool: &SqlitePool, seqs: &[i64]) -> Result<HashMap<i64, Event>> {
-    let mut events = HashMap::with_capacity(seqs.len());
-    for chunk in seqs.chunks(500) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT seq, id, type, location_id, timestamp, data FROM events WHERE seq IN (",
-        );
+/// The rows of `select` (which ends in `IN (`) for every key, 500 keys per query.
+async fn rows_for_keys(pool: &SqlitePool, select: &str, keys: &[i64]) -> Result<Vec<SqliteRow>> {
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(500) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(select);
         let mut sep = q.separated(", ");
-        for s in chunk {
-            sep.push_bind(*s);
+        for k in chunk {
+            sep.push_bind(*k);
         }
         q.push(")");
-        for row in q.build().fetch_all(pool).await? {
-            events.insert(row.try_get("seq")?, rows::event(&row)?);
-        }
+        out.extend(q.build().fetch_all(pool).await?);
     }
-    Ok(events)
+    Ok(out)
+}
+
+/// Events by sequence number, for claimed deliveries.
+pub async fn events_by_seq(pool: &SqlitePool, seqs: &[i64]) -> Result<HashMap<i64, Event>> {
+    let select = "SELECT seq, id, type, location_id, timestamp, data FROM events WHERE seq IN (";
+    rows_for_keys(pool, select, seqs)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("seq")?, rows::event(row)?)))
+        .collect()
 }
 
 /// The bodies kept for these deliveries (those attempted before), by delivery id.
 pub async fn bodies(pool: &SqlitePool, ids: &[i64]) -> Result<HashMap<i64, Vec<u8>>> {
-    let mut bodies = HashMap::new();
-    for chunk in ids.chunks(500) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT delivery_id, body FROM delivery_bodies WHERE delivery_id IN (",
-        );
-        let mut sep = q.separated(", ");
-        for id in chunk {
-            sep.push_bind(*id);
-        }
-        q.push(")");
-        for row in q.build().fetch_all(pool).await? {
-            bodies.insert(row.try_get("delivery_id")?, row.try_get("body")?);
-        }
-    }
-    Ok(bodies)
+    let select = "SELECT delivery_id, body FROM delivery_bodies WHERE delivery_id IN (";
+    rows_for_keys(pool, select, ids)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("delivery_id")?, row.try_get("body")?)))
+        .collect()
 }
 
 pub async fn next_due(pool: &SqlitePool) -> Result<Option<Millis>> {
