@@ -29,6 +29,29 @@ const RATE_HORIZON_S: f64 = 1.0;
 /// one batch ahead runs dry meanwhile (measured: sends fell to zero between claims).
 const LOOKAHEAD: usize = 4;
 
+/// How many jobs a lane keeps ready: enough to go on sending for two claims' round trips
+/// at this endpoint's pace (`limit` requests finish every `exchange_ms`), within half a
+/// batch and LOOKAHEAD − 1 batches. A slow endpoint drains its lane slowly and so needs
+/// few ready, leaving the shared budget to the fast ones (with a flat lookahead it held a
+/// quarter of the budget while answering 320 requests a second).
+fn ready_target(limit: usize, claim_ms: f64, exchange_ms: f64) -> usize {
+    let (low, high) = (limit.div_ceil(2), (LOOKAHEAD - 1) * limit);
+    if exchange_ms <= 0.0 {
+        return high;
+    }
+    let pace = limit as f64 / exchange_ms;
+    ((2.0 * pace * claim_ms.max(1.0)).ceil() as usize).clamp(low, high)
+}
+
+/// Moving averages of times in ms: recent ones weigh a fifth.
+fn smooth(avg: f64, sample: f64) -> f64 {
+    if avg <= 0.0 {
+        sample
+    } else {
+        avg + (sample - avg) / 5.0
+    }
+}
+
 /// One endpoint's work in memory.
 #[derive(Default)]
 struct Lane {
@@ -45,6 +68,15 @@ struct Lane {
     /// The last claim found less due work than it asked for: no point asking again until
     /// something is committed or comes due.
     drained: bool,
+    /// The endpoint's HTTP exchanges lately, ms (0 before the first).
+    exchange_ms: f64,
+}
+
+impl Lane {
+    /// Jobs this lane may hold, sending and ready.
+    fn target(&self, limit: usize, claim_ms: f64) -> usize {
+        limit + ready_target(limit, claim_ms, self.exchange_ms)
+    }
 }
 
 /// A claim's answer, sent back by the task that waited for the store.
@@ -69,15 +101,18 @@ pub(super) struct Scheduler {
     /// Pending subscriptions: when their last confirmation request went out.
     verifying: HashMap<String, Instant>,
     outcomes_tx: mpsc::UnboundedSender<Outcome>,
-    /// An attempt's HTTP exchange ended (its endpoint's id).
-    sent_tx: mpsc::UnboundedSender<String>,
-    sent_rx: mpsc::UnboundedReceiver<String>,
+    /// An attempt's HTTP exchange ended (its endpoint's id, how long it took).
+    sent_tx: mpsc::UnboundedSender<(String, Duration)>,
+    sent_rx: mpsc::UnboundedReceiver<(String, Duration)>,
     /// The recorder committed this many outcomes.
     recorded_rx: mpsc::UnboundedReceiver<usize>,
     claimed_tx: mpsc::UnboundedSender<Claimed>,
     claimed_rx: mpsc::UnboundedReceiver<Claimed>,
-    /// A claim is on its way to the store (one at a time).
+    /// A claim is on its way to the store (one at a time), since when.
     claiming: bool,
+    claim_started: Instant,
+    /// Claims' round trips lately, ms.
+    claim_ms: f64,
     local_commits: Arc<LocalCommits>,
     /// Where the next claim starts among the endpoints, so none always comes first.
     turn: usize,
@@ -111,6 +146,8 @@ impl Scheduler {
             claimed_tx,
             claimed_rx,
             claiming: false,
+            claim_started: Instant::now(),
+            claim_ms: 0.0,
             local_commits,
             turn: 0,
         }
@@ -133,9 +170,10 @@ impl Scheduler {
         Ok(())
     }
 
-    fn sent(&mut self, sub: &str) {
+    fn sent(&mut self, (sub, took): &(String, Duration)) {
         if let Some(lane) = self.lanes.get_mut(sub) {
             lane.sending = lane.sending.saturating_sub(1);
+            lane.exchange_ms = smooth(lane.exchange_ms, took.as_secs_f64() * 1000.0);
         }
         self.sending = self.sending.saturating_sub(1);
     }
@@ -189,10 +227,17 @@ impl Scheduler {
         self.turn = (self.turn + 1) % active.len();
         active.rotate_left(self.turn);
         for sub in active {
-            let (sending, ready, drained) = self
-                .lanes
-                .get(&sub.id)
-                .map_or((0, 0, false), |l| (l.sending, l.ready.len(), l.drained));
+            let (sending, ready, drained, lane_target) =
+                self.lanes
+                    .get(&sub.id)
+                    .map_or((0, 0, false, LOOKAHEAD * per_endpoint), |l| {
+                        (
+                            l.sending,
+                            l.ready.len(),
+                            l.drained,
+                            l.target(per_endpoint, self.claim_ms),
+                        )
+                    });
             let n = if sub.circuit_open {
                 // Open circuit: one probe at a time, one per interval; the rest waits
                 // in the database without spending retries.
@@ -209,10 +254,8 @@ impl Scheduler {
                 let target = match sub.rate_per_sec.filter(|r| *r > 0.0) {
                     // Rate-limited: no more than a second's worth claimed ahead; the
                     // endpoint's gate spaces the sends themselves.
-                    Some(rate) => {
-                        (LOOKAHEAD * per_endpoint).min((rate * RATE_HORIZON_S).ceil() as usize)
-                    }
-                    None => LOOKAHEAD * per_endpoint,
+                    Some(rate) => lane_target.min((rate * RATE_HORIZON_S).ceil() as usize),
+                    None => lane_target,
                 };
                 let n = target.saturating_sub(sending + ready);
                 // Claims go out in batches, not one job at a time.
@@ -358,9 +401,10 @@ impl Scheduler {
                         }
                         *next = now_ms() as f64 + interval;
                     }
+                    let began = Instant::now();
                     let outcome = attempt::run(&sender, &sub, job, mode, &values).await;
                     let _ = outcomes.send(outcome);
-                    let _ = sent.send(sub.id.clone());
+                    let _ = sent.send((sub.id.clone(), began.elapsed()));
                 });
             }
         }
@@ -408,6 +452,9 @@ impl Scheduler {
             if (dirty || due) && !self.claiming {
                 dirty = false;
                 self.claiming = self.start_claim();
+                if self.claiming {
+                    self.claim_started = Instant::now();
+                }
                 if !self.claiming {
                     next_due = self.read_next_due().await;
                 }
@@ -452,14 +499,20 @@ impl Scheduler {
                     while let Ok(more) = self.sent_rx.try_recv() {
                         self.sent(&more);
                     }
-                    let per_endpoint = self.cfg.endpoint_in_flight;
+                    let (per_endpoint, claim_ms) = (self.cfg.endpoint_in_flight, self.claim_ms);
                     dirty |= self
                         .lanes
                         .values()
-                        .any(|l| !l.drained && l.ready.len() + l.sending + per_endpoint <= LOOKAHEAD * per_endpoint);
+                        .any(|l| {
+                            !l.drained
+                                && l.ready.len() + l.sending + per_endpoint.div_ceil(2)
+                                    <= l.target(per_endpoint, claim_ms)
+                        });
                 }
                 Some(c) = self.claimed_rx.recv() => {
                     self.claiming = false;
+                    let took = self.claim_started.elapsed().as_secs_f64() * 1000.0;
+                    self.claim_ms = smooth(self.claim_ms, took);
                     if self.claimed(c) {
                         next_due = self.read_next_due().await;
                     }
@@ -616,5 +669,22 @@ impl Scheduler {
         let released = self.store.release(Release::All).await?;
         tracing::info!(released, "engine stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ready_target;
+
+    #[test]
+    fn a_lane_keeps_ready_what_its_endpoint_drains_during_two_claims() {
+        // Unknown pace: the most.
+        assert_eq!(ready_target(64, 5.0, 0.0), 192);
+        // 64 slots answering in 200 ms drain 1.6 jobs in a 5 ms claim: half a batch.
+        assert_eq!(ready_target(64, 5.0, 200.0), 32);
+        // 64 slots answering in 10 ms drain 32 in a 5 ms claim: twice that.
+        assert_eq!(ready_target(64, 5.0, 10.0), 64);
+        // Fast answers and slow claims: capped at three batches.
+        assert_eq!(ready_target(64, 20.0, 2.0), 192);
     }
 }
