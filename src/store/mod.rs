@@ -49,7 +49,8 @@ pub struct Job {
     pub probes: u32,
     /// The body as first sent, when an earlier attempt rendered it.
     pub body: Option<Vec<u8>>,
-    pub event: Event,
+    /// Shared by the deliveries of one event (a fan-out to ten endpoints reads it once).
+    pub event: std::sync::Arc<Event>,
 }
 
 /// The result of one attempt, with the delivery's next state already decided.

@@ -199,7 +199,11 @@ impl Store for SqliteStore {
             .map(|l| l.delivery_id)
             .collect();
         let read = async {
-            let events = read::events_by_seq(&self.read, &seqs).await?;
+            let events: HashMap<i64, Arc<Event>> = read::events_by_seq(&self.read, &seqs)
+                .await?
+                .into_iter()
+                .map(|(seq, e)| (seq, Arc::new(e)))
+                .collect();
             let bodies = if again.is_empty() {
                 HashMap::new()
             } else {
@@ -226,7 +230,7 @@ impl Store for SqliteStore {
                     attempts: l.attempts,
                     probes: l.probes,
                     body: bodies.remove(&l.delivery_id),
-                    event: event.clone(),
+                    event: Arc::clone(event),
                 }),
                 None => orphans.push(l.delivery_id),
             }
