@@ -341,6 +341,27 @@ async fn fresh(synchronous_full: bool, endpoint_in_flight: usize) -> Result<Benc
     Ok(Bench { dir, store, engine })
 }
 
+/// Failed attempts so far, by class, when there were any: a workload that took longer than
+/// its neighbours says why.
+async fn failures(b: &Bench) -> String {
+    let Ok(counters) = b.store.counters().await else {
+        return String::new();
+    };
+    let failed: Vec<String> = counters
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("attempts_failed_")
+                .filter(|_| *v > 0)
+                .map(|class| format!("{class} {v}"))
+        })
+        .collect();
+    if failed.is_empty() {
+        String::new()
+    } else {
+        format!(" — failed attempts (retried): {}", failed.join(", "))
+    }
+}
+
 fn db_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|d| {
@@ -381,7 +402,10 @@ async fn run_load(
     }
     let got = seen.wait_for(deliveries, Duration::from_secs(600)).await?;
     let took = start.elapsed().as_secs_f64();
-    eprintln!("  {name}: {got}/{deliveries} in {took:.1} s");
+    eprintln!(
+        "  {name}: {got}/{deliveries} in {took:.1} s{}",
+        failures(b).await
+    );
     let cpu = rusage_cpu() + seen.cpu() - cpu0;
     let mut lat = seen.latencies().await?;
     Ok(Row {
@@ -603,7 +627,10 @@ async fn backlog(p: &Plan) -> Result<Row> {
         .await?;
     let got = seen.wait_for(n as u64, Duration::from_secs(900)).await?;
     let took = start.elapsed().as_secs_f64();
-    eprintln!("  4 backlog drain: {got}/{n} in {took:.1} s");
+    eprintln!(
+        "  4 backlog drain: {got}/{n} in {took:.1} s{}",
+        failures(&b).await
+    );
     let row = Row {
         name: "4 backlog drain".into(),
         events_per_s: f64::NAN,
@@ -697,7 +724,10 @@ async fn via_api(p: &Plan) -> Result<Row> {
     let took = start.elapsed().as_secs_f64();
     let cpu = rusage_cpu() + seen.cpu() - cpu0;
     let mut lat = seen.latencies().await?;
-    eprintln!("  6 via HTTP API: {got}/{n}, {failed} requests failed");
+    eprintln!(
+        "  6 via HTTP API: {got}/{n}, {failed} requests failed{}",
+        failures(&b).await
+    );
     let row = Row {
         name: "6 via HTTP API".into(),
         events_per_s: n as f64 / publish_secs,

@@ -111,6 +111,8 @@ pub(super) struct Scheduler {
     /// A claim is on its way to the store (one at a time), since when.
     claiming: bool,
     claim_started: Instant,
+    /// Work-making commits seen when the claim on its way was asked for.
+    claim_generation: u64,
     /// Claims' round trips lately, ms.
     claim_ms: f64,
     local_commits: Arc<LocalCommits>,
@@ -147,6 +149,7 @@ impl Scheduler {
             claimed_rx,
             claiming: false,
             claim_started: Instant::now(),
+            claim_generation: 0,
             claim_ms: 0.0,
             local_commits,
             turn: 0,
@@ -281,6 +284,8 @@ impl Scheduler {
         let lease_until = now + max_timeout as i64 + LEASE_MARGIN_MS;
         // Reserved now, so the budget holds while the answer is on its way.
         self.held += wants.iter().map(|(_, n)| n).sum::<usize>();
+        // Read before the claim reaches the writer, so any commit after it counts.
+        self.claim_generation = self.local_commits.generation.load(Ordering::Acquire);
         let (store, tx) = (self.store.clone(), self.claimed_tx.clone());
         tokio::spawn(async move {
             let jobs = store.claim(wants.clone(), now, lease_until).await;
@@ -294,8 +299,12 @@ impl Scheduler {
     }
 
     /// Puts a claim's jobs in their lanes; true when some lane got less than it asked for
-    /// (the queue is empty there, so the next due time is worth reading).
+    /// (the queue is empty there, so the next due time is worth reading). A lane is marked
+    /// drained only if nothing that makes work was committed since the claim was asked
+    /// for: that commit's wake-up may have come before this answer, and a lane marked
+    /// drained after it would wait for the next commit, which may never come.
     fn claimed(&mut self, c: Claimed) -> bool {
+        let moved = self.local_commits.generation.load(Ordering::Acquire) != self.claim_generation;
         let asked: usize = c.wants.iter().map(|(_, n)| n).sum();
         let jobs = match c.jobs {
             Ok(jobs) => jobs,
@@ -312,7 +321,8 @@ impl Scheduler {
         let mut short = false;
         for (sub, n) in &c.wants {
             let lane = self.lanes.entry(sub.clone()).or_default();
-            lane.drained = got.get(sub.as_str()).copied().unwrap_or(0) < *n;
+            let less = got.get(sub.as_str()).copied().unwrap_or(0) < *n;
+            lane.drained = less && !moved;
             short |= lane.drained;
         }
         for job in jobs {

@@ -13,6 +13,10 @@ use async_trait::async_trait;
 pub struct LocalCommits {
     /// Signalled after every commit that may make work (anything but claims).
     pub any: tokio::sync::Notify,
+    /// How many such commits there have been, bumped before `any` is signalled: a claim
+    /// that found too little can tell whether work may have come since it was asked for
+    /// (the signal itself may arrive before the claim's answer does).
+    pub generation: std::sync::atomic::AtomicU64,
     /// Bumped by commits that change subscriptions or custom values, so the engine rereads
     /// them at once instead of at its next poll.
     pub config: std::sync::atomic::AtomicU64,

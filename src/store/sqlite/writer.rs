@@ -205,6 +205,9 @@ async fn commit_part(
             .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
     if wake {
+        committed
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         committed.any.notify_waiters();
     }
     if let Some(c) = checkpoints {
