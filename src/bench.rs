@@ -136,13 +136,27 @@ impl Receiver {
         }
     }
 
-    /// Waits until `n` receipts or the deadline; returns the count reached.
-    async fn wait_for(&self, n: u64, limit: Duration) -> Result<u64> {
+    /// Waits until `n` receipts or the deadline; returns the count reached. When nothing
+    /// arrives for ten seconds it says where the rest is (a stalled engine is a bug, and
+    /// this is where one shows).
+    async fn wait_for(&self, n: u64, limit: Duration, store: &SqliteStore) -> Result<u64> {
         let deadline = Instant::now() + limit;
+        let (mut last, mut since, mut told) = (0, Instant::now(), false);
         loop {
             let got = self.count().await?;
             if got >= n || Instant::now() >= deadline {
                 return Ok(got);
+            }
+            if got != last {
+                (last, since, told) = (got, Instant::now(), false);
+            } else if !told && since.elapsed() >= Duration::from_secs(10) {
+                told = true;
+                if let Ok(q) = store.queue_counts().await {
+                    eprintln!(
+                        "  no receipt for 10 s at {got}/{n}: pending {}, retrying {}, leased {}, dead {}",
+                        q.pending, q.retrying, q.in_flight, q.dead
+                    );
+                }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -400,7 +414,9 @@ async fn run_load(
         b.store.publish(events).await?;
         publish_time += t.elapsed();
     }
-    let got = seen.wait_for(deliveries, Duration::from_secs(600)).await?;
+    let got = seen
+        .wait_for(deliveries, Duration::from_secs(600), &b.store)
+        .await?;
     let took = start.elapsed().as_secs_f64();
     eprintln!(
         "  {name}: {got}/{deliveries} in {took:.1} s{}",
@@ -625,7 +641,9 @@ async fn backlog(p: &Plan) -> Result<Row> {
     b.store
         .set_subscription_state("backlog", SubState::Active)
         .await?;
-    let got = seen.wait_for(n as u64, Duration::from_secs(900)).await?;
+    let got = seen
+        .wait_for(n as u64, Duration::from_secs(900), &b.store)
+        .await?;
     let took = start.elapsed().as_secs_f64();
     eprintln!(
         "  4 backlog drain: {got}/{n} in {took:.1} s{}",
@@ -720,7 +738,9 @@ async fn via_api(p: &Plan) -> Result<Row> {
         failed += t.await?;
     }
     let publish_secs = start.elapsed().as_secs_f64();
-    let got = seen.wait_for(n as u64, Duration::from_secs(600)).await?;
+    let got = seen
+        .wait_for(n as u64, Duration::from_secs(600), &b.store)
+        .await?;
     let took = start.elapsed().as_secs_f64();
     let cpu = rusage_cpu() + seen.cpu() - cpu0;
     let mut lat = seen.latencies().await?;

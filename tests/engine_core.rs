@@ -389,6 +389,8 @@ fn quick_benchmark_completes_and_prints_figures() {
     let env = Env::new();
     let out = env.run(&["bench", "--quick"]);
     let text = String::from_utf8_lossy(&out.stdout);
+    // Its progress, for `--nocapture`: a slow run says where it waited.
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         out.status.success(),
         "{}",
