@@ -28,9 +28,10 @@ pub async fn run(mut conn: SqliteConnection, mut commits: mpsc::Receiver<()>) {
             Ok(_) => failing = false,
             Err(e) => {
                 // A full disk or a read-only file: the writer's commits report it to the
-                // user; say it here once per episode, not per commit.
+                // user in one line; a second line from here would only repeat it (and a
+                // CLI command's error must stay one line). Once per episode, for debugging.
                 if !failing {
-                    tracing::warn!("background WAL checkpoint failed: {e}");
+                    tracing::debug!("background WAL checkpoint failed: {e}");
                 }
                 failing = true;
             }

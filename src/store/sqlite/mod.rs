@@ -110,7 +110,7 @@ impl SqliteStore {
                 Some(tx)
             }
             Err(e) => {
-                tracing::warn!("no background checkpoints: {e}");
+                tracing::debug!("no background checkpoints: {e}");
                 None
             }
         };
