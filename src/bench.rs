@@ -422,11 +422,37 @@ async fn run_load(
         "  {name}: {got}/{deliveries} in {took:.1} s{}",
         failures(b).await
     );
+    measured(
+        name,
+        b,
+        seen,
+        n,
+        got,
+        took,
+        n as f64 / publish_time.as_secs_f64().max(1e-9),
+        cpu0,
+    )
+    .await
+}
+
+/// A workload's row from what it measured and what the receiver and this process saw:
+/// `n` events published, `got` receipts in `took` seconds, CPU counted from `cpu0`.
+#[allow(clippy::too_many_arguments)]
+async fn measured(
+    name: &str,
+    b: &Bench,
+    seen: &Receiver,
+    n: usize,
+    got: u64,
+    took: f64,
+    events_per_s: f64,
+    cpu0: f64,
+) -> Result<Row> {
     let cpu = rusage_cpu() + seen.cpu() - cpu0;
     let mut lat = seen.latencies().await?;
     Ok(Row {
         name: name.into(),
-        events_per_s: n as f64 / publish_time.as_secs_f64().max(1e-9),
+        events_per_s,
         deliveries_per_s: got as f64 / took,
         p50: percentile(&mut lat, 0.50),
         p99: percentile(&mut lat, 0.99),
@@ -742,23 +768,21 @@ async fn via_api(p: &Plan) -> Result<Row> {
         .wait_for(n as u64, Duration::from_secs(600), &b.store)
         .await?;
     let took = start.elapsed().as_secs_f64();
-    let cpu = rusage_cpu() + seen.cpu() - cpu0;
-    let mut lat = seen.latencies().await?;
+    let row = measured(
+        "6 via HTTP API",
+        &b,
+        &seen,
+        n,
+        got,
+        took,
+        n as f64 / publish_secs,
+        cpu0,
+    )
+    .await?;
     eprintln!(
         "  6 via HTTP API: {got}/{n}, {failed} requests failed{}",
         failures(&b).await
     );
-    let row = Row {
-        name: "6 via HTTP API".into(),
-        events_per_s: n as f64 / publish_secs,
-        deliveries_per_s: got as f64 / took,
-        p50: percentile(&mut lat, 0.50),
-        p99: percentile(&mut lat, 0.99),
-        p999: percentile(&mut lat, 0.999),
-        cpu_per_1k: cpu / (got.max(1) as f64 / 1000.0),
-        peak_rss_mb: rss_kb("VmHWM:") as f64 / 1024.0,
-        db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n as f64,
-    };
     b.finish().await?;
     Ok(row)
 }
