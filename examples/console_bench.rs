@@ -10,7 +10,6 @@ use hookctl::store::{NewEvent, Store};
 use hookctl::tui::snapshot::{self, EngineMode};
 use hookctl::tui::state::{Action, App, Pane};
 use hookctl::tui::{render, theme::Theme};
-use sqlx::ConnectOptions;
 use std::time::{Duration, Instant};
 
 fn ms(d: Duration) -> String {
@@ -76,18 +75,10 @@ async fn main() -> anyhow::Result<()> {
     }
     // Outcomes set in bulk (the benchmark is about reading): mostly delivered, 1 % dead,
     // 0.5 % retrying, each with one attempt.
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
-        .connect()
-        .await?;
-    sqlx::query("UPDATE deliveries SET status = CASE WHEN id % 100 = 0 THEN 'dead' WHEN id % 200 = 1 THEN 'retrying' ELSE 'delivered' END, attempts = 1, next_at = CASE WHEN id % 200 = 1 THEN ?1 + 600000 ELSE NULL END")
-        .bind(now)
-        .execute(&mut conn)
-        .await?;
-    sqlx::query("INSERT INTO attempts (delivery_id, n, at, status_code, error_class, error, latency_ms) SELECT id, 1, ?1 - (id * 3) % 3600000, CASE WHEN status = 'delivered' THEN 200 ELSE 500 END, CASE WHEN status = 'delivered' THEN NULL ELSE 'status' END, CASE WHEN status = 'delivered' THEN NULL ELSE 'HTTP 500' END, id % 300 FROM deliveries")
-        .bind(now)
-        .execute(&mut conn)
-        .await?;
+    let conn = rusqlite::Connection::open(&path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute("UPDATE deliveries SET status = CASE WHEN id % 100 = 0 THEN 'dead' WHEN id % 200 = 1 THEN 'retrying' ELSE 'delivered' END, attempts = 1, next_at = CASE WHEN id % 200 = 1 THEN ?1 + 600000 ELSE NULL END", [now])?;
+    conn.execute("INSERT INTO attempts (delivery_id, n, at, status_code, error_class, error, latency_ms) SELECT id, 1, ?1 - (id * 3) % 3600000, CASE WHEN status = 'delivered' THEN 200 ELSE 500 END, CASE WHEN status = 'delivered' THEN NULL ELSE 'status' END, CASE WHEN status = 'delivered' THEN NULL ELSE 'HTTP 500' END, id % 300 FROM deliveries", [now])?;
     drop(conn);
     let deliveries = store.queue_counts().await?;
     let build_time = built.elapsed();

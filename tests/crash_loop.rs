@@ -6,7 +6,6 @@
 
 mod common;
 use common::*;
-use sqlx::{ConnectOptions, Connection};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -21,24 +20,10 @@ fn rng(mut x: u64) -> impl FnMut() -> u64 {
 }
 
 fn integrity(db: &std::path::Path) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .unwrap();
-    rt.block_on(async {
-        let mut c = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(db)
-            .read_only(true)
-            .connect()
-            .await
-            .unwrap();
-        let (r,): (String,) = sqlx::query_as("PRAGMA integrity_check")
-            .fetch_one(&mut c)
-            .await
-            .unwrap();
-        c.close().await.unwrap();
-        r
-    })
+    c.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap()
 }
 
 fn crash_loop(events: usize, kills: usize, seed: u64) {

@@ -5,7 +5,6 @@
 
 mod common;
 use common::*;
-use sqlx::{ConnectOptions, Connection};
 use std::path::Path;
 use std::process::Command;
 
@@ -103,22 +102,8 @@ fn read_only_filesystem() {
 fn locked_beyond_the_busy_timeout() {
     let env = Env::new();
     env.ok(&["emit", "TaskCreate", "--id", "before"]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut holder = rt.block_on(async {
-        let mut c = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&env.db)
-            .connect()
-            .await
-            .unwrap();
-        sqlx::query("BEGIN EXCLUSIVE")
-            .execute(&mut c)
-            .await
-            .unwrap();
-        c
-    });
+    let holder = rusqlite::Connection::open(&env.db).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let started = std::time::Instant::now();
     let out = env
         .cmd()
@@ -132,10 +117,8 @@ fn locked_beyond_the_busy_timeout() {
         "{:?}",
         started.elapsed()
     );
-    rt.block_on(async {
-        sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
-        holder.close().await.unwrap();
-    });
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
     env.ok(&["emit", "TaskCreate", "--id", "after"]);
     let ids: Vec<String> = env
         .json(&["event", "list"])

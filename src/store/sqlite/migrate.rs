@@ -1,13 +1,11 @@
-//! Schema migrations, embedded in the binary. sqlx's SQLite migrator takes no lock of its
-//! own, so two processes opening a fresh file at once would collide: they are serialised
-//! here by an OS lock on `<db>.migrate.lock` (not the engine's lock, so a CLI command never
-//! waits behind a running engine).
+//! Schema migrations, embedded in the binary; `PRAGMA user_version` records the last one
+//! applied. Two processes opening a fresh file at once would both migrate it: they are
+//! serialised by an OS lock on `<db>.migrate.lock` (not the engine's lock, so a CLI command
+//! never waits behind a running engine). Databases made by earlier builds, whose migrator
+//! (sqlx's) kept its own table instead, are recognised by that table.
 
-use anyhow::{Context, Result};
-use sqlx::SqlStr;
-use sqlx::SqliteConnection;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use std::borrow::Cow;
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, OptionalExtension};
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 
@@ -31,35 +29,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
-fn migrator() -> Migrator {
-    migrator_upto(i64::MAX)
-}
-
-fn migrator_upto(last: i64) -> Migrator {
-    let migrations = MIGRATIONS
-        .iter()
-        .filter(|(version, _, _)| *version <= last)
-        .map(|(version, name, sql)| {
-            Migration::new(
-                *version,
-                Cow::Borrowed(*name),
-                MigrationType::Simple,
-                SqlStr::from_static(sql),
-                false,
-            )
-        })
-        .collect();
-    let mut m = Migrator::with_migrations(migrations);
-    m.set_locking(false);
-    m
-}
-
 /// Holds the migration lock while alive.
 pub struct MigrationLock {
     _file: File,
 }
 
-pub async fn lock(db: &Path) -> Result<MigrationLock> {
+/// Blocks while another process migrates (milliseconds).
+pub fn lock(db: &Path) -> Result<MigrationLock> {
     let mut path = db.as_os_str().to_owned();
     path.push(".migrate.lock");
     let file = OpenOptions::new()
@@ -68,51 +44,146 @@ pub async fn lock(db: &Path) -> Result<MigrationLock> {
         .write(true)
         .open(&path)
         .with_context(|| format!("cannot open {}", Path::new(&path).display()))?;
-    // Blocking wait: another process is migrating and will be done in milliseconds.
-    let file = tokio::task::spawn_blocking(move || file.lock().map(|_| file))
-        .await?
-        .context("cannot take the migration lock")?;
+    file.lock().context("cannot take the migration lock")?;
     Ok(MigrationLock { _file: file })
 }
 
-pub async fn run(conn: &mut SqliteConnection) -> Result<()> {
-    migrator()
-        .run(conn)
-        .await
-        .context("cannot apply database migrations")
+pub fn run(conn: &Connection) -> Result<()> {
+    run_upto(conn, i64::MAX)
+}
+
+/// The last migration applied to this database.
+fn applied(conn: &Connection) -> Result<i64> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version != 0 {
+        return Ok(version);
+    }
+    let sqlx_table: Option<String> = conn
+        .query_row(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if sqlx_table.is_none() {
+        return Ok(0);
+    }
+    let last: Option<i64> = conn.query_row(
+        "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(last.unwrap_or(0))
+}
+
+fn run_upto(conn: &Connection, last: i64) -> Result<()> {
+    let applied = applied(conn).context("cannot read the database's schema version")?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if applied > known {
+        bail!(
+            "the database's schema (version {applied}) is newer than this hookctl knows ({known}); use a newer hookctl"
+        );
+    }
+    for (version, name, sql) in MIGRATIONS
+        .iter()
+        .filter(|(v, _, _)| *v > applied && *v <= last)
+    {
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .context("cannot apply database migrations")?;
+        let done = conn
+            .execute_batch(sql)
+            .and_then(|()| conn.pragma_update(None, "user_version", version));
+        match done {
+            Ok(()) => conn
+                .execute_batch("COMMIT")
+                .context("cannot apply database migrations")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e).with_context(|| {
+                    format!("cannot apply database migration {version} ({name})")
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use sqlx::{Connection, SqliteConnection};
+    use rusqlite::Connection;
 
     /// A database made before bodies moved to their own table keeps every body.
-    #[tokio::test]
-    async fn upgrading_moves_kept_bodies_beside_their_deliveries() {
+    #[test]
+    fn upgrading_moves_kept_bodies_beside_their_deliveries() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
-        let mut conn = SqliteConnection::connect(&url).await.unwrap();
-        super::migrator_upto(4).run(&mut conn).await.unwrap();
-        sqlx::query(
+        let conn = Connection::open(dir.path().join("old.db")).unwrap();
+        super::run_upto(&conn, 4).unwrap();
+        conn.execute_batch(
             "INSERT INTO events (seq, id, type, timestamp, data, received_at) VALUES (1, 'e', 'T', 0, '{}', 0); \
              INSERT INTO deliveries (id, event_seq, subscription_id, status, body, created_at, updated_at) \
              VALUES (7, 1, 's', 'dead', x'414243', 0, 0), (8, 1, 's', 'pending', NULL, 0, 0)",
         )
-        .execute(&mut conn)
-        .await
         .unwrap();
-        super::run(&mut conn).await.unwrap();
-        let rows: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT delivery_id, body FROM delivery_bodies ORDER BY delivery_id")
-                .fetch_all(&mut conn)
-                .await
-                .unwrap();
+        super::run(&conn).unwrap();
+        let mut q = conn
+            .prepare("SELECT delivery_id, body FROM delivery_bodies ORDER BY delivery_id")
+            .unwrap();
+        let rows: Vec<(i64, Vec<u8>)> = q
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
         assert_eq!(rows, vec![(7, b"ABC".to_vec())]);
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM deliveries")
-            .fetch_one(&mut conn)
-            .await
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 2);
+    }
+
+    /// Earlier builds recorded migrations in sqlx's table and left `user_version` at 0:
+    /// such a database is upgraded from where it stands, not migrated again from scratch.
+    #[test]
+    fn a_database_migrated_by_sqlx_continues_from_its_last_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("sqlx.db")).unwrap();
+        super::run_upto(&conn, 3).unwrap();
+        conn.execute_batch(
+            "PRAGMA user_version = 0; \
+             CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+               installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, \
+               checksum BLOB NOT NULL, execution_time BIGINT NOT NULL); \
+             INSERT INTO _sqlx_migrations VALUES (1, 'init', 0, 1, x'', 0), (2, 'custom values', 0, 1, x'', 0), \
+               (3, 'api', 0, 1, x'', 0); \
+             INSERT INTO events (seq, id, type, timestamp, data, received_at) VALUES (1, 'kept', 'T', 0, '{}', 0);",
+        )
+        .unwrap();
+        super::run(&conn).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, super::MIGRATIONS.len() as i64);
+        let id: String = conn
+            .query_row("SELECT id FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(id, "kept");
+        // Migration 5 ran: bodies have their own table.
+        let n: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'delivery_bodies'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn a_database_from_a_newer_build_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("new.db")).unwrap();
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        let err = super::run(&conn).unwrap_err().to_string();
+        assert!(err.contains("newer"), "{err}");
     }
 
     #[test]

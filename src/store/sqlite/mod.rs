@@ -1,25 +1,24 @@
-//! SQLite store: one writer connection owned by a group-commit task, a read pool, a
-//! dedicated connection that watches `PRAGMA data_version` for other processes' commits,
-//! and one that checkpoints the WAL beside the writer.
+//! SQLite store: one writer connection owned by a group-commit thread, a pool of read-only
+//! connections used from blocking tasks, a dedicated connection that watches
+//! `PRAGMA data_version` for other processes' commits, and one that checkpoints the WAL
+//! beside the writer.
 
 mod checkpoint;
 mod migrate;
 mod read;
 mod rows;
+mod sql;
 mod writer;
 
 use super::*;
 use crate::model::{Millis, SubState, Subscription};
 use anyhow::{Context, Result, bail};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, Connection, SqliteConnection};
+use rusqlite::{Connection, OpenFlags};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use writer::Op;
 
 #[derive(Debug, Clone)]
@@ -42,19 +41,90 @@ impl Default for OpenOptions {
 pub struct SqliteStore {
     path: PathBuf,
     ops: mpsc::Sender<Op>,
-    read: SqlitePool,
-    version: Mutex<SqliteConnection>,
+    read: Arc<ReadPool>,
+    version: std::sync::Mutex<Connection>,
     /// Signalled after every local commit, so an in-process engine reacts at once.
     committed: Arc<LocalCommits>,
 }
 
-fn base_options(path: &Path, o: &OpenOptions) -> SqliteConnectOptions {
-    SqliteConnectOptions::new()
-        .filename(path)
-        .busy_timeout(o.busy_timeout)
-        .foreign_keys(true)
-        .log_statements(tracing::log::LevelFilter::Trace)
-        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1))
+/// Prepared statements kept per connection: every statement the store runs, with room.
+const STATEMENT_CACHE: usize = 64;
+
+fn connect(path: &Path, o: &OpenOptions, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    let c = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    c.busy_timeout(o.busy_timeout)?;
+    c.pragma_update(None, "foreign_keys", true)?;
+    c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(c)
+}
+
+fn connect_read_only(path: &Path, o: &OpenOptions) -> Result<Connection> {
+    connect(path, o, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("cannot open database {} for reading", path.display()))
+}
+
+/// The writer's connection, on a database created and migrated if needed.
+fn open_writer(path: &Path, o: &OpenOptions) -> Result<Connection> {
+    let _lock = migrate::lock(path)?;
+    let conn = connect(
+        path,
+        o,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+    )
+    .with_context(|| format!("cannot open database {}", path.display()))?;
+    let setup = || -> rusqlite::Result<()> {
+        let _: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            if o.synchronous_full { "FULL" } else { "NORMAL" },
+        )?;
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
+        )
+    };
+    setup().with_context(|| format!("cannot open database {}", path.display()))?;
+    migrate::run(&conn)?;
+    Ok(conn)
+}
+
+/// Read-only connections, opened on first use and kept; each query runs on a blocking
+/// thread so a long read never holds up the runtime.
+struct ReadPool {
+    path: PathBuf,
+    options: OpenOptions,
+    idle: std::sync::Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+impl ReadPool {
+    async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .context("the store is closed")?;
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let idle = pool.idle.lock().ok().and_then(|mut v| v.pop());
+            let conn = match idle {
+                Some(c) => c,
+                None => connect_read_only(&pool.path, &pool.options)?,
+            };
+            let out = f(&conn);
+            if let Ok(mut v) = pool.idle.lock() {
+                v.push(conn);
+            }
+            out
+        })
+        .await
+        .context("a database read stopped")?
+    }
 }
 
 impl SqliteStore {
@@ -67,60 +137,50 @@ impl SqliteStore {
         if !dir.is_dir() {
             bail!("database directory {} does not exist", dir.display());
         }
-        let writer_opts = base_options(path, &o)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .pragma(
-                "wal_autocheckpoint",
-                checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
-            )
-            .synchronous(if o.synchronous_full {
-                SqliteSynchronous::Full
-            } else {
-                SqliteSynchronous::Normal
-            });
-        let mut conn = {
-            let _lock = migrate::lock(path).await?;
-            let mut conn = writer_opts
-                .connect()
-                .await
-                .with_context(|| format!("cannot open database {}", path.display()))?;
-            migrate::run(&mut conn).await?;
-            conn
-        };
-        // Cheap insurance that the connection is usable before handing it to the task.
-        conn.ping().await.context("database is not responding")?;
-
-        let read_opts = base_options(path, &o).read_only(true);
-        let read = SqlitePoolOptions::new()
-            .max_connections(o.read_connections)
-            .min_connections(0)
-            .connect_with(read_opts.clone())
-            .await
-            .with_context(|| format!("cannot open database {} for reading", path.display()))?;
-        let version = read_opts.connect().await?;
+        let (p, opts) = (path.to_path_buf(), o.clone());
+        let (conn, version) = tokio::task::spawn_blocking(move || {
+            let conn = open_writer(&p, &opts)?;
+            anyhow::Ok((conn, connect_read_only(&p, &opts)?))
+        })
+        .await
+        .context("opening the database stopped")??;
 
         let committed = Arc::new(LocalCommits::default());
         // Without its checkpointer the store still works: the writer checkpoints itself
         // at its (larger) threshold.
-        let checkpoints = match base_options(path, &o).connect().await {
+        let checkpoints = match connect(path, &o, OpenFlags::SQLITE_OPEN_READ_WRITE) {
             Ok(c) => {
-                let (tx, rx) = mpsc::channel(1);
-                tokio::spawn(checkpoint::run(c, rx));
-                Some(tx)
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                std::thread::Builder::new()
+                    .name("hookctl-checkpoint".into())
+                    .spawn(move || checkpoint::run(c, rx))
+                    .ok()
+                    .map(|_| tx)
             }
             Err(e) => {
                 tracing::debug!("no background checkpoints: {e}");
                 None
             }
         };
+        // The writer is the engine's serial path: a thread of its own runs each batch's
+        // statements back to back, never queued behind HTTP work on the runtime.
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(writer::run(conn, rx, committed.clone(), checkpoints));
+        let c = committed.clone();
+        std::thread::Builder::new()
+            .name("hookctl-writer".into())
+            .spawn(move || writer::run(conn, rx, c, checkpoints))
+            .context("cannot start the store's writer")?;
+        let read = Arc::new(ReadPool {
+            path: path.to_path_buf(),
+            permits: Semaphore::new(o.read_connections.max(1) as usize),
+            options: o,
+            idle: std::sync::Mutex::new(Vec::new()),
+        });
         Ok(Arc::new(SqliteStore {
             path: path.to_path_buf(),
             ops: tx,
             read,
-            version: Mutex::new(version),
+            version: std::sync::Mutex::new(version),
             committed,
         }))
     }
@@ -198,19 +258,18 @@ impl Store for SqliteStore {
             .filter(|l| l.attempts > 0 || l.probes > 0)
             .map(|l| l.delivery_id)
             .collect();
-        let read = async {
-            let events: HashMap<i64, Arc<Event>> = read::events_by_seq(&self.read, &seqs)
-                .await?
+        let read = self.read.run(move |c| {
+            let events: HashMap<i64, Arc<Event>> = read::events_by_seq(c, &seqs)?
                 .into_iter()
                 .map(|(seq, e)| (seq, Arc::new(e)))
                 .collect();
             let bodies = if again.is_empty() {
                 HashMap::new()
             } else {
-                read::bodies(&self.read, &again).await?
+                read::bodies(c, &again)?
             };
             anyhow::Ok((events, bodies))
-        };
+        });
         let (events, mut bodies) = match read.await {
             Ok(read) => read,
             Err(e) => {
@@ -299,11 +358,11 @@ impl Store for SqliteStore {
     }
 
     async fn retry_queue(&self, limit: u32) -> Result<Vec<RetryItem>> {
-        read::retry_queue(&self.read, limit).await
+        self.read.run(move |c| read::retry_queue(c, limit)).await
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadItem>> {
-        read::dead_letters(&self.read, limit).await
+        self.read.run(move |c| read::dead_letters(c, limit)).await
     }
 
     async fn attempt_samples(
@@ -311,23 +370,31 @@ impl Store for SqliteStore {
         since: Millis,
         limit: u32,
     ) -> Result<std::collections::HashMap<String, Vec<AttemptSample>>> {
-        read::attempt_samples(&self.read, since, limit).await
+        self.read
+            .run(move |c| read::attempt_samples(c, since, limit))
+            .await
     }
 
     async fn events_since(&self, since: Millis) -> Result<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM events WHERE received_at >= ?")
-            .bind(since)
-            .fetch_one(&self.read)
-            .await?;
-        Ok(n)
+        self.read
+            .run(move |c| {
+                Ok(
+                    c.prepare_cached("SELECT COUNT(*) FROM events WHERE received_at >= ?")?
+                        .query_row([since], |r| r.get(0))?,
+                )
+            })
+            .await
     }
 
     async fn queue_counts(&self) -> Result<QueueCounts> {
-        read::queue_counts(&self.read).await
+        self.read.run(read::queue_counts).await
     }
 
     async fn subscription_log(&self, id: &str, limit: u32) -> Result<Vec<LogEntry>> {
-        read::subscription_log(&self.read, id, limit).await
+        let id = id.to_string();
+        self.read
+            .run(move |c| read::subscription_log(c, &id, limit))
+            .await
     }
 
     async fn release(&self, which: Release) -> Result<u64> {
@@ -411,50 +478,72 @@ impl Store for SqliteStore {
     }
 
     async fn tokens(&self) -> Result<Vec<ApiToken>> {
-        read::tokens(&self.read, None).await
+        self.read.run(move |c| read::tokens(c, None)).await
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>> {
-        Ok(read::tokens(&self.read, Some(hash))
+        let hash = hash.to_string();
+        Ok(self
+            .read
+            .run(move |c| read::tokens(c, Some(&hash)))
             .await?
             .into_iter()
             .next())
     }
 
     async fn inbounds(&self) -> Result<Vec<Inbound>> {
-        read::inbounds(&self.read, None).await
+        self.read.run(move |c| read::inbounds(c, None)).await
     }
 
     async fn inbound_by_hash(&self, hash: &str) -> Result<Option<Inbound>> {
-        Ok(read::inbounds(&self.read, Some(hash))
+        let hash = hash.to_string();
+        Ok(self
+            .read
+            .run(move |c| read::inbounds(c, Some(&hash)))
             .await?
             .into_iter()
             .next())
     }
 
     async fn verify_token(&self, id: &str) -> Result<Option<String>> {
-        let row: Option<(Option<String>,)> =
-            sqlx::query_as("SELECT verify_token FROM subscriptions WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.read)
-                .await?;
-        Ok(row.and_then(|r| r.0))
+        use rusqlite::OptionalExtension;
+        let id = id.to_string();
+        self.read
+            .run(move |c| {
+                let row: Option<Option<String>> = c
+                    .prepare_cached("SELECT verify_token FROM subscriptions WHERE id = ?")?
+                    .query_row([id], |r| r.get(0))
+                    .optional()?;
+                Ok(row.flatten())
+            })
+            .await
     }
 
     async fn counters(&self) -> Result<Vec<(String, i64)>> {
-        Ok(
-            sqlx::query_as("SELECT name, value FROM counters ORDER BY name")
-                .fetch_all(&self.read)
-                .await?,
-        )
+        self.read
+            .run(|c| {
+                sql::each(
+                    c,
+                    "SELECT name, value FROM counters ORDER BY name",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })
+            .await
     }
 
     async fn values(&self) -> Result<Vec<CustomValue>> {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT name, location_id, value FROM custom_values ORDER BY name, location_id",
-        )
-        .fetch_all(&self.read)
-        .await?;
+        let rows: Vec<(String, String, String)> = self
+            .read
+            .run(|c| {
+                sql::each(
+                    c,
+                    "SELECT name, location_id, value FROM custom_values ORDER BY name, location_id",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+            })
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(name, loc, value)| CustomValue {
@@ -466,34 +555,40 @@ impl Store for SqliteStore {
     }
 
     async fn subscriptions(&self) -> Result<Vec<Subscription>> {
-        read::subscriptions(&self.read).await
+        self.read.run(read::subscriptions).await
     }
 
     async fn find_subscription(&self, id_or_prefix: &str) -> Result<Option<Subscription>> {
-        read::find_subscription(&self.read, id_or_prefix).await
+        let key = id_or_prefix.to_string();
+        self.read
+            .run(move |c| read::find_subscription(c, &key))
+            .await
     }
 
     async fn subscription_stats(&self) -> Result<Vec<SubscriptionStats>> {
-        read::subscription_stats(&self.read).await
+        self.read.run(read::subscription_stats).await
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRow>> {
-        read::list_events(&self.read, filter).await
+        let filter = filter.clone();
+        self.read.run(move |c| read::list_events(c, &filter)).await
     }
 
     async fn event_detail(&self, id: &str) -> Result<Option<EventDetail>> {
-        read::event_detail(&self.read, id).await
+        let id = id.to_string();
+        self.read.run(move |c| read::event_detail(c, &id)).await
     }
 
     async fn next_due(&self) -> Result<Option<Millis>> {
-        read::next_due(&self.read).await
+        self.read.run(read::next_due).await
     }
 
     async fn change_counter(&self) -> Result<i64> {
-        let mut conn = self.version.lock().await;
-        let (v,): (i64,) = sqlx::query_as("PRAGMA data_version")
-            .fetch_one(&mut *conn)
-            .await?;
-        Ok(v)
+        // Microseconds, on a connection of its own: no need to leave the runtime.
+        let conn = self
+            .version
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the store's version connection is unusable"))?;
+        Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 }

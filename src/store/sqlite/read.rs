@@ -1,35 +1,28 @@
 //! Read queries, on the read-only pool: never in the writer's way.
 
 use super::rows;
+use super::sql::{Sql, each};
 use crate::model::*;
 use crate::store::*;
 use anyhow::Result;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use rusqlite::{Connection, OptionalExtension, Row};
 use std::collections::HashMap;
 
-pub async fn subscriptions(pool: &SqlitePool) -> Result<Vec<Subscription>> {
+pub fn subscriptions(c: &Connection) -> Result<Vec<Subscription>> {
     let sql = format!(
         "SELECT {} FROM subscriptions ORDER BY created_at, id",
         rows::SUBSCRIPTION_COLUMNS
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(rows::subscription).collect()
+    each(c, &sql, [], rows::subscription)
 }
 
-pub async fn find_subscription(pool: &SqlitePool, key: &str) -> Result<Option<Subscription>> {
+pub fn find_subscription(c: &Connection, key: &str) -> Result<Option<Subscription>> {
     // LIKE would treat '_' in ids as a wildcard; compare the prefix exactly instead.
     let sql = format!(
         "SELECT {} FROM subscriptions WHERE id = ?1 OR substr(id, 1, length(?1)) = ?1 OR name = ?1 LIMIT 10",
         rows::SUBSCRIPTION_COLUMNS
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(key)
-        .fetch_all(pool)
-        .await?;
-    let subs: Vec<Subscription> = rows.iter().map(rows::subscription).collect::<Result<_>>()?;
+    let subs: Vec<Subscription> = each(c, &sql, [key], rows::subscription)?;
     if let Some(exact) = subs.iter().find(|s| s.id == key) {
         return Ok(Some(exact.clone()));
     }
@@ -44,19 +37,23 @@ pub async fn find_subscription(pool: &SqlitePool, key: &str) -> Result<Option<Su
     }
 }
 
-pub async fn subscription_stats(pool: &SqlitePool) -> Result<Vec<SubscriptionStats>> {
-    let rows = sqlx::query(
+pub fn subscription_stats(c: &Connection) -> Result<Vec<SubscriptionStats>> {
+    let rows = each(
+        c,
         "SELECT subscription_id, status, COUNT(*) AS n FROM deliveries \
          WHERE superseded_by IS NULL OR status IN ('pending', 'retrying') \
          GROUP BY subscription_id, status",
-    )
-    .fetch_all(pool)
-    .await?;
+        [],
+        |r| {
+            Ok((
+                r.get::<_, String>("subscription_id")?,
+                r.get::<_, String>("status")?,
+                r.get::<_, i64>("n")?,
+            ))
+        },
+    )?;
     let mut by_sub: HashMap<String, SubscriptionStats> = HashMap::new();
-    for r in rows {
-        let sub: String = r.try_get("subscription_id")?;
-        let status: String = r.try_get("status")?;
-        let n: i64 = r.try_get("n")?;
+    for (sub, status, n) in rows {
         let s = by_sub
             .entry(sub.clone())
             .or_insert_with(|| SubscriptionStats {
@@ -72,17 +69,22 @@ pub async fn subscription_stats(pool: &SqlitePool) -> Result<Vec<SubscriptionSta
             Err(_) => {}
         }
     }
-    let last = sqlx::query(
+    let last = each(
+        c,
         "SELECT d.subscription_id, a.status_code, a.at FROM attempts a \
          JOIN deliveries d ON d.id = a.delivery_id \
          WHERE d.id IN (SELECT MAX(id) FROM deliveries WHERE attempts > 0 GROUP BY subscription_id) \
          ORDER BY a.n",
-    )
-    .fetch_all(pool)
-    .await?;
-    for r in last {
-        let sub: String = r.try_get("subscription_id")?;
-        let code: Option<i64> = r.try_get("status_code")?;
+        [],
+        |r| {
+            Ok((
+                r.get::<_, String>("subscription_id")?,
+                r.get::<_, Option<i64>>("status_code")?,
+                r.get::<_, i64>("at")?,
+            ))
+        },
+    )?;
+    for (sub, code, at) in last {
         let s = by_sub
             .entry(sub.clone())
             .or_insert_with(|| SubscriptionStats {
@@ -90,15 +92,15 @@ pub async fn subscription_stats(pool: &SqlitePool) -> Result<Vec<SubscriptionSta
                 ..Default::default()
             });
         s.last_status_code = code.and_then(|c| u16::try_from(c).ok());
-        s.last_attempt_at = Some(r.try_get("at")?);
+        s.last_attempt_at = Some(at);
     }
     let mut out: Vec<_> = by_sub.into_values().collect();
     out.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
     Ok(out)
 }
 
-pub async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Vec<EventRow>> {
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+pub fn list_events(c: &Connection, f: &EventFilter) -> Result<Vec<EventRow>> {
+    let mut q = Sql::new(
         "SELECT e.seq, e.id, e.type, e.location_id, e.timestamp, e.received_at FROM events e WHERE 1 = 1",
     );
     if let Some(t) = &f.text {
@@ -109,26 +111,26 @@ pub async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Vec<Event
                 .replace('_', "\\_")
         );
         q.push(" AND (e.id LIKE ")
-            .push_bind(pattern.clone())
+            .bind(pattern.clone())
             .push(" ESCAPE '\\'");
         q.push(" OR e.type LIKE ")
-            .push_bind(pattern)
+            .bind(pattern)
             .push(" ESCAPE '\\')");
     }
     if let Some(b) = f.before_seq {
-        q.push(" AND e.seq <= ").push_bind(b);
+        q.push(" AND e.seq <= ").bind(b);
     }
     if let Some(a) = f.after_seq {
-        q.push(" AND e.seq > ").push_bind(a);
+        q.push(" AND e.seq > ").bind(a);
     }
     if let Some(t) = &f.event_type {
-        q.push(" AND e.type = ").push_bind(t.clone());
+        q.push(" AND e.type = ").bind(t.clone());
     }
     if let Some(l) = &f.location_id {
-        q.push(" AND e.location_id = ").push_bind(l.clone());
+        q.push(" AND e.location_id = ").bind(l.clone());
     }
     if let Some(since) = f.since {
-        q.push(" AND e.received_at >= ").push_bind(since);
+        q.push(" AND e.received_at >= ").bind(since);
     }
     if f.status.is_some() || f.subscription_id.is_some() {
         q.push(" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq");
@@ -136,23 +138,21 @@ pub async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Vec<Event
         q.push(")");
     }
     q.push(" ORDER BY e.seq DESC LIMIT ")
-        .push_bind(i64::from(f.limit));
-    let rows = q.build().fetch_all(pool).await?;
-    let mut events: Vec<(i64, EventRow)> = Vec::with_capacity(rows.len());
-    for r in &rows {
-        events.push((
-            r.try_get("seq")?,
+        .bind(i64::from(f.limit));
+    let mut events: Vec<(i64, EventRow)> = q.rows(c, |r| {
+        Ok((
+            r.get("seq")?,
             EventRow {
-                seq: r.try_get("seq")?,
-                id: r.try_get("id")?,
-                event_type: r.try_get("type")?,
-                location_id: r.try_get("location_id")?,
-                timestamp: r.try_get("timestamp")?,
-                received_at: r.try_get("received_at")?,
+                seq: r.get("seq")?,
+                id: r.get("id")?,
+                event_type: r.get("type")?,
+                location_id: r.get("location_id")?,
+                timestamp: r.get("timestamp")?,
+                received_at: r.get("received_at")?,
                 deliveries: Vec::new(),
             },
-        ));
-    }
+        ))
+    })?;
     let index: HashMap<i64, usize> = events
         .iter()
         .enumerate()
@@ -160,29 +160,24 @@ pub async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Vec<Event
         .collect();
     let seqs: Vec<i64> = events.iter().map(|(s, _)| *s).collect();
     for chunk in seqs.chunks(200) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        let mut q = Sql::new(
             "SELECT d.id, d.event_seq, d.subscription_id, d.status FROM deliveries d WHERE d.event_seq IN (",
         );
-        let mut sep = q.separated(", ");
-        for s in chunk {
-            sep.push_bind(*s);
-        }
+        q.list(chunk.iter().copied());
         q.push(")");
         push_delivery_filter(&mut q, f);
         q.push(" ORDER BY d.id");
-        let rows = q.build().fetch_all(pool).await?;
-        let mut found: Vec<(i64, DeliveryBrief)> = Vec::with_capacity(rows.len());
-        for r in rows {
-            let status: String = r.try_get("status")?;
-            found.push((
-                r.try_get("event_seq")?,
+        let found: Vec<(i64, DeliveryBrief)> = q.rows(c, |r| {
+            let status: String = r.get("status")?;
+            Ok((
+                r.get("event_seq")?,
                 DeliveryBrief {
-                    id: r.try_get("id")?,
-                    subscription_id: r.try_get("subscription_id")?,
+                    id: r.get("id")?,
+                    subscription_id: r.get("subscription_id")?,
                     status: status.parse().map_err(anyhow::Error::msg)?,
                 },
-            ));
-        }
+            ))
+        })?;
         for (seq, d) in found {
             if let Some(&i) = index.get(&seq) {
                 events[i].1.deliveries.push(d);
@@ -192,129 +187,132 @@ pub async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Vec<Event
     Ok(events.into_iter().map(|(_, e)| e).collect())
 }
 
-fn push_delivery_filter(q: &mut QueryBuilder<Sqlite>, f: &EventFilter) {
+fn push_delivery_filter(q: &mut Sql, f: &EventFilter) {
     if let Some(s) = f.status {
-        q.push(" AND d.status = ").push_bind(s.as_str());
+        q.push(" AND d.status = ").bind(s.as_str().to_string());
     }
     if let Some(sub) = &f.subscription_id {
-        q.push(" AND d.subscription_id = ").push_bind(sub.clone());
+        q.push(" AND d.subscription_id = ").bind(sub.clone());
     }
 }
 
-pub async fn event_detail(pool: &SqlitePool, id: &str) -> Result<Option<EventDetail>> {
-    let Some(row) =
-        sqlx::query("SELECT seq, id, type, location_id, timestamp, data FROM events WHERE id = ?")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?
-    else {
+pub fn event_detail(c: &Connection, id: &str) -> Result<Option<EventDetail>> {
+    let found = c
+        .prepare_cached(
+            "SELECT seq, id, type, location_id, timestamp, data FROM events WHERE id = ?",
+        )?
+        .query_row([id], |r| {
+            Ok((
+                r.get::<_, i64>("seq")?,
+                r.get::<_, String>("data")?,
+                rows::event_fields(r)?,
+            ))
+        })
+        .optional()?;
+    let Some((seq, data, fields)) = found else {
         return Ok(None);
     };
-    let seq: i64 = row.try_get("seq")?;
-    let event = rows::event(&row)?;
-    let drows = sqlx::query(
+    let event = rows::event_from(fields, &data)?;
+    let mut deliveries = each(
+        c,
         "SELECT d.id, d.subscription_id, s.url, d.status, d.next_at, d.superseded_by, b.body, d.created_at \
          FROM deliveries d LEFT JOIN subscriptions s ON s.id = d.subscription_id \
          LEFT JOIN delivery_bodies b ON b.delivery_id = d.id \
          WHERE d.event_seq = ? ORDER BY d.id",
-    )
-    .bind(seq)
-    .fetch_all(pool)
-    .await?;
-    let mut deliveries = Vec::with_capacity(drows.len());
-    for r in drows {
-        let status: String = r.try_get("status")?;
-        deliveries.push(DeliveryDetail {
-            id: r.try_get("id")?,
-            subscription_id: r.try_get("subscription_id")?,
-            url: r.try_get("url")?,
-            status: status.parse().map_err(anyhow::Error::msg)?,
-            next_at: r.try_get("next_at")?,
-            superseded_by: r.try_get("superseded_by")?,
-            body: r.try_get("body")?,
-            created_at: r.try_get("created_at")?,
-            attempts: Vec::new(),
-        });
-    }
-    let arows = sqlx::query(
+        [seq],
+        |r| {
+            let status: String = r.get("status")?;
+            Ok(DeliveryDetail {
+                id: r.get("id")?,
+                subscription_id: r.get("subscription_id")?,
+                url: r.get("url")?,
+                status: status.parse().map_err(anyhow::Error::msg)?,
+                next_at: r.get("next_at")?,
+                superseded_by: r.get("superseded_by")?,
+                body: r.get("body")?,
+                created_at: r.get("created_at")?,
+                attempts: Vec::new(),
+            })
+        },
+    )?;
+    let attempts = each(
+        c,
         "SELECT a.* FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
          WHERE d.event_seq = ? ORDER BY a.delivery_id, a.n",
-    )
-    .bind(seq)
-    .fetch_all(pool)
-    .await?;
-    for r in arows {
-        let delivery_id: i64 = r.try_get("delivery_id")?;
+        [seq],
+        |r| Ok((r.get::<_, i64>("delivery_id")?, rows::attempt(r)?)),
+    )?;
+    for (delivery_id, a) in attempts {
         if let Some(d) = deliveries.iter_mut().find(|d| d.id == delivery_id) {
-            d.attempts.push(rows::attempt(&r)?);
+            d.attempts.push(a);
         }
     }
     Ok(Some(EventDetail { event, deliveries }))
 }
 
-/// The rows of `select` (which ends in `IN (`) for every key, 500 keys per query.
-async fn rows_for_keys(pool: &SqlitePool, select: &str, keys: &[i64]) -> Result<Vec<SqliteRow>> {
-    let mut out = Vec::with_capacity(keys.len());
-    for chunk in keys.chunks(500) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(select);
-        let mut sep = q.separated(", ");
-        for k in chunk {
-            sep.push_bind(*k);
+/// Events by sequence number, for claimed deliveries.
+pub fn events_by_seq(c: &Connection, seqs: &[i64]) -> Result<HashMap<i64, Event>> {
+    let mut q = c.prepare_cached(
+        "SELECT seq, id, type, location_id, timestamp, data FROM events WHERE seq = ?",
+    )?;
+    let mut out = HashMap::with_capacity(seqs.len());
+    for seq in seqs {
+        // A key that is gone (cannot happen for a leased delivery) is left out; the caller
+        // hands such leases back.
+        let row = q
+            .query_row([seq], |r| {
+                Ok((r.get::<_, String>("data")?, rows::event_fields(r)?))
+            })
+            .optional()?;
+        if let Some((data, fields)) = row {
+            out.insert(*seq, rows::event_from(fields, &data)?);
         }
-        q.push(")");
-        out.extend(q.build().fetch_all(pool).await?);
     }
     Ok(out)
 }
 
-/// Events by sequence number, for claimed deliveries.
-pub async fn events_by_seq(pool: &SqlitePool, seqs: &[i64]) -> Result<HashMap<i64, Event>> {
-    let select = "SELECT seq, id, type, location_id, timestamp, data FROM events WHERE seq IN (";
-    rows_for_keys(pool, select, seqs)
-        .await?
-        .iter()
-        .map(|row| Ok((row.try_get("seq")?, rows::event(row)?)))
-        .collect()
-}
-
 /// The bodies kept for these deliveries (those attempted before), by delivery id.
-pub async fn bodies(pool: &SqlitePool, ids: &[i64]) -> Result<HashMap<i64, Vec<u8>>> {
-    let select = "SELECT delivery_id, body FROM delivery_bodies WHERE delivery_id IN (";
-    rows_for_keys(pool, select, ids)
-        .await?
-        .iter()
-        .map(|row| Ok((row.try_get("delivery_id")?, row.try_get("body")?)))
-        .collect()
+pub fn bodies(c: &Connection, ids: &[i64]) -> Result<HashMap<i64, Vec<u8>>> {
+    let mut q = c.prepare_cached("SELECT body FROM delivery_bodies WHERE delivery_id = ?")?;
+    let mut out = HashMap::with_capacity(ids.len());
+    for id in ids {
+        if let Some(body) = q.query_row([id], |r| r.get(0)).optional()? {
+            out.insert(*id, body);
+        }
+    }
+    Ok(out)
 }
 
-pub async fn next_due(pool: &SqlitePool) -> Result<Option<Millis>> {
-    let (at,): (Option<i64>,) = sqlx::query_as(
+pub fn next_due(c: &Connection) -> Result<Option<Millis>> {
+    Ok(c.prepare_cached(
         // Per endpoint, so each is one step down the claim index (due order within an
         // endpoint) instead of a walk over the whole backlog.
         "SELECT MIN((SELECT MIN(d.next_at) FROM deliveries d \
                      WHERE d.subscription_id = s.id AND d.status IN ('pending', 'retrying') \
                        AND d.lease_until IS NULL)) \
          FROM subscriptions s WHERE s.state = 'active' AND s.circuit = 'closed'",
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(at)
+    )?
+    .query_row([], |r| r.get(0))?)
 }
 
-pub async fn queue_counts(pool: &SqlitePool) -> Result<QueueCounts> {
+pub fn queue_counts(conn: &Connection) -> Result<QueueCounts> {
     let mut c = QueueCounts::default();
-    let rows = sqlx::query(
+    let rows = each(
+        conn,
         // Grouped by endpoint too, which follows an index instead of sorting every row.
         "SELECT status, COUNT(*) AS n, SUM(lease_until IS NOT NULL) AS leased FROM deliveries \
          WHERE superseded_by IS NULL OR status IN ('pending', 'retrying') \
          GROUP BY subscription_id, status",
-    )
-    .fetch_all(pool)
-    .await?;
-    for r in rows {
-        let status: String = r.try_get("status")?;
-        let n: i64 = r.try_get("n")?;
-        let leased: Option<i64> = r.try_get("leased")?;
+        [],
+        |r| {
+            Ok((
+                r.get::<_, String>("status")?,
+                r.get::<_, i64>("n")?,
+                r.get::<_, Option<i64>>("leased")?,
+            ))
+        },
+    )?;
+    for (status, n, leased) in rows {
         c.in_flight += leased.unwrap_or(0);
         match status.parse::<DeliveryStatus>() {
             Ok(DeliveryStatus::Pending) => c.pending += n,
@@ -325,175 +323,160 @@ pub async fn queue_counts(pool: &SqlitePool) -> Result<QueueCounts> {
             Err(_) => {}
         }
     }
-    let (events, oldest): (i64, Option<i64>) =
-        sqlx::query_as("SELECT COUNT(*), MIN(received_at) FROM events")
-            .fetch_one(pool)
-            .await?;
+    let (events, oldest): (i64, Option<i64>) = conn
+        .prepare_cached("SELECT COUNT(*), MIN(received_at) FROM events")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     c.events = events;
     c.oldest_event_at = oldest;
     Ok(c)
 }
 
-pub async fn subscription_log(pool: &SqlitePool, id: &str, limit: u32) -> Result<Vec<LogEntry>> {
-    let rows = sqlx::query(
+pub fn subscription_log(c: &Connection, id: &str, limit: u32) -> Result<Vec<LogEntry>> {
+    each(
+        c,
         "SELECT at, change, reason FROM subscription_log WHERE subscription_id = ? ORDER BY at DESC, rowid DESC LIMIT ?",
-    )
-    .bind(id)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
+        rusqlite::params![id, i64::from(limit)],
+        |r| {
             Ok(LogEntry {
-                at: r.try_get("at")?,
-                change: r.try_get("change")?,
-                reason: r.try_get("reason")?,
+                at: r.get("at")?,
+                change: r.get("change")?,
+                reason: r.get("reason")?,
             })
-        })
-        .collect()
+        },
+    )
 }
 
-fn error_class(r: &sqlx::sqlite::SqliteRow, col: &str) -> Result<Option<ErrorClass>> {
-    let c: Option<String> = r.try_get(col)?;
+fn error_class(r: &Row<'_>, col: &str) -> Result<Option<ErrorClass>> {
+    let c: Option<String> = r.get(col)?;
     c.map(|c| c.parse()).transpose().map_err(anyhow::Error::msg)
 }
 
-fn status_code(r: &sqlx::sqlite::SqliteRow, col: &str) -> Result<Option<u16>> {
-    let c: Option<i64> = r.try_get(col)?;
+fn status_code(r: &Row<'_>, col: &str) -> Result<Option<u16>> {
+    let c: Option<i64> = r.get(col)?;
     Ok(c.and_then(|c| u16::try_from(c).ok()))
 }
 
-pub async fn retry_queue(pool: &SqlitePool, limit: u32) -> Result<Vec<RetryItem>> {
-    let rows = sqlx::query(
+pub fn retry_queue(c: &Connection, limit: u32) -> Result<Vec<RetryItem>> {
+    each(
+        c,
         "SELECT d.id, e.id AS event_id, e.type, d.subscription_id, d.attempts, d.probes, d.next_at, \
                 a.error_class, a.error, a.status_code \
          FROM deliveries d JOIN events e ON e.seq = d.event_seq \
          LEFT JOIN attempts a ON a.delivery_id = d.id AND a.n = d.attempts \
          WHERE d.status = 'retrying' ORDER BY d.next_at, d.id LIMIT ?",
-    )
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let attempts: i64 = r.try_get("attempts")?;
-            let probes: i64 = r.try_get("probes")?;
+        rusqlite::params![i64::from(limit)],
+        |r| {
+            let attempts: i64 = r.get("attempts")?;
+            let probes: i64 = r.get("probes")?;
             Ok(RetryItem {
-                delivery_id: r.try_get("id")?,
-                event_id: r.try_get("event_id")?,
-                event_type: r.try_get("type")?,
-                subscription_id: r.try_get("subscription_id")?,
+                delivery_id: r.get("id")?,
+                event_id: r.get("event_id")?,
+                event_type: r.get("type")?,
+                subscription_id: r.get("subscription_id")?,
                 attempts: attempts as u32,
                 probes: probes as u32,
-                next_at: r.try_get("next_at")?,
+                next_at: r.get("next_at")?,
                 last_error_class: error_class(r, "error_class")?,
-                last_error: r.try_get("error")?,
+                last_error: r.get("error")?,
                 last_status_code: status_code(r, "status_code")?,
             })
-        })
-        .collect()
+        },
+    )
 }
 
-pub async fn dead_letters(pool: &SqlitePool, limit: u32) -> Result<Vec<DeadItem>> {
-    let rows = sqlx::query(
+pub fn dead_letters(c: &Connection, limit: u32) -> Result<Vec<DeadItem>> {
+    each(
+        c,
         "SELECT d.id, e.id AS event_id, e.type, d.subscription_id, d.attempts, \
                 a.at, a.error_class, a.error, a.status_code \
          FROM deliveries d JOIN events e ON e.seq = d.event_seq \
          LEFT JOIN attempts a ON a.delivery_id = d.id AND a.n = d.attempts \
          WHERE d.status = 'dead' AND d.superseded_by IS NULL \
          ORDER BY d.subscription_id, a.error_class, a.status_code, a.at DESC, d.id DESC LIMIT ?",
-    )
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let attempts: i64 = r.try_get("attempts")?;
-            let at: Option<i64> = r.try_get("at")?;
+        rusqlite::params![i64::from(limit)],
+        |r| {
+            let attempts: i64 = r.get("attempts")?;
+            let at: Option<i64> = r.get("at")?;
             Ok(DeadItem {
-                delivery_id: r.try_get("id")?,
-                event_id: r.try_get("event_id")?,
-                event_type: r.try_get("type")?,
-                subscription_id: r.try_get("subscription_id")?,
+                delivery_id: r.get("id")?,
+                event_id: r.get("event_id")?,
+                event_type: r.get("type")?,
+                subscription_id: r.get("subscription_id")?,
                 attempts: attempts as u32,
                 died_at: at.unwrap_or(0),
                 error_class: error_class(r, "error_class")?,
-                error: r.try_get("error")?,
+                error: r.get("error")?,
                 status_code: status_code(r, "status_code")?,
             })
-        })
-        .collect()
+        },
+    )
 }
 
-pub async fn attempt_samples(
-    pool: &SqlitePool,
+pub fn attempt_samples(
+    c: &Connection,
     since: Millis,
     limit: u32,
 ) -> Result<HashMap<String, Vec<AttemptSample>>> {
-    let rows = sqlx::query(
+    let rows = each(
+        c,
         "SELECT d.subscription_id, a.at, a.latency_ms, a.status_code, a.error_class \
          FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
          WHERE a.at >= ? ORDER BY a.at DESC LIMIT ?",
-    )
-    .bind(since)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
+        rusqlite::params![since, i64::from(limit)],
+        |r| {
+            let class: Option<String> = r.get("error_class")?;
+            let latency: i64 = r.get("latency_ms")?;
+            Ok((
+                r.get::<_, String>("subscription_id")?,
+                AttemptSample {
+                    at: r.get("at")?,
+                    latency_ms: latency.max(0) as u64,
+                    ok: class.is_none(),
+                },
+            ))
+        },
+    )?;
     let mut out: HashMap<String, Vec<AttemptSample>> = HashMap::new();
-    for r in rows {
-        let class: Option<String> = r.try_get("error_class")?;
-        let latency: i64 = r.try_get("latency_ms")?;
-        out.entry(r.try_get("subscription_id")?)
-            .or_default()
-            .push(AttemptSample {
-                at: r.try_get("at")?,
-                latency_ms: latency.max(0) as u64,
-                ok: class.is_none(),
-            });
+    for (sub, sample) in rows {
+        out.entry(sub).or_default().push(sample);
     }
     Ok(out)
 }
 
-pub async fn tokens(pool: &SqlitePool, hash: Option<&str>) -> Result<Vec<ApiToken>> {
-    let rows = sqlx::query(
+pub fn tokens(c: &Connection, hash: Option<&str>) -> Result<Vec<ApiToken>> {
+    each(
+        c,
         "SELECT id, scopes, location_id, created_at, revoked_at FROM tokens \
          WHERE (?1 IS NULL OR (hash = ?1 AND revoked_at IS NULL)) ORDER BY created_at",
-    )
-    .bind(hash)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let scopes: String = r.try_get("scopes")?;
+        rusqlite::params![hash],
+        |r| {
+            let scopes: String = r.get("scopes")?;
             Ok(ApiToken {
-                id: r.try_get("id")?,
+                id: r.get("id")?,
                 scopes: serde_json::from_str(&scopes)?,
-                location_id: r.try_get("location_id")?,
-                created_at: r.try_get("created_at")?,
-                revoked_at: r.try_get("revoked_at")?,
+                location_id: r.get("location_id")?,
+                created_at: r.get("created_at")?,
+                revoked_at: r.get("revoked_at")?,
             })
-        })
-        .collect()
+        },
+    )
 }
 
-pub async fn inbounds(pool: &SqlitePool, hash: Option<&str>) -> Result<Vec<Inbound>> {
-    let rows = sqlx::query(
+pub fn inbounds(c: &Connection, hash: Option<&str>) -> Result<Vec<Inbound>> {
+    each(
+        c,
         "SELECT id, type, location_id, map, secret, created_at FROM inbound WHERE (?1 IS NULL OR hash = ?1) ORDER BY created_at",
-    )
-    .bind(hash)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let map: String = r.try_get("map")?;
+        rusqlite::params![hash],
+        |r| {
+            let map: String = r.get("map")?;
             Ok(Inbound {
-                id: r.try_get("id")?,
-                event_type: r.try_get("type")?,
-                location_id: r.try_get("location_id")?,
+                id: r.get("id")?,
+                event_type: r.get("type")?,
+                location_id: r.get("location_id")?,
                 map: serde_json::from_str(&map)?,
-                secret: r.try_get("secret")?,
-                created_at: r.try_get("created_at")?,
+                secret: r.get("secret")?,
+                created_at: r.get("created_at")?,
             })
-        })
-        .collect()
+        },
+    )
 }

@@ -4,12 +4,14 @@
 //! and stores nothing partial.
 
 use super::rows;
+use super::sql::Sql;
 use crate::model::*;
 use crate::store::*;
 use anyhow::{Result, anyhow};
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
 use tokio::sync::{mpsc, oneshot};
 
 type Reply<T> = oneshot::Sender<Result<T>>;
@@ -116,8 +118,6 @@ const MAX_BATCH: usize = 256;
 /// Rows (events published, outcomes recorded) taken into one transaction: a claim that
 /// arrives meanwhile waits for all of them.
 const MAX_BATCH_ROWS: usize = 2000;
-/// Rows per multi-row statement (well under SQLite's bound-variable limit).
-const ROWS_PER_STATEMENT: usize = 200;
 
 impl Op {
     fn rows(&self) -> usize {
@@ -143,14 +143,14 @@ fn finisher<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Finish {
     })
 }
 
-pub async fn run(
-    mut conn: SqliteConnection,
+pub fn run(
+    conn: Connection,
     mut rx: mpsc::Receiver<Op>,
     committed: Arc<LocalCommits>,
-    checkpoints: Option<mpsc::Sender<()>>,
+    checkpoints: Option<SyncSender<()>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
+    while let Some(first) = rx.blocking_recv() {
         let mut rows = first.rows();
         batch.push(first);
         while batch.len() < MAX_BATCH && rows < MAX_BATCH_ROWS {
@@ -172,16 +172,16 @@ pub async fn run(
             if part.is_empty() {
                 continue;
             }
-            commit_part(&mut conn, part, &committed, checkpoints.as_ref()).await;
+            commit_part(&conn, part, &committed, checkpoints.as_ref());
         }
     }
 }
 
-async fn commit_part(
-    conn: &mut SqliteConnection,
+fn commit_part(
+    conn: &Connection,
     batch: Vec<Op>,
     committed: &LocalCommits,
-    checkpoints: Option<&mpsc::Sender<()>>,
+    checkpoints: Option<&SyncSender<()>>,
 ) {
     // Claims make no new work for anyone; everything else may (new events, resumed
     // endpoints, retries scheduled), so the local engine is woken for those.
@@ -198,7 +198,7 @@ async fn commit_part(
                 | Op::SetVerifyToken { .. }
         )
     });
-    commit_batch(conn, batch.into_iter()).await;
+    commit_batch(conn, batch.into_iter());
     if config {
         committed
             .config
@@ -216,14 +216,14 @@ async fn commit_part(
     }
 }
 
-async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
-    sqlx::query(sql).execute(&mut *conn).await?;
+fn exec(conn: &Connection, sql: &'static str) -> Result<()> {
+    conn.prepare_cached(sql)?.execute(params![])?;
     Ok(())
 }
 
-async fn commit_batch(conn: &mut SqliteConnection, ops: impl Iterator<Item = Op>) {
+fn commit_batch(conn: &Connection, ops: impl Iterator<Item = Op>) {
     let ops: Vec<Op> = ops.collect();
-    if let Err(e) = exec(conn, "BEGIN IMMEDIATE").await {
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         let msg = describe_begin_error(&e);
         for op in ops {
             finisher_for_failed(op, &msg)(None);
@@ -235,20 +235,20 @@ async fn commit_batch(conn: &mut SqliteConnection, ops: impl Iterator<Item = Op>
         // Alone in its transaction, an operation needs no savepoint: if it fails, the
         // whole transaction is rolled back.
         for op in ops {
-            let (finish, ok) = apply(conn, op).await;
+            let (finish, ok) = apply(conn, op);
             let end = if ok {
-                exec(conn, "COMMIT").await.err().map(|e| {
+                exec(conn, "COMMIT").err().map(|e| {
                     tracing::debug!("commit failed: {e:#}");
                     e.to_string()
                 })
             } else {
-                if let Err(e) = exec(conn, "ROLLBACK").await {
+                if let Err(e) = exec(conn, "ROLLBACK") {
                     tracing::error!("rollback failed: {e:#}");
                 }
                 None
             };
             if end.is_some() {
-                let _ = exec(conn, "ROLLBACK").await;
+                let _ = exec(conn, "ROLLBACK");
             }
             finish(end.as_deref());
         }
@@ -257,7 +257,7 @@ async fn commit_batch(conn: &mut SqliteConnection, ops: impl Iterator<Item = Op>
     let mut ops = ops.into_iter().peekable();
     while let Some(op) = ops.next() {
         let Op::Publish { events, reply } = op else {
-            finishes.push(in_savepoint(conn, op).await);
+            finishes.push(in_savepoint(conn, op));
             continue;
         };
         // Producers publishing one event per request (the HTTP API) each send their own
@@ -270,25 +270,25 @@ async fn commit_batch(conn: &mut SqliteConnection, ops: impl Iterator<Item = Op>
         }
         if run.len() == 1 {
             let (events, reply) = run.remove(0);
-            finishes.push(in_savepoint(conn, Op::Publish { events, reply }).await);
+            finishes.push(in_savepoint(conn, Op::Publish { events, reply }));
             continue;
         }
-        match publish_together(conn, run).await {
+        match publish_together(conn, run) {
             Ok(done) => finishes.extend(done),
             // One of them failed: each again on its own, so only that one fails.
             Err(run) => {
                 for (events, reply) in run {
-                    finishes.push(in_savepoint(conn, Op::Publish { events, reply }).await);
+                    finishes.push(in_savepoint(conn, Op::Publish { events, reply }));
                 }
             }
         }
     }
-    let commit_error = match exec(conn, "COMMIT").await {
+    let commit_error = match exec(conn, "COMMIT") {
         Ok(()) => None,
         Err(e) => {
             // Every sender gets this error; the caller decides how to report it.
             tracing::debug!("commit failed: {e:#}");
-            let _ = exec(conn, "ROLLBACK").await;
+            let _ = exec(conn, "ROLLBACK");
             Some(e.to_string())
         }
     };
@@ -298,16 +298,16 @@ async fn commit_batch(conn: &mut SqliteConnection, ops: impl Iterator<Item = Op>
 }
 
 /// One operation inside its own savepoint, so a failure undoes it alone.
-async fn in_savepoint(conn: &mut SqliteConnection, op: Op) -> Finish {
-    if let Err(e) = exec(conn, "SAVEPOINT op").await {
+fn in_savepoint(conn: &Connection, op: Op) -> Finish {
+    if let Err(e) = exec(conn, "SAVEPOINT op") {
         return finisher_for_failed(op, &e.to_string());
     }
-    let (finish, ok) = apply(conn, op).await;
+    let (finish, ok) = apply(conn, op);
     let end = if ok {
-        exec(conn, "RELEASE op").await
+        exec(conn, "RELEASE op")
     } else {
-        match exec(conn, "ROLLBACK TO op").await {
-            Ok(()) => exec(conn, "RELEASE op").await,
+        match exec(conn, "ROLLBACK TO op") {
+            Ok(()) => exec(conn, "RELEASE op"),
             Err(e) => Err(e),
         }
     };
@@ -322,8 +322,8 @@ type PublishRun = Vec<(Vec<NewEvent>, Reply<Vec<Published>>)>;
 /// Several publish operations as one, in one savepoint. An id sent twice across them is
 /// stored once, by the first, exactly as within one batch. On failure nothing is kept and
 /// the operations come back to be retried one by one.
-async fn publish_together(
-    conn: &mut SqliteConnection,
+fn publish_together(
+    conn: &Connection,
     run: PublishRun,
 ) -> std::result::Result<Vec<Finish>, PublishRun> {
     let lens: Vec<usize> = run.iter().map(|(events, _)| events.len()).collect();
@@ -337,11 +337,11 @@ async fn publish_together(
         parts.reverse();
         parts
     };
-    if exec(conn, "SAVEPOINT publish").await.is_err() {
+    if exec(conn, "SAVEPOINT publish").is_err() {
         return Err(split(all).into_iter().zip(replies).collect());
     }
-    let published = match publish(conn, &all).await {
-        Ok(p) => exec(conn, "RELEASE publish").await.map(|()| p),
+    let published = match publish(conn, &all) {
+        Ok(p) => exec(conn, "RELEASE publish").map(|()| p),
         Err(e) => Err(e),
     };
     match published {
@@ -356,8 +356,8 @@ async fn publish_together(
         }
         Err(e) => {
             tracing::debug!("publishing together failed, one by one now: {e:#}");
-            if exec(conn, "ROLLBACK TO publish").await.is_ok() {
-                let _ = exec(conn, "RELEASE publish").await;
+            if exec(conn, "ROLLBACK TO publish").is_ok() {
+                let _ = exec(conn, "RELEASE publish");
             }
             Err(split(all).into_iter().zip(replies).collect())
         }
@@ -399,75 +399,72 @@ fn finisher_for_failed(op: Op, msg: &str) -> Finish {
 }
 
 /// Runs one operation; the flag says whether its savepoint should be kept.
-async fn apply(conn: &mut SqliteConnection, op: Op) -> (Finish, bool) {
+fn apply(conn: &Connection, op: Op) -> (Finish, bool) {
     fn done<T: Send + 'static>(reply: Reply<T>, r: Result<T>) -> (Finish, bool) {
         let ok = r.is_ok();
         (finisher(reply, r), ok)
     }
     match op {
-        Op::Publish { events, reply } => done(reply, publish(conn, &events).await),
-        Op::AddSubscription { sub, reply } => done(reply, add_subscription(conn, &sub).await),
-        Op::SetState { id, state, reply } => done(reply, set_state(conn, &id, state).await),
-        Op::UpdateSubscription { sub, reply } => done(reply, update_subscription(conn, &sub).await),
+        Op::Publish { events, reply } => done(reply, publish(conn, &events)),
+        Op::AddSubscription { sub, reply } => done(reply, add_subscription(conn, &sub)),
+        Op::SetState { id, state, reply } => done(reply, set_state(conn, &id, state)),
+        Op::UpdateSubscription { sub, reply } => done(reply, update_subscription(conn, &sub)),
         Op::Claim {
             wants,
             now,
             lease_until,
             reply,
-        } => done(reply, claim(conn, &wants, now, lease_until).await),
+        } => done(reply, claim(conn, &wants, now, lease_until)),
         Op::Record {
             outcomes,
             circuit_threshold,
             reply,
-        } => done(reply, record(conn, &outcomes, circuit_threshold).await),
+        } => done(reply, record(conn, &outcomes, circuit_threshold)),
         Op::DeleteSubscription { id, force, reply } => {
-            done(reply, delete_subscription(conn, &id, force).await)
+            done(reply, delete_subscription(conn, &id, force))
         }
         Op::RotateSecret {
             id,
             secret,
             grace_until,
             reply,
-        } => done(reply, rotate_secret(conn, &id, &secret, grace_until).await),
+        } => done(reply, rotate_secret(conn, &id, &secret, grace_until)),
         Op::Purge {
             filter,
             dry_run,
             reply,
-        } => done(reply, purge(conn, &filter, dry_run).await),
-        Op::Prune { before, reply } => done(reply, prune(conn, before).await),
+        } => done(reply, purge(conn, &filter, dry_run)),
+        Op::Prune { before, reply } => done(reply, prune(conn, before)),
         Op::ExpireHeld {
             sub,
             before,
             reason,
             reply,
-        } => done(reply, expire_held(conn, &sub, before, &reason).await),
+        } => done(reply, expire_held(conn, &sub, before, &reason)),
         Op::SetValue {
             name,
             location,
             value,
             reply,
-        } => done(
-            reply,
-            set_value(conn, &name, &location, value.as_deref()).await,
-        ),
-        Op::AddToken { token, hash, reply } => done(reply, add_token(conn, &token, &hash).await),
-        Op::RevokeToken { id, reply } => done(reply, revoke_token(conn, &id).await),
+        } => done(reply, set_value(conn, &name, &location, value.as_deref())),
+        Op::AddToken { token, hash, reply } => done(reply, add_token(conn, &token, &hash)),
+        Op::RevokeToken { id, reply } => done(reply, revoke_token(conn, &id)),
         Op::AddInbound {
             inbound,
             hash,
             reply,
-        } => done(reply, add_inbound(conn, &inbound, &hash).await),
-        Op::RemoveInbound { id, reply } => done(reply, remove_inbound(conn, &id).await),
+        } => done(reply, add_inbound(conn, &inbound, &hash)),
+        Op::RemoveInbound { id, reply } => done(reply, remove_inbound(conn, &id)),
         Op::SetVerifyToken { id, token, reply } => {
-            done(reply, set_verify_token(conn, &id, token.as_deref()).await)
+            done(reply, set_verify_token(conn, &id, token.as_deref()))
         }
-        Op::Release { which, reply } => done(reply, release(conn, &which).await),
+        Op::Release { which, reply } => done(reply, release(conn, &which)),
         Op::Redeliver {
             target,
             dry_run,
             now,
             reply,
-        } => done(reply, redeliver(conn, &target, dry_run, now).await),
+        } => done(reply, redeliver(conn, &target, dry_run, now)),
     }
 }
 
@@ -490,41 +487,51 @@ impl Route {
     }
 }
 
-async fn routes(conn: &mut SqliteConnection) -> Result<Vec<Route>> {
-    let rows = sqlx::query("SELECT id, events, location_id FROM subscriptions")
-        .fetch_all(&mut *conn)
-        .await?;
-    rows.iter()
-        .map(|r| {
-            let events: Option<String> = r.try_get("events")?;
-            Ok(Route {
-                id: r.try_get("id")?,
-                events: events.map(|e| serde_json::from_str(&e)).transpose()?,
-                location_id: r.try_get("location_id")?,
-            })
+fn routes(conn: &Connection) -> Result<Vec<Route>> {
+    let mut q = conn.prepare_cached("SELECT id, events, location_id FROM subscriptions")?;
+    let rows = q.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, Option<String>>(2)?,
+        ))
+    })?;
+    rows.map(|r| {
+        let (id, events, location_id) = r?;
+        Ok(Route {
+            id,
+            events: events.map(|e| serde_json::from_str(&e)).transpose()?,
+            location_id,
         })
-        .collect()
+    })
+    .collect()
 }
 
-async fn publish(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<Vec<Published>> {
+fn publish(conn: &Connection, events: &[NewEvent]) -> Result<Vec<Published>> {
     let now = now_ms();
-    let routes = routes(conn).await?;
+    let routes = routes(conn)?;
     let mut seqs: HashMap<String, i64> = HashMap::with_capacity(events.len());
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO events (id, type, location_id, timestamp, data, received_at) ",
-        );
-        q.push_values(chunk, |mut b, e| {
-            b.push_bind(e.id.clone())
-                .push_bind(e.event_type.clone())
-                .push_bind(e.location_id.clone())
-                .push_bind(e.timestamp)
-                .push_bind(e.data.to_string())
-                .push_bind(e.received_at.unwrap_or(now));
-        });
-        q.push(" ON CONFLICT(id) DO NOTHING RETURNING seq, id");
-        for row in q.build().fetch_all(&mut *conn).await? {
-            seqs.insert(row.try_get("id")?, row.try_get("seq")?);
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO events (id, type, location_id, timestamp, data, received_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(id) DO NOTHING RETURNING seq",
+    )?;
+    for e in events {
+        let seq: Option<i64> = insert
+            .query_row(
+                params![
+                    e.id,
+                    e.event_type,
+                    e.location_id,
+                    e.timestamp,
+                    e.data.to_string(),
+                    e.received_at.unwrap_or(now)
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        // An id already stored (or earlier in this batch) inserts nothing.
+        if let Some(seq) = seq {
+            seqs.insert(e.id.clone(), seq);
         }
     }
     // (event_seq, subscription_id) for every new event × matching subscription.
@@ -556,151 +563,72 @@ async fn publish(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<Vec
             }),
         }
     }
-    insert_deliveries(conn, &fan, now).await?;
+    insert_deliveries(conn, &fan, now)?;
     let fresh = out.iter().filter(|p| !p.duplicate).count() as i64;
-    bump(conn, &[("events_published".into(), fresh)]).await?;
+    bump(conn, &[("events_published".into(), fresh)])?;
     Ok(out)
 }
 
-async fn insert_deliveries(
-    conn: &mut SqliteConnection,
-    rows: &[(i64, &str)],
-    now: Millis,
-) -> Result<Vec<i64>> {
+fn insert_deliveries(conn: &Connection, rows: &[(i64, &str)], now: Millis) -> Result<Vec<i64>> {
     let mut ids = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO deliveries (event_seq, subscription_id, status, attempts, next_at, created_at, updated_at) ",
-        );
-        q.push_values(chunk, |mut b, (seq, sub)| {
-            b.push_bind(*seq)
-                .push_bind(sub.to_string())
-                .push_bind("pending")
-                .push_bind(0i64)
-                .push_bind(now)
-                .push_bind(now)
-                .push_bind(now);
-        });
-        q.push(" RETURNING id");
-        let mut chunk_ids: Vec<i64> = Vec::with_capacity(chunk.len());
-        for row in q.build().fetch_all(&mut *conn).await? {
-            chunk_ids.push(row.try_get("id")?);
-        }
-        // RETURNING's order is unspecified, but rowids are handed out in VALUES order.
-        chunk_ids.sort_unstable();
-        ids.extend(chunk_ids);
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO deliveries (event_seq, subscription_id, status, attempts, next_at, created_at, updated_at) \
+         VALUES (?1, ?2, 'pending', 0, ?3, ?3, ?3)",
+    )?;
+    for (seq, sub) in rows {
+        insert.execute(params![seq, sub, now])?;
+        ids.push(conn.last_insert_rowid());
     }
     Ok(ids)
 }
 
-async fn add_subscription(conn: &mut SqliteConnection, s: &Subscription) -> Result<()> {
+fn add_subscription(conn: &Connection, s: &Subscription) -> Result<()> {
     let events = s.events.as_ref().map(serde_json::to_string).transpose()?;
-    sqlx::query(
-        "INSERT INTO subscriptions (id, name, url, events, location_id, secret, method, headers, format, payload, template, retry_schedule, timeout_ms, rate_per_sec, signature_scheme, signature_header, state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-    )
-    .bind(&s.id)
-    .bind(&s.name)
-    .bind(&s.url)
-    .bind(events)
-    .bind(&s.location_id)
-    .bind(&s.secret)
-    .bind(s.method.as_str())
-    .bind(rows::headers_to_json(&s.headers))
-    .bind(s.format.as_str())
-    .bind(s.payload.as_str())
-    .bind(&s.template)
-    .bind(serde_json::to_string(&s.retry_schedule_ms)?)
-    .bind(s.timeout_ms as i64)
-    .bind(s.rate_per_sec)
-    .bind(s.signature_scheme.as_str())
-    .bind(&s.signature_header)
-    .bind(s.state.as_str())
-    .bind(s.created_at)
-    .bind(s.updated_at)
-    .execute(&mut *conn)
-    .await?;
+    conn.prepare_cached("INSERT INTO subscriptions (id, name, url, events, location_id, secret, method, headers, format, payload, template, retry_schedule, timeout_ms, rate_per_sec, signature_scheme, signature_header, state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")?.execute(params![&s.id, &s.name, &s.url, events, &s.location_id, &s.secret, s.method.as_str(), rows::headers_to_json(&s.headers), s.format.as_str(), s.payload.as_str(), &s.template, serde_json::to_string(&s.retry_schedule_ms)?, s.timeout_ms as i64, s.rate_per_sec, s.signature_scheme.as_str(), &s.signature_header, s.state.as_str(), s.created_at, s.updated_at])?;
     Ok(())
 }
 
-async fn log(
-    conn: &mut SqliteConnection,
-    id: &str,
-    change: &str,
-    reason: Option<&str>,
-) -> Result<()> {
-    sqlx::query(
+fn log(conn: &Connection, id: &str, change: &str, reason: Option<&str>) -> Result<()> {
+    conn.prepare_cached(
         "INSERT INTO subscription_log (subscription_id, at, change, reason) VALUES (?, ?, ?, ?)",
-    )
-    .bind(id)
-    .bind(now_ms())
-    .bind(change)
-    .bind(reason)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute(params![id, now_ms(), change, reason])?;
     Ok(())
 }
 
-async fn update_subscription(conn: &mut SqliteConnection, s: &Subscription) -> Result<()> {
+fn update_subscription(conn: &Connection, s: &Subscription) -> Result<()> {
     let events = s.events.as_ref().map(serde_json::to_string).transpose()?;
-    let r = sqlx::query(
-        "UPDATE subscriptions SET name = ?, url = ?, events = ?, location_id = ?, method = ?, headers = ?, \
+    let r = conn.prepare_cached("UPDATE subscriptions SET name = ?, url = ?, events = ?, location_id = ?, method = ?, headers = ?, \
            format = ?, payload = ?, template = ?, retry_schedule = ?, timeout_ms = ?, rate_per_sec = ?, \
-           signature_scheme = ?, signature_header = ?, updated_at = ? WHERE id = ?",
-    )
-    .bind(&s.name)
-    .bind(&s.url)
-    .bind(events)
-    .bind(&s.location_id)
-    .bind(s.method.as_str())
-    .bind(rows::headers_to_json(&s.headers))
-    .bind(s.format.as_str())
-    .bind(s.payload.as_str())
-    .bind(&s.template)
-    .bind(serde_json::to_string(&s.retry_schedule_ms)?)
-    .bind(s.timeout_ms as i64)
-    .bind(s.rate_per_sec)
-    .bind(s.signature_scheme.as_str())
-    .bind(&s.signature_header)
-    .bind(now_ms())
-    .bind(&s.id)
-    .execute(&mut *conn)
-    .await?;
-    if r.rows_affected() == 0 {
+           signature_scheme = ?, signature_header = ?, updated_at = ? WHERE id = ?")?.execute(params![&s.name, &s.url, events, &s.location_id, s.method.as_str(), rows::headers_to_json(&s.headers), s.format.as_str(), s.payload.as_str(), &s.template, serde_json::to_string(&s.retry_schedule_ms)?, s.timeout_ms as i64, s.rate_per_sec, s.signature_scheme.as_str(), &s.signature_header, now_ms(), &s.id])?;
+    if (r as u64) == 0 {
         return Err(anyhow!("no subscription with id '{}'", s.id));
     }
-    log(conn, &s.id, "edited", Some("operator")).await
+    log(conn, &s.id, "edited", Some("operator"))
 }
 
-async fn set_state(conn: &mut SqliteConnection, id: &str, state: SubState) -> Result<bool> {
+fn set_state(conn: &Connection, id: &str, state: SubState) -> Result<bool> {
     // Resuming also closes the circuit: the operator says the endpoint is back.
-    let r = sqlx::query(
-        "UPDATE subscriptions SET state = ?1, state_reason = NULL, updated_at = ?2, \
+    let r = conn
+        .prepare_cached(
+            "UPDATE subscriptions SET state = ?1, state_reason = NULL, updated_at = ?2, \
            consecutive_failures = CASE WHEN ?1 = 'active' THEN 0 ELSE consecutive_failures END, \
            circuit = CASE WHEN ?1 = 'active' THEN 'closed' ELSE circuit END \
          WHERE id = ?3",
-    )
-    .bind(state.as_str())
-    .bind(now_ms())
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    if r.rows_affected() > 0 {
-        log(conn, id, state.as_str(), Some("operator")).await?;
+        )?
+        .execute(params![state.as_str(), now_ms(), id])?;
+    if (r as u64) > 0 {
+        log(conn, id, state.as_str(), Some("operator"))?;
     }
-    Ok(r.rows_affected() > 0)
+    Ok((r as u64) > 0)
 }
 
-async fn delete_subscription(
-    conn: &mut SqliteConnection,
-    id: &str,
-    force: bool,
-) -> Result<DeleteOutcome> {
-    let (unfinished,): (i64,) = sqlx::query_as(
+fn delete_subscription(conn: &Connection, id: &str, force: bool) -> Result<DeleteOutcome> {
+    let unfinished: i64 = conn.query_row(
         "SELECT COUNT(*) FROM deliveries WHERE subscription_id = ? AND status IN ('pending', 'retrying')",
-    )
-    .bind(id)
-    .fetch_one(&mut *conn)
-    .await?;
+        [id],
+        |r| r.get(0),
+    )?;
     if unfinished > 0 && !force {
         return Ok(DeleteOutcome {
             deleted: false,
@@ -708,44 +636,27 @@ async fn delete_subscription(
         });
     }
     let now = now_ms();
-    sqlx::query(
+    conn.prepare_cached(
         "UPDATE deliveries SET status = 'cancelled', next_at = NULL, updated_at = ? \
          WHERE subscription_id = ? AND status IN ('pending', 'retrying')",
-    )
-    .bind(now)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    let r = sqlx::query("DELETE FROM subscriptions WHERE id = ?")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    if r.rows_affected() > 0 {
+    )?
+    .execute(params![now, id])?;
+    let r = conn
+        .prepare_cached("DELETE FROM subscriptions WHERE id = ?")?
+        .execute(params![id])?;
+    if (r as u64) > 0 {
         let reason = format!("{unfinished} unfinished deliveries cancelled");
-        log(conn, id, "deleted", Some(&reason)).await?;
+        log(conn, id, "deleted", Some(&reason))?;
     }
     Ok(DeleteOutcome {
-        deleted: r.rows_affected() > 0,
+        deleted: (r as u64) > 0,
         unfinished,
     })
 }
 
-async fn rotate_secret(
-    conn: &mut SqliteConnection,
-    id: &str,
-    secret: &str,
-    grace_until: Millis,
-) -> Result<()> {
-    let r = sqlx::query(
-        "UPDATE subscriptions SET previous_secret = secret, previous_secret_until = ?, secret = ?, updated_at = ? WHERE id = ?",
-    )
-    .bind(grace_until)
-    .bind(secret)
-    .bind(now_ms())
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    if r.rows_affected() == 0 {
+fn rotate_secret(conn: &Connection, id: &str, secret: &str, grace_until: Millis) -> Result<()> {
+    let r = conn.prepare_cached("UPDATE subscriptions SET previous_secret = secret, previous_secret_until = ?, secret = ?, updated_at = ? WHERE id = ?")?.execute(params![grace_until, secret, now_ms(), id])?;
+    if (r as u64) == 0 {
         return Err(anyhow!("no subscription with id '{id}'"));
     }
     log(
@@ -754,192 +665,135 @@ async fn rotate_secret(
         "secret rotated",
         Some(&format!("old secret valid until {}", rfc3339(grace_until))),
     )
-    .await
 }
 
 /// Deletes events that no longer have any delivery (after deliveries were purged).
-async fn delete_orphan_events(conn: &mut SqliteConnection, dry_run: bool) -> Result<u64> {
+fn delete_orphan_events(conn: &Connection, dry_run: bool) -> Result<u64> {
     if dry_run {
-        let (n,): (i64,) = sqlx::query_as(
+        let n: i64 = conn.query_row(
             "SELECT COUNT(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq)",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
+            [],
+            |r| r.get(0),
+        )?;
         return Ok(n as u64);
     }
-    let r = sqlx::query(
-        "DELETE FROM events WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq)",
-    )
-    .execute(&mut *conn)
-    .await?;
-    Ok(r.rows_affected())
+    let r = conn.prepare_cached("DELETE FROM events WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq)")?.execute(params![])?;
+    Ok(r as u64)
 }
 
-async fn purge(conn: &mut SqliteConnection, f: &PurgeFilter, dry_run: bool) -> Result<PurgeCount> {
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(if dry_run {
+fn purge(conn: &Connection, f: &PurgeFilter, dry_run: bool) -> Result<PurgeCount> {
+    let mut q = Sql::new(if dry_run {
         "SELECT COUNT(*) FROM deliveries WHERE status IN ("
     } else {
         "DELETE FROM deliveries WHERE status IN ("
     });
-    let mut sep = q.separated(", ");
-    for st in f.status.iter().filter(|s| s.is_final()) {
-        sep.push_bind(st.as_str());
-    }
-    sep.push_bind("-");
+    let statuses = f.status.iter().filter(|s| s.is_final());
+    q.list(
+        statuses
+            .map(|s| s.as_str().to_string())
+            .chain(["-".to_string()]),
+    );
     q.push(")");
     if let Some(sub) = &f.subscription_id {
-        q.push(" AND subscription_id = ").push_bind(sub.clone());
+        q.push(" AND subscription_id = ").bind(sub.clone());
     }
     if let Some(before) = f.before {
-        q.push(" AND updated_at < ").push_bind(before);
+        q.push(" AND updated_at < ").bind(before);
     }
     let deliveries = if dry_run {
-        let (n,): (i64,) = q.build_query_as().fetch_one(&mut *conn).await?;
-        n as u64
+        let n = q.rows(conn, |r| Ok(r.get::<_, i64>(0)?))?;
+        n.first().copied().unwrap_or(0) as u64
     } else {
-        q.build().execute(&mut *conn).await?.rows_affected()
+        q.execute(conn)? as u64
     };
     // A dry run cannot know which events a real purge would orphan without doing it.
     let events = if dry_run {
         0
     } else {
-        delete_orphan_events(conn, false).await?
+        delete_orphan_events(conn, false)?
     };
     Ok(PurgeCount { deliveries, events })
 }
 
-async fn set_value(
-    conn: &mut SqliteConnection,
-    name: &str,
-    location: &str,
-    value: Option<&str>,
-) -> Result<bool> {
+fn set_value(conn: &Connection, name: &str, location: &str, value: Option<&str>) -> Result<bool> {
     let r = match value {
         Some(v) => {
-            sqlx::query(
-                "INSERT INTO custom_values (name, location_id, value, updated_at) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT(name, location_id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            )
-            .bind(name)
-            .bind(location)
-            .bind(v)
-            .bind(now_ms())
-            .execute(&mut *conn)
-            .await?
+            conn.prepare_cached("INSERT INTO custom_values (name, location_id, value, updated_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT(name, location_id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")?.execute(params![name, location, v, now_ms()])?
         }
         None => {
-            sqlx::query("DELETE FROM custom_values WHERE name = ? AND location_id = ?")
-                .bind(name)
-                .bind(location)
-                .execute(&mut *conn)
-                .await?
+            conn.prepare_cached("DELETE FROM custom_values WHERE name = ? AND location_id = ?")?.execute(params![name, location])?
         }
     };
-    Ok(r.rows_affected() > 0)
+    Ok((r as u64) > 0)
 }
 
-async fn add_token(conn: &mut SqliteConnection, t: &ApiToken, hash: &str) -> Result<()> {
-    sqlx::query(
+fn add_token(conn: &Connection, t: &ApiToken, hash: &str) -> Result<()> {
+    conn.prepare_cached(
         "INSERT INTO tokens (id, hash, scopes, location_id, created_at) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(&t.id)
-    .bind(hash)
-    .bind(serde_json::to_string(&t.scopes)?)
-    .bind(&t.location_id)
-    .bind(t.created_at)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute(params![
+        &t.id,
+        hash,
+        serde_json::to_string(&t.scopes)?,
+        &t.location_id,
+        t.created_at
+    ])?;
     Ok(())
 }
 
-async fn revoke_token(conn: &mut SqliteConnection, id: &str) -> Result<bool> {
-    let r = sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-        .bind(now_ms())
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(r.rows_affected() > 0)
+fn revoke_token(conn: &Connection, id: &str) -> Result<bool> {
+    let r = conn
+        .prepare_cached("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")?
+        .execute(params![now_ms(), id])?;
+    Ok((r as u64) > 0)
 }
 
-async fn add_inbound(conn: &mut SqliteConnection, i: &Inbound, hash: &str) -> Result<()> {
-    sqlx::query("INSERT INTO inbound (id, hash, type, location_id, map, secret, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-        .bind(&i.id)
-        .bind(hash)
-        .bind(&i.event_type)
-        .bind(&i.location_id)
-        .bind(serde_json::to_string(&i.map)?)
-        .bind(&i.secret)
-        .bind(i.created_at)
-        .execute(&mut *conn)
-        .await?;
+fn add_inbound(conn: &Connection, i: &Inbound, hash: &str) -> Result<()> {
+    conn.prepare_cached("INSERT INTO inbound (id, hash, type, location_id, map, secret, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")?.execute(params![&i.id, hash, &i.event_type, &i.location_id, serde_json::to_string(&i.map)?, &i.secret, i.created_at])?;
     Ok(())
 }
 
-async fn remove_inbound(conn: &mut SqliteConnection, id: &str) -> Result<bool> {
-    let r = sqlx::query("DELETE FROM inbound WHERE id = ?")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(r.rows_affected() > 0)
+fn remove_inbound(conn: &Connection, id: &str) -> Result<bool> {
+    let r = conn
+        .prepare_cached("DELETE FROM inbound WHERE id = ?")?
+        .execute(params![id])?;
+    Ok((r as u64) > 0)
 }
 
-async fn set_verify_token(
-    conn: &mut SqliteConnection,
-    id: &str,
-    token: Option<&str>,
-) -> Result<()> {
-    sqlx::query("UPDATE subscriptions SET verify_token = ? WHERE id = ?")
-        .bind(token)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+fn set_verify_token(conn: &Connection, id: &str, token: Option<&str>) -> Result<()> {
+    conn.prepare_cached("UPDATE subscriptions SET verify_token = ? WHERE id = ?")?
+        .execute(params![token, id])?;
     Ok(())
 }
 
-/// Adds to monotonic counters in one statement.
-async fn bump(conn: &mut SqliteConnection, deltas: &[(String, i64)]) -> Result<()> {
-    let deltas: Vec<&(String, i64)> = deltas.iter().filter(|(_, d)| *d != 0).collect();
-    if deltas.is_empty() {
-        return Ok(());
+/// Adds to monotonic counters.
+fn bump(conn: &Connection, deltas: &[(String, i64)]) -> Result<()> {
+    let mut q = conn.prepare_cached(
+        "INSERT INTO counters (name, value) VALUES (?1, ?2) \
+         ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+    )?;
+    for (name, d) in deltas.iter().filter(|(_, d)| *d != 0) {
+        q.execute(params![name, d])?;
     }
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO counters (name, value) ");
-    q.push_values(deltas, |mut b, (name, d)| {
-        b.push_bind(name.clone()).push_bind(*d);
-    });
-    q.push(" ON CONFLICT(name) DO UPDATE SET value = value + excluded.value");
-    q.build().execute(&mut *conn).await?;
     Ok(())
 }
 
-async fn expire_held(
-    conn: &mut SqliteConnection,
-    sub: &str,
-    before: Millis,
-    reason: &str,
-) -> Result<u64> {
+fn expire_held(conn: &Connection, sub: &str, before: Millis, reason: &str) -> Result<u64> {
     let now = now_ms();
     let held = "subscription_id = ?1 AND status IN ('pending', 'retrying') AND lease_until IS NULL AND created_at < ?2";
     let sql = format!(
         "INSERT OR REPLACE INTO attempts (delivery_id, n, at, error_class, error, latency_ms) \
          SELECT id, attempts + 1, ?3, 'circuit_open', ?4, 0 FROM deliveries WHERE {held}"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(sub)
-        .bind(before)
-        .bind(now)
-        .bind(reason)
-        .execute(&mut *conn)
-        .await?;
+    conn.prepare_cached(&sql)?
+        .execute(params![sub, before, now, reason])?;
     let sql = format!(
         "UPDATE deliveries SET status = 'dead', attempts = attempts + 1, next_at = NULL, updated_at = ?3 WHERE {held}"
     );
-    let n = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(sub)
-        .bind(before)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+    let n = conn
+        .prepare_cached(&sql)?
+        .execute(params![sub, before, now])? as u64;
     if n > 0 {
         bump(
             conn,
@@ -948,32 +802,25 @@ async fn expire_held(
                 ("attempts".into(), n as i64),
                 ("attempts_failed_circuit_open".into(), n as i64),
             ],
-        )
-        .await?;
+        )?;
         log(
             conn,
             sub,
             "expired held deliveries",
             Some(&format!("{n}: {reason}")),
-        )
-        .await?;
+        )?;
     }
     Ok(n)
 }
 
-async fn prune(conn: &mut SqliteConnection, before: Millis) -> Result<PurgeCount> {
+fn prune(conn: &Connection, before: Millis) -> Result<PurgeCount> {
     // Only events whose every delivery is final: retention never drops work still to do.
-    let r = sqlx::query(
-        "DELETE FROM events WHERE received_at < ?1 AND NOT EXISTS \
-           (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq AND d.status IN ('pending', 'retrying'))",
-    )
-    .bind(before)
-    .execute(&mut *conn)
-    .await?;
+    let r = conn.prepare_cached("DELETE FROM events WHERE received_at < ?1 AND NOT EXISTS \
+           (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq AND d.status IN ('pending', 'retrying'))")?.execute(params![before])?;
     // Deliveries and attempts go with their events (ON DELETE CASCADE).
     Ok(PurgeCount {
         deliveries: 0,
-        events: r.rows_affected(),
+        events: (r as u64),
     })
 }
 
@@ -987,15 +834,15 @@ pub struct Leased {
     pub probes: u32,
 }
 
-async fn claim(
-    conn: &mut SqliteConnection,
+fn claim(
+    conn: &Connection,
     wants: &[(String, usize)],
     now: Millis,
     lease_until: Millis,
 ) -> Result<Vec<Leased>> {
     let mut claimed: Vec<Leased> = Vec::new();
     for (sub, n) in wants.iter().filter(|(_, n)| *n > 0) {
-        let rows = sqlx::query(
+        let mut q = conn.prepare_cached(
             "UPDATE deliveries SET lease_until = ?1 \
              WHERE id IN (SELECT id FROM deliveries \
                  WHERE subscription_id = ?2 AND status IN ('pending', 'retrying') \
@@ -1003,99 +850,75 @@ async fn claim(
                  ORDER BY next_at LIMIT ?4) \
                AND EXISTS (SELECT 1 FROM subscriptions WHERE id = ?2 AND state = 'active') \
              RETURNING id, event_seq, attempts, probes",
-        )
-        .bind(lease_until)
-        .bind(sub)
-        .bind(now)
-        .bind(*n as i64)
-        .fetch_all(&mut *conn)
-        .await?;
-        for r in rows {
-            let attempts: i64 = r.try_get("attempts")?;
-            let probes: i64 = r.try_get("probes")?;
-            claimed.push(Leased {
-                delivery_id: r.try_get("id")?,
-                event_seq: r.try_get("event_seq")?,
+        )?;
+        let rows = q.query_map(params![lease_until, sub, now, *n as i64], |r| {
+            Ok(Leased {
+                delivery_id: r.get(0)?,
+                event_seq: r.get(1)?,
                 subscription_id: sub.clone(),
-                attempts: attempts as u32,
-                probes: probes as u32,
-            });
+                attempts: r.get::<_, i64>(2)? as u32,
+                probes: r.get::<_, i64>(3)? as u32,
+            })
+        })?;
+        for r in rows {
+            claimed.push(r?);
         }
     }
     Ok(claimed)
 }
 
-async fn record(
-    conn: &mut SqliteConnection,
-    outcomes: &[Outcome],
-    circuit_threshold: u32,
-) -> Result<()> {
+fn record(conn: &Connection, outcomes: &[Outcome], circuit_threshold: u32) -> Result<()> {
     let now = now_ms();
-    for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT OR REPLACE INTO attempts (delivery_id, n, at, status_code, error_class, error, latency_ms, request_headers, response_headers, response_body) ",
-        );
-        q.push_values(chunk, |mut b, o| {
-            let a = &o.attempt;
-            b.push_bind(o.delivery_id)
-                .push_bind(a.n as i64)
-                .push_bind(a.at)
-                .push_bind(a.status_code.map(i64::from))
-                .push_bind(a.error_class.map(|c| c.as_str()))
-                .push_bind(a.error.clone())
-                .push_bind(a.latency_ms as i64)
-                .push_bind(Some(rows::headers_to_json(&a.request_headers)))
-                .push_bind(
-                    (!a.response_headers.is_empty())
-                        .then(|| rows::headers_to_json(&a.response_headers)),
-                )
-                .push_bind(a.response_body.clone());
-        });
-        q.build().execute(&mut *conn).await?;
-
-        // One statement updates every delivery of the chunk. A delivery cancelled while in
-        // flight keeps its final state; the attempt is still on record.
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "UPDATE deliveries SET \
-               status = CASE WHEN deliveries.status IN ('pending', 'retrying') THEN v.column2 ELSE deliveries.status END, \
-               next_at = CASE WHEN deliveries.status IN ('pending', 'retrying') THEN v.column3 ELSE NULL END, \
-               attempts = v.column4, \
-               probes = v.column5, \
-               lease_until = NULL, \
-               updated_at = ",
-        );
-        q.push_bind(now);
-        q.push(" FROM (");
-        q.push_values(chunk, |mut b, o| {
-            b.push_bind(o.delivery_id)
-                .push_bind(o.status.as_str())
-                .push_bind(o.next_at)
-                .push_bind(o.attempt.n as i64)
-                .push_bind(o.probes as i64);
-        });
-        q.push(") AS v WHERE deliveries.id = v.column1");
-        q.build().execute(&mut *conn).await?;
-
+    let mut attempt = conn.prepare_cached(
+        "INSERT OR REPLACE INTO attempts (delivery_id, n, at, status_code, error_class, error, \
+           latency_ms, request_headers, response_headers, response_body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    // A delivery cancelled while in flight keeps its final state; the attempt is still on
+    // record.
+    let mut delivery = conn.prepare_cached(
+        "UPDATE deliveries SET \
+           status = CASE WHEN status IN ('pending', 'retrying') THEN ?2 ELSE status END, \
+           next_at = CASE WHEN status IN ('pending', 'retrying') THEN ?3 ELSE NULL END, \
+           attempts = ?4, probes = ?5, lease_until = NULL, updated_at = ?6 \
+         WHERE id = ?1",
+    )?;
+    let mut body = conn.prepare_cached(
+        "INSERT OR IGNORE INTO delivery_bodies (delivery_id, body) VALUES (?1, ?2)",
+    )?;
+    for o in outcomes {
+        let a = &o.attempt;
+        attempt.execute(params![
+            o.delivery_id,
+            a.n,
+            a.at,
+            a.status_code,
+            a.error_class.map(|c| c.as_str()),
+            a.error,
+            a.latency_ms as i64,
+            rows::headers_to_json(&a.request_headers),
+            (!a.response_headers.is_empty()).then(|| rows::headers_to_json(&a.response_headers)),
+            a.response_body,
+        ])?;
+        delivery.execute(params![
+            o.delivery_id,
+            o.status.as_str(),
+            o.next_at,
+            a.n,
+            o.probes,
+            now
+        ])?;
         // The body as first sent; a later attempt (which reuses it) brings none.
-        let bodies: Vec<(i64, &Vec<u8>)> = chunk
-            .iter()
-            .filter_map(|o| o.body.as_ref().map(|b| (o.delivery_id, b)))
-            .collect();
-        if !bodies.is_empty() {
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT OR IGNORE INTO delivery_bodies (delivery_id, body) ");
-            q.push_values(bodies, |mut b, (id, body)| {
-                b.push_bind(id).push_bind(body.as_slice());
-            });
-            q.build().execute(&mut *conn).await?;
+        if let Some(b) = &o.body {
+            body.execute(params![o.delivery_id, b])?;
         }
     }
-    count_outcomes(conn, outcomes).await?;
-    update_health(conn, outcomes, circuit_threshold).await
+    count_outcomes(conn, outcomes)?;
+    update_health(conn, outcomes, circuit_threshold)
 }
 
 /// Attempts, their latency histogram and final outcomes, for /metrics.
-async fn count_outcomes(conn: &mut SqliteConnection, outcomes: &[Outcome]) -> Result<()> {
+fn count_outcomes(conn: &Connection, outcomes: &[Outcome]) -> Result<()> {
     let mut deltas: HashMap<String, i64> = HashMap::new();
     for o in outcomes {
         let a = &o.attempt;
@@ -1123,15 +946,11 @@ async fn count_outcomes(conn: &mut SqliteConnection, outcomes: &[Outcome]) -> Re
         }
     }
     let deltas: Vec<(String, i64)> = deltas.into_iter().collect();
-    bump(conn, &deltas).await
+    bump(conn, &deltas)
 }
 
 /// Endpoint health from a batch of outcomes, in the order they finished.
-async fn update_health(
-    conn: &mut SqliteConnection,
-    outcomes: &[Outcome],
-    threshold: u32,
-) -> Result<()> {
+fn update_health(conn: &Connection, outcomes: &[Outcome], threshold: u32) -> Result<()> {
     #[derive(Default)]
     struct Health {
         succeeded: bool,
@@ -1163,107 +982,80 @@ async fn update_health(
     for (sub, h) in by_sub {
         if h.succeeded && h.failures_since == 0 && !h.gone {
             // The common case, a healthy endpoint staying healthy, needs no write.
-            let row: Option<(i64, String)> = sqlx::query_as(
-                "SELECT consecutive_failures, circuit FROM subscriptions WHERE id = ?",
-            )
-            .bind(sub)
-            .fetch_optional(&mut *conn)
-            .await?;
+            let row: Option<(i64, String)> = conn
+                .prepare_cached(
+                    "SELECT consecutive_failures, circuit FROM subscriptions WHERE id = ?",
+                )?
+                .query_row([sub], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
             if row.is_none_or(|(failures, circuit)| failures == 0 && circuit == "closed") {
                 continue;
             }
         }
-        sqlx::query(
+        conn.prepare_cached(
             "UPDATE subscriptions SET consecutive_failures = \
                CASE WHEN ?1 THEN ?2 ELSE consecutive_failures + ?2 END WHERE id = ?3",
-        )
-        .bind(h.succeeded)
-        .bind(h.failures_since)
-        .bind(sub)
-        .execute(&mut *conn)
-        .await?;
+        )?
+        .execute(params![h.succeeded, h.failures_since, sub])?;
         if h.succeeded && h.failures_since == 0 {
-            let r = sqlx::query(
-                "UPDATE subscriptions SET circuit = 'closed', circuit_changed_at = ? WHERE id = ? AND circuit = 'open'",
-            )
-            .bind(now)
-            .bind(sub)
-            .execute(&mut *conn)
-            .await?;
-            if r.rows_affected() > 0 {
-                log(conn, sub, "circuit closed", Some("a delivery succeeded")).await?;
+            let r = conn.prepare_cached("UPDATE subscriptions SET circuit = 'closed', circuit_changed_at = ? WHERE id = ? AND circuit = 'open'")?.execute(params![now, sub])?;
+            if (r as u64) > 0 {
+                log(conn, sub, "circuit closed", Some("a delivery succeeded"))?;
             }
         }
-        let r = sqlx::query(
-            "UPDATE subscriptions SET circuit = 'open', circuit_changed_at = ? \
-             WHERE id = ? AND circuit = 'closed' AND consecutive_failures >= ?",
-        )
-        .bind(now)
-        .bind(sub)
-        .bind(i64::from(threshold.max(1)))
-        .execute(&mut *conn)
-        .await?;
-        if r.rows_affected() > 0 {
+        let r = conn
+            .prepare_cached(
+                "UPDATE subscriptions SET circuit = 'open', circuit_changed_at = ? \
+                 WHERE id = ? AND circuit = 'closed' AND consecutive_failures >= ?",
+            )?
+            .execute(params![now, sub, i64::from(threshold.max(1))])?;
+        if (r as u64) > 0 {
             let reason = format!(
                 "{threshold} consecutive failures; last: {}",
                 h.last_error.as_deref().unwrap_or("?")
             );
-            log(conn, sub, "circuit opened", Some(&reason)).await?;
+            log(conn, sub, "circuit opened", Some(&reason))?;
         }
         if h.gone {
-            let r = sqlx::query(
-                "UPDATE subscriptions SET state = 'disabled', state_reason = ?, updated_at = ? \
+            let r = conn
+                .prepare_cached(
+                    "UPDATE subscriptions SET state = 'disabled', state_reason = ?, updated_at = ? \
                  WHERE id = ? AND state != 'disabled'",
-            )
-            .bind("the endpoint answered 410 Gone")
-            .bind(now)
-            .bind(sub)
-            .execute(&mut *conn)
-            .await?;
-            if r.rows_affected() > 0 {
+                )?
+                .execute(params!["the endpoint answered 410 Gone", now, sub])?;
+            if (r as u64) > 0 {
                 log(
                     conn,
                     sub,
                     "disabled",
                     Some("the endpoint answered 410 Gone"),
-                )
-                .await?;
+                )?;
             }
         }
     }
     Ok(())
 }
 
-async fn release(conn: &mut SqliteConnection, which: &Release) -> Result<u64> {
+fn release(conn: &Connection, which: &Release) -> Result<u64> {
     match which {
         Release::All => {
-            let r = sqlx::query(
-                "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL",
-            )
-            .execute(&mut *conn)
-            .await?;
-            Ok(r.rows_affected())
+            let r = conn
+                .prepare_cached(
+                    "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL",
+                )?
+                .execute(params![])?;
+            Ok(r as u64)
         }
         Release::ExpiredBefore(t) => {
-            let r = sqlx::query(
-                "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL AND lease_until < ?",
-            )
-            .bind(t)
-            .execute(&mut *conn)
-            .await?;
-            Ok(r.rows_affected())
+            let r = conn.prepare_cached("UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL AND lease_until < ?")?.execute(params![t])?;
+            Ok(r as u64)
         }
         Release::Ids(ids) => {
+            let mut q =
+                conn.prepare_cached("UPDATE deliveries SET lease_until = NULL WHERE id = ?")?;
             let mut n = 0;
-            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                let mut q: QueryBuilder<Sqlite> =
-                    QueryBuilder::new("UPDATE deliveries SET lease_until = NULL WHERE id IN (");
-                let mut sep = q.separated(", ");
-                for id in chunk {
-                    sep.push_bind(*id);
-                }
-                q.push(")");
-                n += q.build().execute(&mut *conn).await?.rows_affected();
+            for id in ids {
+                n += q.execute([id])? as u64;
             }
             Ok(n)
         }
@@ -1273,8 +1065,8 @@ async fn release(conn: &mut SqliteConnection, which: &Release) -> Result<u64> {
 /// The deliveries a redelivery replaces: (event seq, event id, subscription, delivery, status, leased).
 type Replaced = (i64, String, String, Option<i64>, Option<String>, bool);
 
-async fn redeliver(
-    conn: &mut SqliteConnection,
+fn redeliver(
+    conn: &Connection,
     target: &RedeliverTarget,
     dry_run: bool,
     now: Millis,
@@ -1285,39 +1077,40 @@ async fn redeliver(
             event_id,
             subscription_id,
         } => {
-            let seq: Option<(i64,)> = sqlx::query_as("SELECT seq FROM events WHERE id = ?")
-                .bind(event_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-            let Some((seq,)) = seq else {
+            let seq: Option<i64> = conn
+                .query_row("SELECT seq FROM events WHERE id = ?", [event_id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let Some(seq) = seq else {
                 return Err(anyhow!("no event with id '{event_id}'"));
             };
-            let rows = sqlx::query(
+            let mut q = conn.prepare(
                 "SELECT id, subscription_id, status, lease_until IS NOT NULL AS leased FROM deliveries \
-                 WHERE event_seq = ? AND superseded_by IS NULL AND (?2 IS NULL OR subscription_id = ?2) \
+                 WHERE event_seq = ?1 AND superseded_by IS NULL AND (?2 IS NULL OR subscription_id = ?2) \
                  ORDER BY id",
-            )
-            .bind(seq)
-            .bind(subscription_id)
-            .fetch_all(&mut *conn)
-            .await?;
-            for r in &rows {
-                plan.push((
-                    seq,
-                    event_id.clone(),
-                    r.try_get("subscription_id")?,
-                    Some(r.try_get("id")?),
-                    Some(r.try_get("status")?),
-                    r.try_get("leased")?,
-                ));
-            }
-            if let (Some(sub), true) = (subscription_id, rows.is_empty()) {
+            )?;
+            let rows = q
+                .query_map(params![seq, subscription_id], |r| {
+                    Ok((
+                        seq,
+                        event_id.clone(),
+                        r.get("subscription_id")?,
+                        Some(r.get("id")?),
+                        Some(r.get("status")?),
+                        r.get("leased")?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<Replaced>>>()?;
+            let none = rows.is_empty();
+            plan.extend(rows);
+            if let (Some(sub), true) = (subscription_id, none) {
                 // Sending an event to a subscription that never had it (e.g. made later).
-                let exists: Option<(String,)> =
-                    sqlx::query_as("SELECT id FROM subscriptions WHERE id = ?")
-                        .bind(sub)
-                        .fetch_optional(&mut *conn)
-                        .await?;
+                let exists: Option<String> = conn
+                    .query_row("SELECT id FROM subscriptions WHERE id = ?", [sub], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
                 if exists.is_none() {
                     return Err(anyhow!("no subscription with id '{sub}'"));
                 }
@@ -1329,33 +1122,29 @@ async fn redeliver(
             statuses,
             since,
         } => {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            let mut q = Sql::new(
                 "SELECT d.id, d.event_seq, e.id AS event_id, d.status, d.lease_until IS NOT NULL AS leased \
                  FROM deliveries d JOIN events e ON e.seq = d.event_seq \
                  WHERE d.superseded_by IS NULL AND d.subscription_id = ",
             );
-            q.push_bind(subscription_id.clone());
+            q.bind(subscription_id.clone());
             q.push(" AND d.status IN (");
-            let mut sep = q.separated(", ");
-            for s in statuses {
-                sep.push_bind(s.as_str());
-            }
+            q.list(statuses.iter().map(|s| s.as_str().to_string()));
             q.push(")");
             if let Some(since) = since {
-                q.push(" AND d.updated_at >= ");
-                q.push_bind(*since);
+                q.push(" AND d.updated_at >= ").bind(*since);
             }
             q.push(" ORDER BY d.id");
-            for r in q.build().fetch_all(&mut *conn).await? {
-                plan.push((
-                    r.try_get("event_seq")?,
-                    r.try_get("event_id")?,
+            plan.extend(q.rows(conn, |r| {
+                Ok((
+                    r.get("event_seq")?,
+                    r.get("event_id")?,
                     subscription_id.clone(),
-                    Some(r.try_get("id")?),
-                    Some(r.try_get("status")?),
-                    r.try_get("leased")?,
-                ));
-            }
+                    Some(r.get("id")?),
+                    Some(r.get("status")?),
+                    r.get("leased")?,
+                ))
+            })?);
         }
     }
     if dry_run {
@@ -1372,7 +1161,7 @@ async fn redeliver(
             .collect());
     }
     let fan: Vec<(i64, &str)> = plan.iter().map(|p| (p.0, p.2.as_str())).collect();
-    let new_ids = insert_deliveries(conn, &fan, now).await?;
+    let new_ids = insert_deliveries(conn, &fan, now)?;
     let mut out = Vec::with_capacity(plan.len());
     for ((_, event_id, subscription_id, previous, status, leased), new_id) in
         plan.into_iter().zip(new_ids)
@@ -1382,19 +1171,13 @@ async fn redeliver(
             // sent twice; one in flight finishes and keeps its own outcome.
             let unfinished = matches!(status.as_deref(), Some("pending" | "retrying"));
             let cancel = unfinished && !leased;
-            sqlx::query(
+            conn.prepare_cached(
                 "UPDATE deliveries SET superseded_by = ?, updated_at = ?, \
                    status = CASE WHEN ? THEN 'cancelled' ELSE status END, \
                    next_at = CASE WHEN ? THEN NULL ELSE next_at END \
                  WHERE id = ?",
-            )
-            .bind(new_id)
-            .bind(now)
-            .bind(cancel)
-            .bind(cancel)
-            .bind(prev)
-            .execute(&mut *conn)
-            .await?;
+            )?
+            .execute(params![new_id, now, cancel, cancel, prev])?;
         }
         out.push(Redelivered {
             event_id,
