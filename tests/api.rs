@@ -714,3 +714,34 @@ fn metrics_match_the_store_and_openapi_lists_every_route() {
     }
     assert_eq!(documented, hookctl::api::ROUTES.len());
 }
+
+/// The API keeps tokens it has looked up, but a token revoked by another process (the
+/// CLI beside a running server) is refused at the very next request.
+#[test]
+fn a_revoked_token_is_refused_at_the_next_request() {
+    let env = Env::new();
+    let serve = Serve::start(&env);
+    let api = Api::new(&serve);
+    let made = env.json(&["token", "create", "--scopes", "events:write"]);
+    let (id, secret) = (made["id"].as_str().unwrap(), made["token"].as_str().unwrap());
+    for _ in 0..3 {
+        let (st, body) = api.call(
+            "POST",
+            "/v2/events",
+            Some(secret),
+            Some(json!({"type": "ContactCreate"})),
+            &[],
+        );
+        assert_eq!(st, 202, "{body}");
+    }
+    env.ok(&["token", "revoke", id]);
+    let (st, body) = api.call(
+        "POST",
+        "/v2/events",
+        Some(secret),
+        Some(json!({"type": "ContactCreate"})),
+        &[],
+    );
+    assert_eq!(st, 401, "{body}");
+    assert_eq!(counts(&env).0, 3);
+}
