@@ -83,7 +83,11 @@ fn open_writer(path: &Path, o: &OpenOptions) -> Result<Connection> {
             None,
             "wal_autocheckpoint",
             checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
-        )
+        )?;
+        // Every operation in a batch runs in its own savepoint, whose journal holds the
+        // original of each page it touches; past 64 KiB SQLite spills that journal to a
+        // temporary file — a write system call per page on the writer's path.
+        conn.pragma_update(None, "temp_store", "MEMORY")
     };
     setup().with_context(|| format!("cannot open database {}", path.display()))?;
     migrate::run(&conn)?;
