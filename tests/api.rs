@@ -723,7 +723,10 @@ fn a_revoked_token_is_refused_at_the_next_request() {
     let serve = Serve::start(&env);
     let api = Api::new(&serve);
     let made = env.json(&["token", "create", "--scopes", "events:write"]);
-    let (id, secret) = (made["id"].as_str().unwrap(), made["token"].as_str().unwrap());
+    let (id, secret) = (
+        made["id"].as_str().unwrap(),
+        made["token"].as_str().unwrap(),
+    );
     for _ in 0..3 {
         let (st, body) = api.call(
             "POST",
