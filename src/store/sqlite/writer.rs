@@ -164,11 +164,15 @@ pub fn run(
         }
         // Claims go first, in a short transaction of their own: the engine's lanes are
         // waiting on them, and behind a batch of records and publishes they would wait
-        // for all of it.
+        // for all of it. Publishes next: a producer waits for its acknowledgement, while
+        // recorded outcomes only free memory.
         let (claims, rest): (Vec<Op>, Vec<Op>) = batch
             .drain(..)
             .partition(|op| matches!(op, Op::Claim { .. }));
-        for part in [claims, rest] {
+        let (publishes, rest): (Vec<Op>, Vec<Op>) = rest
+            .into_iter()
+            .partition(|op| matches!(op, Op::Publish { .. }));
+        for part in [claims, publishes, rest] {
             if part.is_empty() {
                 continue;
             }
