@@ -495,7 +495,9 @@ impl Store for SqliteStore {
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>> {
-        Ok(read::tokens(&*self.point()?, Some(hash))?.into_iter().next())
+        Ok(read::tokens(&*self.point()?, Some(hash))?
+            .into_iter()
+            .next())
     }
 
     async fn inbounds(&self) -> Result<Vec<Inbound>> {
@@ -503,7 +505,9 @@ impl Store for SqliteStore {
     }
 
     async fn inbound_by_hash(&self, hash: &str) -> Result<Option<Inbound>> {
-        Ok(read::inbounds(&*self.point()?, Some(hash))?.into_iter().next())
+        Ok(read::inbounds(&*self.point()?, Some(hash))?
+            .into_iter()
+            .next())
     }
 
     async fn verify_token(&self, id: &str) -> Result<Option<String>> {
@@ -585,6 +589,8 @@ impl Store for SqliteStore {
     }
 
     async fn change_counter(&self) -> Result<i64> {
-        Ok(self.point()?.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+        Ok(self
+            .point()?
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 }
