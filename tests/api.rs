@@ -727,24 +727,21 @@ fn a_revoked_token_is_refused_at_the_next_request() {
         made["id"].as_str().unwrap(),
         made["token"].as_str().unwrap(),
     );
-    for _ in 0..3 {
-        let (st, body) = api.call(
+    let publish = || {
+        api.call(
             "POST",
             "/v2/events",
             Some(secret),
             Some(json!({"type": "ContactCreate"})),
             &[],
-        );
+        )
+    };
+    for _ in 0..3 {
+        let (st, body) = publish();
         assert_eq!(st, 202, "{body}");
     }
     env.ok(&["token", "revoke", id]);
-    let (st, body) = api.call(
-        "POST",
-        "/v2/events",
-        Some(secret),
-        Some(json!({"type": "ContactCreate"})),
-        &[],
-    );
+    let (st, body) = publish();
     assert_eq!(st, 401, "{body}");
     assert_eq!(counts(&env).0, 3);
 }
