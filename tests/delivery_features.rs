@@ -465,3 +465,59 @@ fn retries_send_the_body_as_first_sent() {
     failing.wait_count(4, LONG);
     assert_eq!(body_of(&failing, "/r", 3), "{\"greeting\": \"second\"}");
 }
+
+/// A fan-out whose deliveries render the same bytes keeps that body once for the event, a
+/// subscription rendering other bytes keeps its own, and every delivery still shows exactly
+/// what it sent.
+#[test]
+fn a_fan_out_keeps_each_distinct_body_once() {
+    use hookctl::store::Store;
+    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
+    let env = Env::new();
+    let sink = Sink::start(&env, &[]);
+    let _serve = Serve::start(&env);
+    for path in ["/a", "/b", "/c"] {
+        env.sub_add(&["--url", &sink.url(path), "--all"]);
+    }
+    env.sub_add(&[
+        "--url",
+        &sink.url("/t"),
+        "--all",
+        "--template-text",
+        "{\"event\": \"{{event.id}}\"}",
+    ]);
+    env.ok(&["emit", "TaskCreate", "--id", "fan"]);
+    wait_until("four deliveries recorded", LONG, || {
+        let shown = env.json(&["event", "show", "fan"]);
+        let all = shown["deliveries"].as_array().unwrap();
+        all.len() == 4 && all.iter().all(|d| d["status"] == "delivered")
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let detail = rt.block_on(async {
+        let store = SqliteStore::open(&env.db, OpenOptions::default())
+            .await
+            .unwrap();
+        store.event_detail("fan").await.unwrap().unwrap()
+    });
+    for d in &detail.deliveries {
+        let path = url::Url::parse(d.url.as_deref().unwrap())
+            .unwrap()
+            .path()
+            .to_string();
+        let stored = String::from_utf8(d.body.clone().expect("a stored body")).unwrap();
+        assert_eq!(stored, body_of(&sink, &path, 0), "{path}");
+    }
+    assert_eq!(body_of(&sink, "/t", 0), "{\"event\": \"fan\"}");
+    let c = rusqlite::Connection::open(&env.db).unwrap();
+    let counts: (i64, i64) = c
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM bodies), (SELECT COUNT(*) FROM delivery_bodies)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(counts, (2, 4));
+}

@@ -27,6 +27,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "delivery bodies",
         include_str!("../../../migrations/0005_delivery_bodies.sql"),
     ),
+    (
+        6,
+        "shared bodies",
+        include_str!("../../../migrations/0006_shared_bodies.sql"),
+    ),
 ];
 
 /// Holds the migration lock while alive.
@@ -126,7 +131,10 @@ mod tests {
         .unwrap();
         super::run(&conn).unwrap();
         let mut q = conn
-            .prepare("SELECT delivery_id, body FROM delivery_bodies ORDER BY delivery_id")
+            .prepare(
+                "SELECT d.delivery_id, b.body FROM delivery_bodies d \
+                 JOIN bodies b ON b.id = d.body_id ORDER BY d.delivery_id",
+            )
             .unwrap();
         let rows: Vec<(i64, Vec<u8>)> = q
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -138,6 +146,46 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 2);
+    }
+
+    /// Bodies kept one per delivery (migration 5) stay readable through the shared table,
+    /// and go with their event.
+    #[test]
+    fn upgrading_to_shared_bodies_keeps_every_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("v5.db")).unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        super::run_upto(&conn, 5).unwrap();
+        conn.execute_batch(
+            "INSERT INTO events (seq, id, type, timestamp, data, received_at) VALUES (1, 'e', 'T', 0, '{}', 0); \
+             INSERT INTO deliveries (id, event_seq, subscription_id, status, created_at, updated_at) \
+             VALUES (7, 1, 'a', 'dead', 0, 0), (8, 1, 'b', 'delivered', 0, 0); \
+             INSERT INTO delivery_bodies (delivery_id, body) VALUES (7, x'41'), (8, x'42');",
+        )
+        .unwrap();
+        super::run(&conn).unwrap();
+        let mut q = conn
+            .prepare(
+                "SELECT d.delivery_id, b.body FROM delivery_bodies d \
+                 JOIN bodies b ON b.id = d.body_id ORDER BY d.delivery_id",
+            )
+            .unwrap();
+        let rows: Vec<(i64, Vec<u8>)> = q
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows, vec![(7, b"A".to_vec()), (8, b"B".to_vec())]);
+        conn.execute("DELETE FROM events WHERE seq = 1", [])
+            .unwrap();
+        let left: i64 = conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM bodies) + (SELECT COUNT(*) FROM delivery_bodies)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
     }
 
     /// Earlier builds recorded migrations in sqlx's table and left `user_version` at 0:
@@ -166,10 +214,10 @@ mod tests {
             .query_row("SELECT id FROM events", [], |r| r.get(0))
             .unwrap();
         assert_eq!(id, "kept");
-        // Migration 5 ran: bodies have their own table.
+        // Migrations 5 and 6 ran: bodies have tables of their own.
         let n: i64 = conn
             .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'delivery_bodies'",
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'bodies'",
                 [],
                 |r| r.get(0),
             )

@@ -217,7 +217,8 @@ pub fn event_detail(c: &Connection, id: &str) -> Result<Option<EventDetail>> {
         c,
         "SELECT d.id, d.subscription_id, s.url, d.status, d.next_at, d.superseded_by, b.body, d.created_at \
          FROM deliveries d LEFT JOIN subscriptions s ON s.id = d.subscription_id \
-         LEFT JOIN delivery_bodies b ON b.delivery_id = d.id \
+         LEFT JOIN delivery_bodies db ON db.delivery_id = d.id \
+         LEFT JOIN bodies b ON b.id = db.body_id \
          WHERE d.event_seq = ? ORDER BY d.id",
         [seq],
         |r| {
@@ -273,7 +274,9 @@ pub fn events_by_seq(c: &Connection, seqs: &[i64]) -> Result<HashMap<i64, Event>
 
 /// The bodies kept for these deliveries (those attempted before), by delivery id.
 pub fn bodies(c: &Connection, ids: &[i64]) -> Result<HashMap<i64, Vec<u8>>> {
-    let mut q = c.prepare_cached("SELECT body FROM delivery_bodies WHERE delivery_id = ?")?;
+    let mut q = c.prepare_cached(
+        "SELECT b.body FROM delivery_bodies d JOIN bodies b ON b.id = d.body_id WHERE d.delivery_id = ?",
+    )?;
     let mut out = HashMap::with_capacity(ids.len());
     for id in ids {
         if let Some(body) = q.query_row([id], |r| r.get(0)).optional()? {

@@ -885,10 +885,16 @@ fn record(conn: &Connection, outcomes: &[Outcome], circuit_threshold: u32) -> Re
            status = CASE WHEN status IN ('pending', 'retrying') THEN ?2 ELSE status END, \
            next_at = CASE WHEN status IN ('pending', 'retrying') THEN ?3 ELSE NULL END, \
            attempts = ?4, probes = ?5, lease_until = NULL, updated_at = ?6 \
-         WHERE id = ?1",
+         WHERE id = ?1 RETURNING event_seq",
     )?;
-    let mut body = conn.prepare_cached(
-        "INSERT OR IGNORE INTO delivery_bodies (delivery_id, body) VALUES (?1, ?2)",
+    // The body as first sent, once per event and distinct bytes: a fan-out's deliveries
+    // mostly send the same. A later attempt (which reuses it) brings none.
+    let mut same_body =
+        conn.prepare_cached("SELECT id FROM bodies WHERE event_seq = ?1 AND body = ?2")?;
+    let mut new_body =
+        conn.prepare_cached("INSERT INTO bodies (event_seq, body) VALUES (?1, ?2)")?;
+    let mut link = conn.prepare_cached(
+        "INSERT OR IGNORE INTO delivery_bodies (delivery_id, body_id) VALUES (?1, ?2)",
     )?;
     for o in outcomes {
         let a = &o.attempt;
@@ -904,17 +910,31 @@ fn record(conn: &Connection, outcomes: &[Outcome], circuit_threshold: u32) -> Re
             (!a.response_headers.is_empty()).then(|| rows::headers_to_json(&a.response_headers)),
             a.response_body,
         ])?;
-        delivery.execute(params![
-            o.delivery_id,
-            o.status.as_str(),
-            o.next_at,
-            a.n,
-            o.probes,
-            now
-        ])?;
-        // The body as first sent; a later attempt (which reuses it) brings none.
-        if let Some(b) = &o.body {
-            body.execute(params![o.delivery_id, b])?;
+        let seq: Option<i64> = delivery
+            .query_row(
+                params![
+                    o.delivery_id,
+                    o.status.as_str(),
+                    o.next_at,
+                    a.n,
+                    o.probes,
+                    now
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let (Some(b), Some(seq)) = (&o.body, seq) {
+            let found: Option<i64> = same_body
+                .query_row(params![seq, b], |r| r.get(0))
+                .optional()?;
+            let id = match found {
+                Some(id) => id,
+                None => {
+                    new_body.execute(params![seq, b])?;
+                    conn.last_insert_rowid()
+                }
+            };
+            link.execute(params![o.delivery_id, id])?;
         }
     }
     count_outcomes(conn, outcomes)?;
