@@ -65,7 +65,7 @@ pub fn holder(db: &Path) -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(lock_path(db)).ok()?;
     let inode = meta.ino();
-    let table = std::fs::read_to_string("/proc/locks").ok()?;
+    let table = lock_table()?;
     // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF" (major:minor:inode)
     table.lines().find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -74,6 +74,23 @@ pub fn holder(db: &Path) -> Option<u32> {
         let ino: u64 = f.get(at + 4)?.rsplit(':').next()?.parse().ok()?;
         (ino == inode).then_some(pid)
     })
+}
+
+/// The kernel's lock table in one `read`: it lists the table under its lock per call, so a
+/// table read in pieces can skip a line when another lock (any SQLite file's, any process's)
+/// comes or goes between them — which made a held engine lock look free.
+fn lock_table() -> Option<String> {
+    let mut size = 1 << 16;
+    loop {
+        let mut buf = vec![0u8; size];
+        let n = File::open("/proc/locks").ok()?.read(&mut buf).ok()?;
+        if n < size {
+            buf.truncate(n);
+            return String::from_utf8(buf).ok();
+        }
+        // Filled the buffer: there may be more; read it all again into a larger one.
+        size *= 4;
+    }
 }
 
 #[cfg(test)]
