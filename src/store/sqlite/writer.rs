@@ -588,7 +588,33 @@ fn insert_deliveries(conn: &Connection, rows: &[(i64, &str)], now: Millis) -> Re
 
 fn add_subscription(conn: &Connection, s: &Subscription) -> Result<()> {
     let events = s.events.as_ref().map(serde_json::to_string).transpose()?;
-    conn.prepare_cached("INSERT INTO subscriptions (id, name, url, events, location_id, secret, method, headers, format, payload, template, retry_schedule, timeout_ms, rate_per_sec, signature_scheme, signature_header, state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")?.execute(params![&s.id, &s.name, &s.url, events, &s.location_id, &s.secret, s.method.as_str(), rows::headers_to_json(&s.headers), s.format.as_str(), s.payload.as_str(), &s.template, serde_json::to_string(&s.retry_schedule_ms)?, s.timeout_ms as i64, s.rate_per_sec, s.signature_scheme.as_str(), &s.signature_header, s.state.as_str(), s.created_at, s.updated_at])?;
+    conn.prepare_cached(
+        "INSERT INTO subscriptions (id, name, url, events, location_id, secret, method, \
+         headers, format, payload, template, retry_schedule, timeout_ms, rate_per_sec, \
+         signature_scheme, signature_header, state, created_at, updated_at) \
+         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    )?
+    .execute(params![
+        &s.id,
+        &s.name,
+        &s.url,
+        events,
+        &s.location_id,
+        &s.secret,
+        s.method.as_str(),
+        rows::headers_to_json(&s.headers),
+        s.format.as_str(),
+        s.payload.as_str(),
+        &s.template,
+        serde_json::to_string(&s.retry_schedule_ms)?,
+        s.timeout_ms as i64,
+        s.rate_per_sec,
+        s.signature_scheme.as_str(),
+        &s.signature_header,
+        s.state.as_str(),
+        s.created_at,
+        s.updated_at
+    ])?;
     Ok(())
 }
 
@@ -602,10 +628,32 @@ fn log(conn: &Connection, id: &str, change: &str, reason: Option<&str>) -> Resul
 
 fn update_subscription(conn: &Connection, s: &Subscription) -> Result<()> {
     let events = s.events.as_ref().map(serde_json::to_string).transpose()?;
-    let r = conn.prepare_cached("UPDATE subscriptions SET name = ?, url = ?, events = ?, location_id = ?, method = ?, headers = ?, \
-           format = ?, payload = ?, template = ?, retry_schedule = ?, timeout_ms = ?, rate_per_sec = ?, \
-           signature_scheme = ?, signature_header = ?, updated_at = ? WHERE id = ?")?.execute(params![&s.name, &s.url, events, &s.location_id, s.method.as_str(), rows::headers_to_json(&s.headers), s.format.as_str(), s.payload.as_str(), &s.template, serde_json::to_string(&s.retry_schedule_ms)?, s.timeout_ms as i64, s.rate_per_sec, s.signature_scheme.as_str(), &s.signature_header, now_ms(), &s.id])?;
-    if (r as u64) == 0 {
+    let r = conn
+        .prepare_cached(
+            "UPDATE subscriptions SET name = ?, url = ?, events = ?, location_id = ?, method = ?, \
+             headers = ?, format = ?, payload = ?, template = ?, retry_schedule = ?, timeout_ms = ?, \
+             rate_per_sec = ?, signature_scheme = ?, signature_header = ?, updated_at = ? \
+             WHERE id = ?",
+        )?
+        .execute(params![
+            &s.name,
+            &s.url,
+            events,
+            &s.location_id,
+            s.method.as_str(),
+            rows::headers_to_json(&s.headers),
+            s.format.as_str(),
+            s.payload.as_str(),
+            &s.template,
+            serde_json::to_string(&s.retry_schedule_ms)?,
+            s.timeout_ms as i64,
+            s.rate_per_sec,
+            s.signature_scheme.as_str(),
+            &s.signature_header,
+            now_ms(),
+            &s.id
+        ])?;
+    if r == 0 {
         return Err(anyhow!("no subscription with id '{}'", s.id));
     }
     log(conn, &s.id, "edited", Some("operator"))
@@ -621,10 +669,10 @@ fn set_state(conn: &Connection, id: &str, state: SubState) -> Result<bool> {
          WHERE id = ?3",
         )?
         .execute(params![state.as_str(), now_ms(), id])?;
-    if (r as u64) > 0 {
+    if r > 0 {
         log(conn, id, state.as_str(), Some("operator"))?;
     }
-    Ok((r as u64) > 0)
+    Ok(r > 0)
 }
 
 fn delete_subscription(conn: &Connection, id: &str, force: bool) -> Result<DeleteOutcome> {
@@ -648,19 +696,24 @@ fn delete_subscription(conn: &Connection, id: &str, force: bool) -> Result<Delet
     let r = conn
         .prepare_cached("DELETE FROM subscriptions WHERE id = ?")?
         .execute(params![id])?;
-    if (r as u64) > 0 {
+    if r > 0 {
         let reason = format!("{unfinished} unfinished deliveries cancelled");
         log(conn, id, "deleted", Some(&reason))?;
     }
     Ok(DeleteOutcome {
-        deleted: (r as u64) > 0,
+        deleted: r > 0,
         unfinished,
     })
 }
 
 fn rotate_secret(conn: &Connection, id: &str, secret: &str, grace_until: Millis) -> Result<()> {
-    let r = conn.prepare_cached("UPDATE subscriptions SET previous_secret = secret, previous_secret_until = ?, secret = ?, updated_at = ? WHERE id = ?")?.execute(params![grace_until, secret, now_ms(), id])?;
-    if (r as u64) == 0 {
+    let r = conn
+        .prepare_cached(
+            "UPDATE subscriptions SET previous_secret = secret, previous_secret_until = ?, \
+             secret = ?, updated_at = ? WHERE id = ?",
+        )?
+        .execute(params![grace_until, secret, now_ms(), id])?;
+    if r == 0 {
         return Err(anyhow!("no subscription with id '{id}'"));
     }
     log(
@@ -681,7 +734,12 @@ fn delete_orphan_events(conn: &Connection, dry_run: bool) -> Result<u64> {
         )?;
         return Ok(n as u64);
     }
-    let r = conn.prepare_cached("DELETE FROM events WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq)")?.execute(params![])?;
+    let r = conn
+        .prepare_cached(
+            "DELETE FROM events WHERE NOT EXISTS \
+             (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq)",
+        )?
+        .execute(params![])?;
     Ok(r as u64)
 }
 
@@ -721,15 +779,18 @@ fn purge(conn: &Connection, f: &PurgeFilter, dry_run: bool) -> Result<PurgeCount
 
 fn set_value(conn: &Connection, name: &str, location: &str, value: Option<&str>) -> Result<bool> {
     let r = match value {
-        Some(v) => {
-            conn.prepare_cached("INSERT INTO custom_values (name, location_id, value, updated_at) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT(name, location_id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")?.execute(params![name, location, v, now_ms()])?
-        }
-        None => {
-            conn.prepare_cached("DELETE FROM custom_values WHERE name = ? AND location_id = ?")?.execute(params![name, location])?
-        }
+        Some(v) => conn
+            .prepare_cached(
+                "INSERT INTO custom_values (name, location_id, value, updated_at) \
+                 VALUES (?, ?, ?, ?) ON CONFLICT(name, location_id) \
+                 DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )?
+            .execute(params![name, location, v, now_ms()])?,
+        None => conn
+            .prepare_cached("DELETE FROM custom_values WHERE name = ? AND location_id = ?")?
+            .execute(params![name, location])?,
     };
-    Ok((r as u64) > 0)
+    Ok(r > 0)
 }
 
 fn add_token(conn: &Connection, t: &ApiToken, hash: &str) -> Result<()> {
@@ -750,11 +811,23 @@ fn revoke_token(conn: &Connection, id: &str) -> Result<bool> {
     let r = conn
         .prepare_cached("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")?
         .execute(params![now_ms(), id])?;
-    Ok((r as u64) > 0)
+    Ok(r > 0)
 }
 
 fn add_inbound(conn: &Connection, i: &Inbound, hash: &str) -> Result<()> {
-    conn.prepare_cached("INSERT INTO inbound (id, hash, type, location_id, map, secret, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")?.execute(params![&i.id, hash, &i.event_type, &i.location_id, serde_json::to_string(&i.map)?, &i.secret, i.created_at])?;
+    conn.prepare_cached(
+        "INSERT INTO inbound (id, hash, type, location_id, map, secret, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        &i.id,
+        hash,
+        &i.event_type,
+        &i.location_id,
+        serde_json::to_string(&i.map)?,
+        &i.secret,
+        i.created_at
+    ])?;
     Ok(())
 }
 
@@ -762,7 +835,7 @@ fn remove_inbound(conn: &Connection, id: &str) -> Result<bool> {
     let r = conn
         .prepare_cached("DELETE FROM inbound WHERE id = ?")?
         .execute(params![id])?;
-    Ok((r as u64) > 0)
+    Ok(r > 0)
 }
 
 fn set_verify_token(conn: &Connection, id: &str, token: Option<&str>) -> Result<()> {
@@ -819,12 +892,17 @@ fn expire_held(conn: &Connection, sub: &str, before: Millis, reason: &str) -> Re
 
 fn prune(conn: &Connection, before: Millis) -> Result<PurgeCount> {
     // Only events whose every delivery is final: retention never drops work still to do.
-    let r = conn.prepare_cached("DELETE FROM events WHERE received_at < ?1 AND NOT EXISTS \
-           (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq AND d.status IN ('pending', 'retrying'))")?.execute(params![before])?;
+    let r = conn
+        .prepare_cached(
+            "DELETE FROM events WHERE received_at < ?1 AND NOT EXISTS \
+             (SELECT 1 FROM deliveries d \
+             WHERE d.event_seq = events.seq AND d.status IN ('pending', 'retrying'))",
+        )?
+        .execute(params![before])?;
     // Deliveries and attempts go with their events (ON DELETE CASCADE).
     Ok(PurgeCount {
         deliveries: 0,
-        events: (r as u64),
+        events: r as u64,
     })
 }
 
@@ -1022,8 +1100,13 @@ fn update_health(conn: &Connection, outcomes: &[Outcome], threshold: u32) -> Res
         )?
         .execute(params![h.succeeded, h.failures_since, sub])?;
         if h.succeeded && h.failures_since == 0 {
-            let r = conn.prepare_cached("UPDATE subscriptions SET circuit = 'closed', circuit_changed_at = ? WHERE id = ? AND circuit = 'open'")?.execute(params![now, sub])?;
-            if (r as u64) > 0 {
+            let r = conn
+                .prepare_cached(
+                    "UPDATE subscriptions SET circuit = 'closed', circuit_changed_at = ? \
+                 WHERE id = ? AND circuit = 'open'",
+                )?
+                .execute(params![now, sub])?;
+            if r > 0 {
                 log(conn, sub, "circuit closed", Some("a delivery succeeded"))?;
             }
         }
@@ -1033,7 +1116,7 @@ fn update_health(conn: &Connection, outcomes: &[Outcome], threshold: u32) -> Res
                  WHERE id = ? AND circuit = 'closed' AND consecutive_failures >= ?",
             )?
             .execute(params![now, sub, i64::from(threshold.max(1))])?;
-        if (r as u64) > 0 {
+        if r > 0 {
             let reason = format!(
                 "{threshold} consecutive failures; last: {}",
                 h.last_error.as_deref().unwrap_or("?")
@@ -1047,7 +1130,7 @@ fn update_health(conn: &Connection, outcomes: &[Outcome], threshold: u32) -> Res
                  WHERE id = ? AND state != 'disabled'",
                 )?
                 .execute(params!["the endpoint answered 410 Gone", now, sub])?;
-            if (r as u64) > 0 {
+            if r > 0 {
                 log(
                     conn,
                     sub,
@@ -1071,7 +1154,12 @@ fn release(conn: &Connection, which: &Release) -> Result<u64> {
             Ok(r as u64)
         }
         Release::ExpiredBefore(t) => {
-            let r = conn.prepare_cached("UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL AND lease_until < ?")?.execute(params![t])?;
+            let r = conn
+                .prepare_cached(
+                    "UPDATE deliveries SET lease_until = NULL \
+                     WHERE lease_until IS NOT NULL AND lease_until < ?",
+                )?
+                .execute(params![t])?;
             Ok(r as u64)
         }
         Release::Ids(ids) => {
