@@ -53,6 +53,18 @@ impl Env {
         c
     }
 
+    /// How many bodies the database keeps, and how many deliveries point at one.
+    pub fn stored_bodies(&self) -> (i64, i64) {
+        rusqlite::Connection::open(&self.db)
+            .expect("open the database")
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM bodies), (SELECT COUNT(*) FROM delivery_bodies)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("count bodies")
+    }
+
     /// Runs a command to completion.
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd()

@@ -117,6 +117,20 @@ fn run_upto(conn: &Connection, last: i64) -> Result<()> {
 mod tests {
     use rusqlite::Connection;
 
+    /// Every delivery's kept body, by delivery id.
+    fn kept_bodies(conn: &Connection) -> Vec<(i64, Vec<u8>)> {
+        let mut q = conn
+            .prepare(
+                "SELECT d.delivery_id, b.body FROM delivery_bodies d \
+                 JOIN bodies b ON b.id = d.body_id ORDER BY d.delivery_id",
+            )
+            .unwrap();
+        q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     /// A database made before bodies moved to their own table keeps every body.
     #[test]
     fn upgrading_moves_kept_bodies_beside_their_deliveries() {
@@ -130,17 +144,7 @@ mod tests {
         )
         .unwrap();
         super::run(&conn).unwrap();
-        let mut q = conn
-            .prepare(
-                "SELECT d.delivery_id, b.body FROM delivery_bodies d \
-                 JOIN bodies b ON b.id = d.body_id ORDER BY d.delivery_id",
-            )
-            .unwrap();
-        let rows: Vec<(i64, Vec<u8>)> = q
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let rows = kept_bodies(&conn);
         assert_eq!(rows, vec![(7, b"ABC".to_vec())]);
         let n: i64 = conn
             .query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
@@ -164,17 +168,7 @@ mod tests {
         )
         .unwrap();
         super::run(&conn).unwrap();
-        let mut q = conn
-            .prepare(
-                "SELECT d.delivery_id, b.body FROM delivery_bodies d \
-                 JOIN bodies b ON b.id = d.body_id ORDER BY d.delivery_id",
-            )
-            .unwrap();
-        let rows: Vec<(i64, Vec<u8>)> = q
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let rows = kept_bodies(&conn);
         assert_eq!(rows, vec![(7, b"A".to_vec()), (8, b"B".to_vec())]);
         conn.execute("DELETE FROM events WHERE seq = 1", [])
             .unwrap();
