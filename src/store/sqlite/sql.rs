@@ -20,7 +20,6 @@ pub fn each<T>(
     Ok(out)
 }
 
-#[derive(Default)]
 pub struct Sql {
     text: String,
     args: Vec<Value>,
