@@ -8,8 +8,9 @@ use crate::engine::http::Sender;
 use crate::engine::{Engine, EngineConfig, lock, request};
 use crate::model::*;
 use crate::netguard::Policy;
+use crate::payload::Shape;
 use crate::store::sqlite::{OpenOptions, SqliteStore};
-use crate::store::{Job, NewEvent, Outcome, Store};
+use crate::store::{Job, NewEvent, Outcome, SentBody, Store};
 use anyhow::{Context, Result};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -556,7 +557,8 @@ async fn store_only(n: usize) -> Result<(f64, f64)> {
                 },
                 status: DeliveryStatus::Delivered,
                 next_at: None,
-                body: Some(vec![b'x'; 1024]),
+                // What the engine keeps of a plain subscription's first body: its shape.
+                body: Some(SentBody::Made(Shape::of(&sub("s", String::new())))),
             })
             .collect();
         store.record(outcomes, 10).await?;

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod ingest;
 pub mod model;
 pub mod netguard;
+pub mod payload;
 pub mod signing;
 pub mod sink;
 pub mod store;

@@ -466,11 +466,11 @@ fn retries_send_the_body_as_first_sent() {
     assert_eq!(body_of(&failing, "/r", 3), "{\"greeting\": \"second\"}");
 }
 
-/// A fan-out whose deliveries render the same bytes keeps that body once for the event, a
-/// subscription rendering other bytes keeps its own, and every delivery still shows exactly
-/// what it sent.
+/// A fan-out keeps no bytes for the bodies made from the event alone (only how they were
+/// made) and a template's output once per distinct bytes, and every delivery still shows
+/// exactly what it sent.
 #[test]
-fn a_fan_out_keeps_each_distinct_body_once() {
+fn a_fan_out_keeps_only_template_bodies_and_each_once() {
     use hookctl::store::Store;
     use hookctl::store::sqlite::{OpenOptions, SqliteStore};
     let env = Env::new();
@@ -486,11 +486,20 @@ fn a_fan_out_keeps_each_distinct_body_once() {
         "--template-text",
         "{\"event\": \"{{event.id}}\"}",
     ]);
+    env.sub_add(&[
+        "--url",
+        &sink.url("/u"),
+        "--all",
+        "--template-text",
+        "{\"event\": \"{{event.id}}\"}",
+    ]);
+    env.sub_add(&["--url", &sink.url("/f"), "--all", "--format", "form"]);
+    env.sub_add(&["--url", &sink.url("/g"), "--all", "--method", "GET"]);
     env.ok(&["emit", "TaskCreate", "--id", "fan"]);
-    wait_until("four deliveries recorded", LONG, || {
+    wait_until("seven deliveries recorded", LONG, || {
         let shown = env.json(&["event", "show", "fan"]);
         let all = shown["deliveries"].as_array().unwrap();
-        all.len() == 4 && all.iter().all(|d| d["status"] == "delivered")
+        all.len() == 7 && all.iter().all(|d| d["status"] == "delivered")
     });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -503,13 +512,92 @@ fn a_fan_out_keeps_each_distinct_body_once() {
         store.event_detail("fan").await.unwrap().unwrap()
     });
     for d in &detail.deliveries {
-        let path = url::Url::parse(d.url.as_deref().unwrap())
-            .unwrap()
-            .path()
-            .to_string();
+        let url = url::Url::parse(d.url.as_deref().unwrap()).unwrap();
         let stored = String::from_utf8(d.body.clone().expect("a stored body")).unwrap();
-        assert_eq!(stored, body_of(&sink, &path, 0), "{path}");
+        let sent = match url.path() {
+            // GET carries the fields in the query string.
+            "/g" => sink
+                .requests()
+                .iter()
+                .find(|r| r["path"] == "/g")
+                .and_then(|r| r["query"].as_str().map(str::to_string))
+                .expect("the GET request's query"),
+            path => body_of(&sink, path, 0),
+        };
+        assert_eq!(stored, sent, "{url}");
     }
     assert_eq!(body_of(&sink, "/t", 0), "{\"event\": \"fan\"}");
-    assert_eq!(env.stored_bodies(), (2, 4));
+    // One kept body (the template's) for the two template deliveries.
+    assert_eq!(env.stored_bodies(), (1, 2));
+}
+
+/// A body made from the event alone is not kept as bytes, yet a retry sends it byte for byte
+/// as first sent even after the subscription's payload style and format have changed.
+#[test]
+fn a_retry_remakes_the_first_body_after_the_payload_style_changed() {
+    use hookctl::model::{BodyFormat, DeliveryStatus, PayloadStyle, now_ms};
+    use hookctl::payload::Shape;
+    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
+    use hookctl::store::{Outcome, SentBody, Store};
+    let env = Env::new();
+    let id = env.sub_add(&["--url", "http://127.0.0.1:9/x", "--all"]);
+    env.ok(&["emit", "TaskCreate", "--id", "e1"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = SqliteStore::open(&env.db, OpenOptions::default())
+            .await
+            .unwrap();
+        let far = now_ms() + 3_600_000;
+        let claim = || store.claim(vec![(id.clone(), 10)], now_ms(), far);
+        let jobs = claim().await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        let mut sub = store.subscriptions().await.unwrap().remove(0);
+        let first =
+            hookctl::engine::request::render_payload(&sub, &jobs[0].event, &Default::default())
+                .unwrap();
+        let attempt = |n: u32| hookctl::model::Attempt {
+            n,
+            at: now_ms(),
+            status_code: Some(500),
+            error_class: Some(hookctl::model::ErrorClass::Status),
+            error: Some("HTTP 500".into()),
+            latency_ms: 1,
+            request_headers: vec![],
+            response_headers: vec![],
+            response_body: None,
+        };
+        store
+            .record(
+                vec![Outcome {
+                    delivery_id: jobs[0].delivery_id,
+                    subscription_id: id.clone(),
+                    probe: false,
+                    probes: 0,
+                    gone: false,
+                    attempt: attempt(1),
+                    status: DeliveryStatus::Retrying,
+                    next_at: Some(now_ms()),
+                    body: Some(SentBody::Made(Shape::of(&sub))),
+                }],
+                10,
+            )
+            .await
+            .unwrap();
+        sub.payload = PayloadStyle::Envelope;
+        sub.format = BodyFormat::Form;
+        store.update_subscription(sub.clone()).await.unwrap();
+        let now =
+            hookctl::engine::request::render_payload(&sub, &jobs[0].event, &Default::default())
+                .unwrap();
+        assert_ne!(now, first, "the change makes other bytes");
+        let again = claim().await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].body.as_deref(), Some(&first[..]));
+        let detail = store.event_detail("e1").await.unwrap().unwrap();
+        assert_eq!(detail.deliveries[0].body.as_deref(), Some(&first[..]));
+    });
+    assert_eq!(env.stored_bodies(), (0, 0));
 }

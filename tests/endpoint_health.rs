@@ -575,6 +575,9 @@ fn purge_counts_asks_and_deletes_only_what_it_said() {
     let dead = Sink::start(&env, &["--status", "500"]);
     let ok = Sink::start(&env, &[]);
     let _serve = Serve::start(&env);
+    // Templates, so that each delivery keeps its body's bytes (bodies made from the event
+    // alone are kept as a shape).
+    let template = "{\"id\": \"{{event.id}}\"}";
     let d = env.sub_add(&[
         "--url",
         &dead.url("/d"),
@@ -582,8 +585,17 @@ fn purge_counts_asks_and_deletes_only_what_it_said() {
         "NoteCreate",
         "--retry-schedule",
         "none",
+        "--template-text",
+        template,
     ]);
-    env.sub_add(&["--url", &ok.url("/ok"), "--events", "TaskCreate"]);
+    env.sub_add(&[
+        "--url",
+        &ok.url("/ok"),
+        "--events",
+        "TaskCreate",
+        "--template-text",
+        template,
+    ]);
     for _ in 0..3 {
         env.ok(&["emit", "NoteCreate"]);
     }

@@ -5,7 +5,8 @@ use super::http::{Failure, Response, Sender};
 use super::request::{self, RenderError};
 use super::retry;
 use crate::model::*;
-use crate::store::{CustomValue, Job, Outcome, values_for};
+use crate::payload::Shape;
+use crate::store::{CustomValue, Job, Outcome, SentBody, values_for};
 use std::time::Duration;
 
 /// Response bytes kept on record per attempt.
@@ -160,6 +161,9 @@ pub async fn run(
         attempt,
         status,
         next_at,
-        body: fresh.then_some(payload),
+        body: fresh.then(|| match sub.template {
+            Some(_) => SentBody::Bytes(payload),
+            None => SentBody::Made(Shape::of(sub)),
+        }),
     }
 }

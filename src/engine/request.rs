@@ -3,8 +3,8 @@
 
 use crate::ids;
 use crate::model::*;
+use crate::payload::Shape;
 use crate::signing;
-use serde_json::{Map, Value};
 
 /// A request ready to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,123 +29,23 @@ impl Request {
 #[error("{0}")]
 pub struct RenderError(pub String);
 
-/// The event as the subscription's payload style shapes it.
-pub fn payload_value(sub: &Subscription, event: &Event) -> Value {
-    let mut obj = Map::new();
-    obj.insert("type".into(), Value::String(event.event_type.clone()));
-    obj.insert(
-        "locationId".into(),
-        event
-            .location_id
-            .clone()
-            .map(Value::String)
-            .unwrap_or(Value::Null),
-    );
-    match sub.payload {
-        PayloadStyle::Flat => match &event.data {
-            Value::Object(fields) => {
-                for (k, v) in fields {
-                    if k != "type" && k != "locationId" {
-                        obj.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-            other => {
-                obj.insert("data".into(), other.clone());
-            }
-        },
-        PayloadStyle::Envelope => {
-            obj.insert("timestamp".into(), Value::String(rfc3339(event.timestamp)));
-            obj.insert("data".into(), event.data.clone());
-        }
-    }
-    Value::Object(obj)
-}
-
-/// The same shape as `payload_value`, serialised straight from the event: a JSON body
-/// needs no copy of the event's fields (the copy was a visible share of the engine's CPU).
-struct PayloadJson<'a> {
-    style: PayloadStyle,
-    event: &'a Event,
-}
-
-impl serde::Serialize for PayloadJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let e = self.event;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("type", &e.event_type)?;
-        m.serialize_entry("locationId", &e.location_id)?;
-        match self.style {
-            PayloadStyle::Flat => match &e.data {
-                Value::Object(fields) => {
-                    for (k, v) in fields {
-                        if k != "type" && k != "locationId" {
-                            m.serialize_entry(k, v)?;
-                        }
-                    }
-                }
-                other => m.serialize_entry("data", other)?,
-            },
-            PayloadStyle::Envelope => {
-                m.serialize_entry("timestamp", &rfc3339(e.timestamp))?;
-                m.serialize_entry("data", &e.data)?;
-            }
-        }
-        m.end()
-    }
-}
-
-/// Top-level fields as form/query pairs: strings as they are, anything else as JSON text.
-fn pairs(v: &Value) -> Vec<(String, String)> {
-    match v {
-        Value::Object(m) => m
-            .iter()
-            .map(|(k, v)| {
-                let text = match v {
-                    Value::String(s) => s.clone(),
-                    Value::Null => String::new(),
-                    other => other.to_string(),
-                };
-                (k.clone(), text)
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn urlencode(pairs: &[(String, String)]) -> String {
-    let mut s = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        s.append_pair(k, v);
-    }
-    s.finish()
-}
-
-/// The bytes that are signed and kept for the delivery: the body for POST/PUT, the query
-/// string for GET/DELETE (which carry the fields as parameters).
+/// The bytes that are signed and sent: the body for POST/PUT, the query string for
+/// GET/DELETE (which carry the fields as parameters).
 pub fn render_payload(
     sub: &Subscription,
     event: &Event,
     values: &std::collections::HashMap<String, String>,
 ) -> Result<Vec<u8>, RenderError> {
-    if let Some(t) = &sub.template {
-        // GET and DELETE put the rendered text in the query, so it is form-encoded.
-        let format = if sub.method.has_body() {
-            sub.format
-        } else {
-            BodyFormat::Form
-        };
-        return crate::template::render(t, format, event, values).map_err(RenderError);
-    }
-    if !sub.method.has_body() || sub.format == BodyFormat::Form {
-        return Ok(urlencode(&pairs(&payload_value(sub, event))).into_bytes());
-    }
-    serde_json::to_vec(&PayloadJson {
-        style: sub.payload,
-        event,
-    })
-    .map_err(|e| RenderError(e.to_string()))
+    let Some(t) = &sub.template else {
+        return Shape::of(sub).make(event).map_err(RenderError);
+    };
+    // GET and DELETE put the rendered text in the query, so it is form-encoded.
+    let format = if sub.method.has_body() {
+        sub.format
+    } else {
+        BodyFormat::Form
+    };
+    crate::template::render(t, format, event, values).map_err(RenderError)
 }
 
 fn content_type(sub: &Subscription) -> Option<&'static str> {
@@ -299,7 +199,8 @@ mod tests {
                     e.data = data.clone();
                     e.location_id = location;
                     let body = render_payload(&s, &e, &Default::default()).unwrap();
-                    let expected = serde_json::to_vec(&payload_value(&s, &e)).unwrap();
+                    let expected =
+                        serde_json::to_vec(&crate::payload::payload_value(style, &e)).unwrap();
                     assert_eq!(body, expected, "{style:?} {data}");
                 }
             }
@@ -310,7 +211,7 @@ mod tests {
     fn envelope_payload_nests_data() {
         let mut s = sub();
         s.payload = PayloadStyle::Envelope;
-        let v: Value =
+        let v: serde_json::Value =
             serde_json::from_slice(&render_payload(&s, &event(), &Default::default()).unwrap())
                 .unwrap();
         assert_eq!(v["timestamp"], "2023-11-14T22:13:20.000Z");

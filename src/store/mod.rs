@@ -71,8 +71,19 @@ pub struct Outcome {
     pub attempt: Attempt,
     pub status: DeliveryStatus,
     pub next_at: Option<Millis>,
-    /// The rendered body, stored on the first attempt only.
-    pub body: Option<Vec<u8>>,
+    /// How the first attempt's body can be had again (later attempts bring none).
+    pub body: Option<SentBody>,
+}
+
+/// What the store keeps of a delivery's first body, so that every later attempt, and the
+/// console, has the same bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SentBody {
+    /// A template's output, which depends on custom values that may change: the bytes.
+    Bytes(Vec<u8>),
+    /// Made from the event alone: the shape, and the bytes are made again when needed
+    /// (a kilobyte less to write per delivery).
+    Made(crate::payload::Shape),
 }
 
 #[derive(Debug, Clone, Default)]

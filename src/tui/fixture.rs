@@ -6,7 +6,7 @@ use super::snapshot::{self, EngineMode, Query, Snapshot};
 use super::state::App;
 use crate::model::*;
 use crate::store::sqlite::{OpenOptions, SqliteStore};
-use crate::store::{NewEvent, Outcome, Store};
+use crate::store::{NewEvent, Outcome, SentBody, Store};
 use anyhow::Result;
 use std::path::Path;
 
@@ -237,8 +237,9 @@ pub async fn seed(path: &Path) -> Result<std::sync::Arc<SqliteStore>> {
                 status,
                 next_at,
                 body: (n == 0).then(|| {
+                    // Kept as bytes, like a template's output.
                     let e = &job.event;
-                    serde_json::to_vec(&serde_json::json!({"type": e.event_type, "locationId": e.location_id, "id": e.id})).unwrap_or_default()
+                    SentBody::Bytes(serde_json::to_vec(&serde_json::json!({"type": e.event_type, "locationId": e.location_id, "id": e.id})).unwrap_or_default())
                 }),
             });
         }

@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "shared bodies",
         include_str!("../../../migrations/0006_shared_bodies.sql"),
     ),
+    (
+        7,
+        "made bodies",
+        include_str!("../../../migrations/0007_made_bodies.sql"),
+    ),
 ];
 
 /// Holds the migration lock while alive.

@@ -266,15 +266,19 @@ impl Store for SqliteStore {
         seqs.sort_unstable();
         seqs.dedup();
         // Only deliveries attempted before have a body to reuse.
-        let again: Vec<i64> = leased
+        let again: Vec<(i64, i64)> = leased
             .iter()
             .filter(|l| l.attempts > 0 || l.probes > 0)
-            .map(|l| l.delivery_id)
+            .map(|l| (l.delivery_id, l.event_seq))
             .collect();
         let read = self.read.run(move |c| {
             let events: HashMap<i64, Arc<Event>> = read::events_by_seq(c, &seqs)?
                 .into_iter()
                 .map(|(seq, e)| (seq, Arc::new(e)))
+                .collect();
+            let again: Vec<(i64, Arc<Event>)> = again
+                .into_iter()
+                .filter_map(|(id, seq)| Some((id, Arc::clone(events.get(&seq)?))))
                 .collect();
             let bodies = if again.is_empty() {
                 HashMap::new()

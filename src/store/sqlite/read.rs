@@ -3,10 +3,12 @@
 use super::rows;
 use super::sql::{Sql, each};
 use crate::model::*;
+use crate::payload::Shape;
 use crate::store::*;
 use anyhow::Result;
 use rusqlite::{Connection, OptionalExtension, Row};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub fn subscriptions(c: &Connection) -> Result<Vec<Subscription>> {
     let sql = format!(
@@ -215,7 +217,7 @@ pub fn event_detail(c: &Connection, id: &str) -> Result<Option<EventDetail>> {
     let event = rows::event_from(fields, &data)?;
     let mut deliveries = each(
         c,
-        "SELECT d.id, d.subscription_id, s.url, d.status, d.next_at, d.superseded_by, b.body, d.created_at \
+        "SELECT d.id, d.subscription_id, s.url, d.status, d.next_at, d.superseded_by, d.body_shape, b.body, d.created_at \
          FROM deliveries d LEFT JOIN subscriptions s ON s.id = d.subscription_id \
          LEFT JOIN delivery_bodies db ON db.delivery_id = d.id \
          LEFT JOIN bodies b ON b.id = db.body_id \
@@ -230,7 +232,7 @@ pub fn event_detail(c: &Connection, id: &str) -> Result<Option<EventDetail>> {
                 status: status.parse().map_err(anyhow::Error::msg)?,
                 next_at: r.get("next_at")?,
                 superseded_by: r.get("superseded_by")?,
-                body: r.get("body")?,
+                body: sent_body(r.get("body_shape")?, r.get("body")?, &event),
                 created_at: r.get("created_at")?,
                 attempts: Vec::new(),
             })
@@ -272,18 +274,30 @@ pub fn events_by_seq(c: &Connection, seqs: &[i64]) -> Result<HashMap<i64, Event>
     Ok(out)
 }
 
-/// The bodies kept for these deliveries (those attempted before), by delivery id.
-pub fn bodies(c: &Connection, ids: &[i64]) -> Result<HashMap<i64, Vec<u8>>> {
+/// The first bodies of these deliveries (those attempted before), by delivery id, for
+/// their next attempt: as kept, or made again from the event.
+pub fn bodies(c: &Connection, wanted: &[(i64, Arc<Event>)]) -> Result<HashMap<i64, Vec<u8>>> {
     let mut q = c.prepare_cached(
-        "SELECT b.body FROM delivery_bodies d JOIN bodies b ON b.id = d.body_id WHERE d.delivery_id = ?",
+        "SELECT d.body_shape, b.body FROM deliveries d \
+         LEFT JOIN delivery_bodies db ON db.delivery_id = d.id \
+         LEFT JOIN bodies b ON b.id = db.body_id WHERE d.id = ?",
     )?;
-    let mut out = HashMap::with_capacity(ids.len());
-    for id in ids {
-        if let Some(body) = q.query_row([id], |r| r.get(0)).optional()? {
+    let mut out = HashMap::with_capacity(wanted.len());
+    for (id, event) in wanted {
+        let row = q
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some(body) = row.and_then(|(shape, bytes)| sent_body(shape, bytes, event)) {
             out.insert(*id, body);
         }
     }
     Ok(out)
+}
+
+/// A delivery's first body from what the store keeps of it: the bytes, or the shape to make
+/// them again from the event (as the engine made them).
+fn sent_body(shape: Option<String>, bytes: Option<Vec<u8>>, event: &Event) -> Option<Vec<u8>> {
+    bytes.or_else(|| Shape::parse(shape.as_deref()?)?.make(event).ok())
 }
 
 pub fn next_due(c: &Connection) -> Result<Option<Millis>> {

@@ -962,11 +962,13 @@ fn record(conn: &Connection, outcomes: &[Outcome], circuit_threshold: u32) -> Re
         "UPDATE deliveries SET \
            status = CASE WHEN status IN ('pending', 'retrying') THEN ?2 ELSE status END, \
            next_at = CASE WHEN status IN ('pending', 'retrying') THEN ?3 ELSE NULL END, \
-           attempts = ?4, probes = ?5, lease_until = NULL, updated_at = ?6 \
+           attempts = ?4, probes = ?5, lease_until = NULL, updated_at = ?6, \
+           body_shape = coalesce(?7, body_shape) \
          WHERE id = ?1 RETURNING event_seq",
     )?;
-    // The body as first sent, once per event and distinct bytes: a fan-out's deliveries
-    // mostly send the same. A later attempt (which reuses it) brings none.
+    // A first body made from the event alone is kept as its shape (in the update above).
+    // Bytes (a template's output) are kept once per event and distinct bytes: a fan-out's
+    // deliveries mostly send the same. A later attempt (which reuses them) brings none.
     let mut same_body =
         conn.prepare_cached("SELECT id FROM bodies WHERE event_seq = ?1 AND body = ?2")?;
     let mut new_body =
@@ -996,12 +998,16 @@ fn record(conn: &Connection, outcomes: &[Outcome], circuit_threshold: u32) -> Re
                     o.next_at,
                     a.n,
                     o.probes,
-                    now
+                    now,
+                    match &o.body {
+                        Some(SentBody::Made(shape)) => Some(shape.as_str()),
+                        _ => None,
+                    }
                 ],
                 |r| r.get(0),
             )
             .optional()?;
-        if let (Some(b), Some(seq)) = (&o.body, seq) {
+        if let (Some(SentBody::Bytes(b)), Some(seq)) = (&o.body, seq) {
             let found: Option<i64> = same_body
                 .query_row(params![seq, b], |r| r.get(0))
                 .optional()?;
