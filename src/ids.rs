@@ -52,15 +52,18 @@ pub fn mask(secret: &str) -> String {
 
 /// Header names whose values are credentials and must be masked when shown.
 pub fn is_credential_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n == "authorization"
-        || n == "proxy-authorization"
-        || n == "cookie"
-        || n.contains("token")
-        || n.contains("secret")
-        || n.contains("api-key")
-        || n.contains("apikey")
-        || n == "x-api-key"
+    // Asked for every header of every attempt: compared in place, without a lowercased copy.
+    let contains = |part: &str| {
+        name.as_bytes()
+            .windows(part.len())
+            .any(|w| w.eq_ignore_ascii_case(part.as_bytes()))
+    };
+    ["authorization", "proxy-authorization", "cookie"]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n))
+        || ["token", "secret", "api-key", "apikey"]
+            .iter()
+            .any(|part| contains(part))
 }
 
 pub fn mask_header_value(name: &str, value: &str) -> String {
@@ -77,6 +80,24 @@ pub fn mask_header_value(name: &str, value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_headers_are_known_in_any_case() {
+        for name in [
+            "Authorization",
+            "PROXY-AUTHORIZATION",
+            "cookie",
+            "X-Auth-Token",
+            "x-API-Key",
+            "X-Apikey",
+            "Client-Secret",
+        ] {
+            assert!(is_credential_header(name), "{name}");
+        }
+        for name in ["Content-Type", "X-Trace", "Set-Cookie", "Authorization-Hint", "x-api"] {
+            assert!(!is_credential_header(name), "{name}");
+        }
+    }
 
     #[test]
     fn masks_never_reveal_the_secret() {
