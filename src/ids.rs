@@ -94,7 +94,13 @@ mod tests {
         ] {
             assert!(is_credential_header(name), "{name}");
         }
-        for name in ["Content-Type", "X-Trace", "Set-Cookie", "Authorization-Hint", "x-api"] {
+        for name in [
+            "Content-Type",
+            "X-Trace",
+            "Set-Cookie",
+            "Authorization-Hint",
+            "x-api",
+        ] {
             assert!(!is_credential_header(name), "{name}");
         }
     }

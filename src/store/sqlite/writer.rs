@@ -958,14 +958,15 @@ fn record(conn: &Connection, outcomes: &[Outcome], circuit_threshold: u32) -> Re
     )?;
     // A delivery cancelled while in flight keeps its final state; the attempt is still on
     // record.
-    let mut delivery = conn.prepare_cached(
-        "UPDATE deliveries SET \
+    const UPDATE: &str = "UPDATE deliveries SET \
            status = CASE WHEN status IN ('pending', 'retrying') THEN ?2 ELSE status END, \
            next_at = CASE WHEN status IN ('pending', 'retrying') THEN ?3 ELSE NULL END, \
            attempts = ?4, probes = ?5, lease_until = NULL, updated_at = ?6, \
            body_shape = coalesce(?7, body_shape) \
-         WHERE id = ?1 RETURNING event_seq",
-    )?;
+         WHERE id = ?1";
+    let mut delivery = conn.prepare_cached(UPDATE)?;
+    // The event is wanted only to keep a body's bytes under it (RETURNING is not free).
+    let mut delivery_event = conn.prepare_cached(&format!("{UPDATE} RETURNING event_seq"))?;
     // A first body made from the event alone is kept as its shape (in the update above).
     // Bytes (a template's output) are kept once per event and distinct bytes: a fan-out's
     // deliveries mostly send the same. A later attempt (which reuses them) brings none.
@@ -990,24 +991,24 @@ fn record(conn: &Connection, outcomes: &[Outcome], circuit_threshold: u32) -> Re
             (!a.response_headers.is_empty()).then(|| rows::headers_to_json(&a.response_headers)),
             a.response_body,
         ])?;
-        let seq: Option<i64> = delivery
-            .query_row(
-                params![
-                    o.delivery_id,
-                    o.status.as_str(),
-                    o.next_at,
-                    a.n,
-                    o.probes,
-                    now,
-                    match &o.body {
-                        Some(SentBody::Made(shape)) => Some(shape.as_str()),
-                        _ => None,
-                    }
-                ],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let (Some(SentBody::Bytes(b)), Some(seq)) = (&o.body, seq) {
+        let update = params![
+            o.delivery_id,
+            o.status.as_str(),
+            o.next_at,
+            a.n,
+            o.probes,
+            now,
+            match &o.body {
+                Some(SentBody::Made(shape)) => Some(shape.as_str()),
+                _ => None,
+            }
+        ];
+        let Some(SentBody::Bytes(b)) = &o.body else {
+            delivery.execute(update)?;
+            continue;
+        };
+        let seq: Option<i64> = delivery_event.query_row(update, |r| r.get(0)).optional()?;
+        if let Some(seq) = seq {
             let found: Option<i64> = same_body
                 .query_row(params![seq, b], |r| r.get(0))
                 .optional()?;
@@ -1027,33 +1028,54 @@ fn record(conn: &Connection, outcomes: &[Outcome], circuit_threshold: u32) -> Re
 
 /// Attempts, their latency histogram and final outcomes, for /metrics.
 fn count_outcomes(conn: &Connection, outcomes: &[Outcome]) -> Result<()> {
-    let mut deltas: HashMap<String, i64> = HashMap::new();
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    // Tallied first, so that each counter's name is made once per batch, not per outcome.
+    let mut failed: HashMap<&'static str, i64> = HashMap::new();
+    let mut buckets = [0i64; LATENCY_BUCKETS_MS.len() + 1];
+    let (mut latency_sum, mut delivered, mut dead) = (0i64, 0i64, 0i64);
     for o in outcomes {
         let a = &o.attempt;
-        *deltas.entry("attempts".into()).or_default() += 1;
         if let Some(class) = a.error_class {
-            *deltas
-                .entry(format!("attempts_failed_{class}"))
-                .or_default() += 1;
+            *failed.entry(class.as_str()).or_default() += 1;
         }
         let bucket = LATENCY_BUCKETS_MS
             .iter()
-            .find(|b| a.latency_ms <= **b)
-            .map(|b| b.to_string())
-            .unwrap_or_else(|| "inf".into());
-        *deltas
-            .entry(format!("latency_bucket_{bucket}"))
-            .or_default() += 1;
-        *deltas.entry("latency_sum_ms".into()).or_default() += a.latency_ms as i64;
+            .position(|b| a.latency_ms <= *b)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        buckets[bucket] += 1;
+        latency_sum += a.latency_ms as i64;
         match o.status {
-            DeliveryStatus::Delivered => {
-                *deltas.entry("deliveries_delivered".into()).or_default() += 1
-            }
-            DeliveryStatus::Dead => *deltas.entry("deliveries_dead".into()).or_default() += 1,
+            DeliveryStatus::Delivered => delivered += 1,
+            DeliveryStatus::Dead => dead += 1,
             _ => {}
         }
     }
-    let deltas: Vec<(String, i64)> = deltas.into_iter().collect();
+    let mut deltas: Vec<(String, i64)> = vec![
+        ("attempts".into(), outcomes.len() as i64),
+        ("latency_sum_ms".into(), latency_sum),
+    ];
+    deltas.extend(
+        failed
+            .into_iter()
+            .map(|(class, n)| (format!("attempts_failed_{class}"), n)),
+    );
+    for (i, n) in buckets.iter().enumerate().filter(|(_, n)| **n > 0) {
+        let name = match LATENCY_BUCKETS_MS.get(i) {
+            Some(b) => format!("latency_bucket_{b}"),
+            None => "latency_bucket_inf".into(),
+        };
+        deltas.push((name, *n));
+    }
+    for (name, n) in [
+        ("deliveries_delivered", delivered),
+        ("deliveries_dead", dead),
+    ] {
+        if n > 0 {
+            deltas.push((name.into(), n));
+        }
+    }
     bump(conn, &deltas)
 }
 
