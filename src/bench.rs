@@ -536,7 +536,7 @@ async fn store_only(n: usize) -> Result<(f64, f64)> {
             break;
         }
         done += jobs.len();
-        let outcomes = jobs
+        let outcomes: Vec<Outcome> = jobs
             .into_iter()
             .map(|j| Outcome {
                 delivery_id: j.delivery_id,
@@ -561,7 +561,7 @@ async fn store_only(n: usize) -> Result<(f64, f64)> {
                 body: Some(SentBody::Made(Shape::of(&sub("s", String::new())))),
             })
             .collect();
-        store.record(outcomes, 10).await?;
+        store.record(outcomes.into(), 10).await?;
     }
     let cpu_per_1k = (rusage_cpu() - cpu0) / (done.max(1) as f64 / 1000.0);
     Ok((done as f64 / start.elapsed().as_secs_f64(), cpu_per_1k))

@@ -581,7 +581,8 @@ fn a_retry_remakes_the_first_body_after_the_payload_style_changed() {
                     status: DeliveryStatus::Retrying,
                     next_at: Some(now_ms()),
                     body: Some(SentBody::Made(Shape::of(&sub))),
-                }],
+                }]
+                .into(),
                 10,
             )
             .await

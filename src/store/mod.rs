@@ -7,6 +7,7 @@ pub mod sqlite;
 use crate::model::{Attempt, DeliveryStatus, ErrorClass, Event, Millis, SubState, Subscription};
 use anyhow::Result;
 use async_trait::async_trait;
+use std::sync::Arc;
 
 /// What a store tells an engine in the same process about its own commits.
 #[derive(Debug, Default)]
@@ -54,7 +55,7 @@ pub struct Job {
     /// The body as first sent, when an earlier attempt rendered it.
     pub body: Option<Vec<u8>>,
     /// Shared by the deliveries of one event (a fan-out to ten endpoints reads it once).
-    pub event: std::sync::Arc<Event>,
+    pub event: Arc<Event>,
 }
 
 /// The result of one attempt, with the delivery's next state already decided.
@@ -246,7 +247,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Job>>;
     /// Commits attempt outcomes and their effect on endpoint health: the circuit opens
     /// after `circuit_threshold` consecutive failures and closes on a success.
-    async fn record(&self, outcomes: Vec<Outcome>, circuit_threshold: u32) -> Result<()>;
+    async fn record(&self, outcomes: Arc<[Outcome]>, circuit_threshold: u32) -> Result<()>;
     /// Removes a subscription. Refused while it has unfinished deliveries unless `force`,
     /// which cancels them (recorded as cancelled).
     async fn delete_subscription(&self, id: &str, force: bool) -> Result<DeleteOutcome>;

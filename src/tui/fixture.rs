@@ -256,7 +256,7 @@ pub async fn seed(path: &Path) -> Result<std::sync::Arc<SqliteStore>> {
         if outcomes.is_empty() {
             break;
         }
-        store.record(outcomes, 1000).await?;
+        store.record(outcomes.into(), 1000).await?;
     }
     Ok(store)
 }

@@ -262,13 +262,17 @@ pub fn events_by_seq(c: &Connection, seqs: &[i64]) -> Result<HashMap<i64, Event>
     for seq in seqs {
         // A key that is gone (cannot happen for a leased delivery) is left out; the caller
         // hands such leases back.
-        let row = q
-            .query_row([seq], |r| {
-                Ok((r.get::<_, String>("data")?, rows::event_fields(r)?))
-            })
-            .optional()?;
-        if let Some((data, fields)) = row {
-            out.insert(*seq, rows::event_from(fields, &data)?);
+        let mut rows = q.query([seq])?;
+        if let Some(r) = rows.next()? {
+            // By position: by name, each column is found by comparing names.
+            let fields = rows::EventFields {
+                id: r.get(1)?,
+                event_type: r.get(2)?,
+                location_id: r.get(3)?,
+                timestamp: r.get(4)?,
+            };
+            let data = r.get_ref(5)?.as_str()?;
+            out.insert(*seq, rows::event_from(fields, data)?);
         }
     }
     Ok(out)

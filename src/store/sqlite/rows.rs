@@ -57,10 +57,10 @@ pub fn subscription(row: &Row<'_>) -> Result<Subscription> {
 
 /// An event's columns but its data, which callers read as text and parse last.
 pub struct EventFields {
-    id: String,
-    event_type: String,
-    location_id: Option<String>,
-    timestamp: Millis,
+    pub id: String,
+    pub event_type: String,
+    pub location_id: Option<String>,
+    pub timestamp: Millis,
 }
 
 pub fn event_fields(row: &Row<'_>) -> rusqlite::Result<EventFields> {

@@ -41,7 +41,7 @@ pub enum Op {
         reply: Reply<Vec<Leased>>,
     },
     Record {
-        outcomes: Vec<Outcome>,
+        outcomes: Arc<[Outcome]>,
         circuit_threshold: u32,
         reply: Reply<()>,
     },
