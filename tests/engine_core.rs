@@ -480,3 +480,78 @@ fn endpoints_on_one_host_reuse_their_connections() {
         400 * paths.len()
     );
 }
+
+/// Publishes queued behind a busy writer are stored together, without a savepoint of
+/// their own: one that fails must fail alone, and the others be stored, each once.
+#[test]
+fn a_publish_failing_among_many_stored_together_fails_alone() {
+    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
+    use hookctl::store::{NewEvent, Store};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("poison.db");
+        let store = SqliteStore::open(&db, OpenOptions::default())
+            .await
+            .expect("open");
+        // A failure only this event meets, as a disk error would meet any of them.
+        rusqlite::Connection::open(&db)
+            .expect("second connection")
+            .execute_batch(
+                "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.id = 'poison' \
+                 BEGIN SELECT RAISE(ABORT, 'poisoned event'); END;",
+            )
+            .expect("trigger");
+        let event = |id: String| NewEvent {
+            id,
+            event_type: "ContactCreate".into(),
+            location_id: None,
+            timestamp: 0,
+            data: serde_json::json!({"id": "c1"}),
+            received_at: None,
+        };
+        // A large publish keeps the writer busy while the small ones queue up behind it.
+        let big = {
+            let store = store.clone();
+            let events = (0..5000).map(|i| event(format!("big-{i}"))).collect();
+            tokio::spawn(async move { store.publish(events).await })
+        };
+        let mut small = Vec::new();
+        for i in 0..40 {
+            let id = if i == 20 {
+                "poison".to_string()
+            } else {
+                format!("small-{i}")
+            };
+            let store = store.clone();
+            small.push(tokio::spawn(async move {
+                (i, store.publish(vec![event(id)]).await)
+            }));
+        }
+        assert_eq!(big.await.expect("join").expect("big publish").len(), 5000);
+        for s in small {
+            let (i, r) = s.await.expect("join");
+            if i == 20 {
+                let e = r.expect_err("the poisoned event must fail");
+                assert!(format!("{e:#}").contains("poisoned"), "{e:#}");
+            } else {
+                let p = r.unwrap_or_else(|e| panic!("publish {i} failed: {e:#}"));
+                assert_eq!(p.len(), 1);
+                assert!(!p[0].duplicate, "publish {i} came back as a duplicate");
+            }
+        }
+        let stored: i64 = rusqlite::Connection::open(&db)
+            .expect("reader")
+            .query_row(
+                "SELECT count(*) FROM events WHERE id LIKE 'small-%'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(stored, 39);
+    });
+}
