@@ -82,7 +82,7 @@ pub async fn run(
         error_class: None,
         error: None,
         latency_ms: 0,
-        request_headers: req.headers_for_record(),
+        request_headers: req.into_headers_for_record(),
         response_headers: Vec::new(),
         response_body: None,
     };

@@ -23,6 +23,18 @@ impl Request {
             .map(|(k, v)| (k.clone(), ids::mask_header_value(k, v)))
             .collect()
     }
+
+    /// The same, once the request is sent: its headers move into the record, and only the
+    /// credentials among them are made anew (masked).
+    pub fn into_headers_for_record(self) -> Vec<(String, String)> {
+        let mut headers = self.headers;
+        for (k, v) in headers.iter_mut() {
+            if ids::is_credential_header(k) {
+                *v = ids::mask_header_value(k, v);
+            }
+        }
+        headers
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -240,6 +252,9 @@ mod tests {
         assert_eq!(get("x-wl-timestamp").as_deref(), Some("1700000000"));
         let recorded = req.headers_for_record();
         assert!(!format!("{recorded:?}").contains("abcdefghijkl"));
+        // The engine's way, moving the headers of a sent request, records the same.
+        let sent = build(&s, &e, &payload, 2, 1_700_000_000_123);
+        assert_eq!(sent.into_headers_for_record(), recorded);
     }
 
     #[test]
