@@ -61,14 +61,7 @@ impl Shape {
 pub fn payload_value(style: PayloadStyle, event: &Event) -> Value {
     let mut obj = Map::new();
     obj.insert("type".into(), Value::String(event.event_type.clone()));
-    obj.insert(
-        "locationId".into(),
-        event
-            .location_id
-            .clone()
-            .map(Value::String)
-            .unwrap_or(Value::Null),
-    );
+    obj.insert("locationId".into(), Value::from(event.location_id.clone()));
     match style {
         PayloadStyle::Flat => match &event.data {
             Value::Object(fields) => {

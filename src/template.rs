@@ -228,14 +228,7 @@ pub fn context(event: &Event, custom_values: &HashMap<String, String>) -> Json {
         }),
     );
     let mut location = Map::new();
-    location.insert(
-        "id".into(),
-        event
-            .location_id
-            .clone()
-            .map(Json::String)
-            .unwrap_or(Json::Null),
-    );
+    location.insert("id".into(), Json::from(event.location_id.clone()));
     let data = event.data.as_object().cloned().unwrap_or_default();
     // Appointment events nest their fields one level down.
     let fields = match data.get("appointment") {

@@ -417,11 +417,7 @@ fn a_dropped_engine_stops_its_scheduler() {
     use hookctl::engine::{Engine, EngineConfig, lock};
     use hookctl::store::sqlite::{OpenOptions, SqliteStore};
     use std::sync::Arc;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("drop.db");
@@ -487,11 +483,7 @@ fn endpoints_on_one_host_reuse_their_connections() {
 fn a_publish_failing_among_many_stored_together_fails_alone() {
     use hookctl::store::sqlite::{OpenOptions, SqliteStore};
     use hookctl::store::{NewEvent, Store};
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("poison.db");
@@ -554,4 +546,13 @@ fn a_publish_failing_among_many_stored_together_fails_alone() {
             .expect("count");
         assert_eq!(stored, 39);
     });
+}
+
+/// For the tests that drive the library directly, as `serve` does: two workers.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }

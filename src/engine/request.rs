@@ -18,23 +18,23 @@ pub struct Request {
 impl Request {
     /// The headers with credential values masked: what may be stored or shown.
     pub fn headers_for_record(&self) -> Vec<(String, String)> {
-        self.headers
-            .iter()
-            .map(|(k, v)| (k.clone(), ids::mask_header_value(k, v)))
-            .collect()
+        masked(self.headers.clone())
     }
 
-    /// The same, once the request is sent: its headers move into the record, and only the
-    /// credentials among them are made anew (masked).
+    /// The same, once the request is sent: its headers move into the record.
     pub fn into_headers_for_record(self) -> Vec<(String, String)> {
-        let mut headers = self.headers;
-        for (k, v) in headers.iter_mut() {
-            if ids::is_credential_header(k) {
-                *v = ids::mask_header_value(k, v);
-            }
-        }
-        headers
+        masked(self.headers)
     }
+}
+
+/// Headers with their credentials masked; only those values are made anew.
+fn masked(mut headers: Vec<(String, String)>) -> Vec<(String, String)> {
+    for (k, v) in headers.iter_mut() {
+        if ids::is_credential_header(k) {
+            *v = ids::mask_header_value(k, v);
+        }
+    }
+    headers
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -289,19 +289,21 @@ fn commit_batch(conn: &Connection, ops: impl Iterator<Item = Op>) {
     // chunks, each a malloc: a fifth of the writer's time when the API fed it. Should they
     // fail, the whole transaction is undone and they are stored again one by one.
     let ops = match as_publish_run(ops) {
-        Ok(run) if run.len() > 1 => match publish_together(conn, run, false) {
-            Ok(finishes) => {
-                commit_and_finish(conn, finishes);
-                return;
-            }
-            Err(run) => {
-                let _ = exec(conn, "ROLLBACK");
-                let Some(ops) = begin(conn, into_ops(run)) else {
-                    return;
-                };
-                ops
-            }
-        },
+        Ok(run) if run.len() > 1 => {
+            let finishes = match publish_together(conn, run, false) {
+                Ok(finishes) => finishes,
+                Err(run) => {
+                    let _ = exec(conn, "ROLLBACK");
+                    let Some(ops) = begin(conn, into_ops(run)) else {
+                        return;
+                    };
+                    // Together they failed once already: straight to one by one.
+                    ops.into_iter().map(|op| in_savepoint(conn, op)).collect()
+                }
+            };
+            commit_and_finish(conn, finishes);
+            return;
+        }
         Ok(run) => into_ops(run),
         Err(ops) => ops,
     };
