@@ -585,10 +585,10 @@ impl Plan {
 /// Starts the peak-RSS figure afresh, so each workload reports its own peak: memory the
 /// allocator kept from the last workload goes back to the system first.
 fn reset_peak_rss() {
-    // SAFETY: malloc_trim only returns free memory to the system.
-    #[cfg(target_env = "gnu")]
+    // SAFETY: asks mimalloc (every allocation's allocator, see main.rs) to free what its
+    // heaps hold unused and return it to the system; no pointer changes hands.
     unsafe {
-        libc::malloc_trim(0);
+        libmimalloc_sys::mi_collect(true);
     }
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
