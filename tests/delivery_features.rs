@@ -602,3 +602,64 @@ fn a_retry_remakes_the_first_body_after_the_payload_style_changed() {
     });
     assert_eq!(env.stored_bodies(), (0, 0));
 }
+
+/// An attempt recorded twice (a recorder retrying after a commit whose fate it could not
+/// know) is kept once, as last recorded; the event published twice is stored once.
+#[test]
+fn an_attempt_recorded_twice_is_kept_once_as_last_recorded() {
+    use hookctl::model::{DeliveryStatus, now_ms};
+    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
+    use hookctl::store::{Outcome, Store};
+    let env = Env::new();
+    let id = env.sub_add(&["--url", "http://127.0.0.1:9/x", "--all"]);
+    env.ok(&["emit", "TaskCreate", "--id", "e1"]);
+    env.ok(&["emit", "TaskCreate", "--id", "e1"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = SqliteStore::open(&env.db, OpenOptions::default())
+            .await
+            .unwrap();
+        let jobs = store
+            .claim(vec![(id.clone(), 10)], now_ms(), now_ms() + 3_600_000)
+            .await
+            .unwrap();
+        assert_eq!(jobs.len(), 1, "one event, one delivery");
+        let outcome = |code: u16, error: &str| Outcome {
+            delivery_id: jobs[0].delivery_id,
+            subscription_id: id.clone(),
+            probe: false,
+            probes: 0,
+            gone: false,
+            attempt: hookctl::model::Attempt {
+                n: 1,
+                at: now_ms(),
+                status_code: Some(code),
+                error_class: Some(hookctl::model::ErrorClass::Status),
+                error: Some(error.into()),
+                latency_ms: 1,
+                request_headers: vec![("x-wl-attempt".into(), "1".into())],
+                response_headers: vec![],
+                response_body: Some(error.as_bytes().to_vec()),
+            },
+            status: DeliveryStatus::Retrying,
+            next_at: Some(now_ms() + 60_000),
+            body: None,
+        };
+        for (code, error) in [(500, "first"), (503, "second")] {
+            store
+                .record(vec![outcome(code, error)].into(), 10)
+                .await
+                .unwrap();
+        }
+        let detail = store.event_detail("e1").await.unwrap().unwrap();
+        assert_eq!(detail.deliveries.len(), 1);
+        let attempts = &detail.deliveries[0].attempts;
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        assert_eq!(attempts[0].status_code, Some(503));
+        assert_eq!(attempts[0].error.as_deref(), Some("second"));
+        assert_eq!(attempts[0].response_body.as_deref(), Some(&b"second"[..]));
+    });
+}

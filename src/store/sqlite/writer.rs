@@ -595,27 +595,25 @@ fn publish(conn: &Connection, events: &[NewEvent]) -> Result<Vec<Published>> {
     let now = now_ms();
     let routes = routes(conn)?;
     let mut seqs: HashMap<String, i64> = HashMap::with_capacity(events.len());
+    // No RETURNING here, and an upsert rather than OR REPLACE for attempts (in `record`):
+    // with them SQLite kept a statement journal (a copy of each page a statement touches)
+    // inside the transaction; without them the writer spent 17 % less CPU on workload 1.
     let mut insert = conn.prepare_cached(
         "INSERT INTO events (id, type, location_id, timestamp, data, received_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(id) DO NOTHING RETURNING seq",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(id) DO NOTHING",
     )?;
     for e in events {
-        let seq: Option<i64> = insert
-            .query_row(
-                params![
-                    e.id,
-                    e.event_type,
-                    e.location_id,
-                    e.timestamp,
-                    e.data.to_string(),
-                    e.received_at.unwrap_or(now)
-                ],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let inserted = insert.execute(params![
+            e.id,
+            e.event_type,
+            e.location_id,
+            e.timestamp,
+            e.data.to_string(),
+            e.received_at.unwrap_or(now)
+        ])?;
         // An id already stored (or earlier in this batch) inserts nothing.
-        if let Some(seq) = seq {
-            seqs.insert(e.id.clone(), seq);
+        if inserted == 1 {
+            seqs.insert(e.id.clone(), conn.last_insert_rowid());
         }
     }
     // (event_seq, subscription_id) for every new event × matching subscription.
@@ -1032,9 +1030,14 @@ fn claim(
 fn record(conn: &Connection, outcomes: &[Outcome], circuit_threshold: u32) -> Result<()> {
     let now = now_ms();
     let mut attempt = conn.prepare_cached(
-        "INSERT OR REPLACE INTO attempts (delivery_id, n, at, status_code, error_class, error, \
+        "INSERT INTO attempts (delivery_id, n, at, status_code, error_class, error, \
            latency_ms, request_headers, response_headers, response_body) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT(delivery_id, n) DO UPDATE SET at = excluded.at, \
+           status_code = excluded.status_code, error_class = excluded.error_class, \
+           error = excluded.error, latency_ms = excluded.latency_ms, \
+           request_headers = excluded.request_headers, \
+           response_headers = excluded.response_headers, response_body = excluded.response_body",
     )?;
     // A delivery cancelled while in flight keeps its final state; the attempt is still on
     // record.
