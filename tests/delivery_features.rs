@@ -531,25 +531,36 @@ fn a_fan_out_keeps_only_template_bodies_and_each_once() {
     assert_eq!(env.stored_bodies(), (1, 2));
 }
 
+/// The test's database opened as the engine opens it, with a runtime to drive it.
+fn open_store(
+    env: &Env,
+) -> (
+    tokio::runtime::Runtime,
+    std::sync::Arc<hookctl::store::sqlite::SqliteStore>,
+) {
+    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt
+        .block_on(SqliteStore::open(&env.db, OpenOptions::default()))
+        .unwrap();
+    (rt, store)
+}
+
 /// A body made from the event alone is not kept as bytes, yet a retry sends it byte for byte
 /// as first sent even after the subscription's payload style and format have changed.
 #[test]
 fn a_retry_remakes_the_first_body_after_the_payload_style_changed() {
     use hookctl::model::{BodyFormat, DeliveryStatus, PayloadStyle, now_ms};
     use hookctl::payload::Shape;
-    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
     use hookctl::store::{Outcome, SentBody, Store};
     let env = Env::new();
     let id = env.sub_add(&["--url", "http://127.0.0.1:9/x", "--all"]);
     env.ok(&["emit", "TaskCreate", "--id", "e1"]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (rt, store) = open_store(&env);
     rt.block_on(async {
-        let store = SqliteStore::open(&env.db, OpenOptions::default())
-            .await
-            .unwrap();
         let far = now_ms() + 3_600_000;
         let claim = || store.claim(vec![(id.clone(), 10)], now_ms(), far);
         let jobs = claim().await.unwrap();
@@ -608,20 +619,13 @@ fn a_retry_remakes_the_first_body_after_the_payload_style_changed() {
 #[test]
 fn an_attempt_recorded_twice_is_kept_once_as_last_recorded() {
     use hookctl::model::{DeliveryStatus, now_ms};
-    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
     use hookctl::store::{Outcome, Store};
     let env = Env::new();
     let id = env.sub_add(&["--url", "http://127.0.0.1:9/x", "--all"]);
     env.ok(&["emit", "TaskCreate", "--id", "e1"]);
     env.ok(&["emit", "TaskCreate", "--id", "e1"]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (rt, store) = open_store(&env);
     rt.block_on(async {
-        let store = SqliteStore::open(&env.db, OpenOptions::default())
-            .await
-            .unwrap();
         let jobs = store
             .claim(vec![(id.clone(), 10)], now_ms(), now_ms() + 3_600_000)
             .await
