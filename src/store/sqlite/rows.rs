@@ -91,6 +91,45 @@ fn headers_from_json(s: Option<String>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// An attempt's headers as stored: a line `name: value` each, as on the wire. Under load
+/// the writer's cost follows the bytes it writes (the WAL, then the checkpoint), and
+/// JSON's quotes and brackets were a sixth of these; a name in this form cannot start with
+/// `[`, which tells it apart from JSON, kept for headers no line can hold exactly (and in
+/// rows written before).
+pub fn attempt_headers(h: &[(String, String)]) -> String {
+    let fits = h.iter().all(|(k, v)| {
+        !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b':' && b != b'[')
+            && !v.contains(['\r', '\n'])
+    });
+    if !fits {
+        return headers_to_json(h);
+    }
+    let mut out = String::with_capacity(h.iter().map(|(k, v)| k.len() + v.len() + 3).sum());
+    for (k, v) in h {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(k);
+        out.push_str(": ");
+        out.push_str(v);
+    }
+    out
+}
+
+fn attempt_headers_from(s: Option<String>) -> Vec<(String, String)> {
+    match s {
+        Some(s) if s.starts_with('[') => headers_from_json(Some(s)),
+        Some(s) => s
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
 pub fn attempt(row: &Row<'_>) -> Result<Attempt> {
     let code: Option<i64> = row.get("status_code")?;
     let class: Option<String> = row.get("error_class")?;
@@ -106,8 +145,55 @@ pub fn attempt(row: &Row<'_>) -> Result<Attempt> {
             .map_err(anyhow::Error::msg)?,
         error: row.get("error")?,
         latency_ms: latency.max(0) as u64,
-        request_headers: headers_from_json(row.get("request_headers")?),
-        response_headers: headers_from_json(row.get("response_headers")?),
+        request_headers: attempt_headers_from(row.get("request_headers")?),
+        response_headers: attempt_headers_from(row.get("response_headers")?),
         response_body: row.get("response_body")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn attempt_headers_read_back_as_they_were_sent() {
+        let sent = h(&[
+            ("content-type", "application/json"),
+            ("x-wl-signature", "ab12"),
+            ("authorization", "Bearer tok_…f00d"),
+            ("x-empty", ""),
+            ("x-spaced", "  a: b  "),
+        ]);
+        let stored = attempt_headers(&sent);
+        assert!(!stored.starts_with('['), "{stored}");
+        assert_eq!(attempt_headers_from(Some(stored)), sent);
+        assert_eq!(attempt_headers_from(Some(String::new())), vec![]);
+    }
+
+    #[test]
+    fn headers_no_line_can_hold_are_stored_as_json_and_old_rows_still_read() {
+        for odd in [
+            h(&[("x-a", "two\nlines")]),
+            h(&[("x-a", "cr\r")]),
+            h(&[("bad:name", "v")]),
+            h(&[("[x", "v")]),
+            h(&[("", "v")]),
+        ] {
+            let stored = attempt_headers(&odd);
+            assert!(stored.starts_with('['), "{stored}");
+            assert_eq!(attempt_headers_from(Some(stored)), odd);
+        }
+        let before = headers_to_json(&h(&[("date", "Tue, 25 Nov 2026 10:00:00 GMT")]));
+        assert_eq!(
+            attempt_headers_from(Some(before)),
+            h(&[("date", "Tue, 25 Nov 2026 10:00:00 GMT")])
+        );
+    }
 }

@@ -1073,8 +1073,8 @@ fn record(conn: &Connection, outcomes: &[Outcome], circuit_threshold: u32) -> Re
             a.error_class.map(|c| c.as_str()),
             a.error,
             a.latency_ms as i64,
-            rows::headers_to_json(&a.request_headers),
-            (!a.response_headers.is_empty()).then(|| rows::headers_to_json(&a.response_headers)),
+            rows::attempt_headers(&a.request_headers),
+            (!a.response_headers.is_empty()).then(|| rows::attempt_headers(&a.response_headers)),
             a.response_body,
         ])?;
         let update = params![
