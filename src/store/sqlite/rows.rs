@@ -86,11 +86,6 @@ pub fn headers_to_json(h: &[(String, String)]) -> String {
     serde_json::to_string(h).unwrap_or_else(|_| "[]".to_string())
 }
 
-fn headers_from_json(s: Option<String>) -> Vec<(String, String)> {
-    s.and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or_default()
-}
-
 /// An attempt's headers as stored: a line `name: value` each, as on the wire. Under load
 /// the writer's cost follows the bytes it writes (the WAL, then the checkpoint), and
 /// JSON's quotes and brackets were a sixth of these; a name in this form cannot start with
@@ -120,7 +115,7 @@ pub fn attempt_headers(h: &[(String, String)]) -> String {
 
 fn attempt_headers_from(s: Option<String>) -> Vec<(String, String)> {
     match s {
-        Some(s) if s.starts_with('[') => headers_from_json(Some(s)),
+        Some(s) if s.starts_with('[') => serde_json::from_str(&s).unwrap_or_default(),
         Some(s) => s
             .lines()
             .filter_map(|l| l.split_once(": "))
