@@ -745,3 +745,68 @@ fn a_revoked_token_is_refused_at_the_next_request() {
     assert_eq!(st, 401, "{body}");
     assert_eq!(counts(&env).0, 3);
 }
+
+/// The check behind the API's kept tokens, at the store: a publish made with a revoked
+/// token stores nothing and says why, even in the same transaction as publishes that are
+/// kept, and whichever connection revoked it.
+#[test]
+fn a_publish_with_a_revoked_token_stores_nothing() {
+    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
+    use hookctl::store::{ApiToken, NewEvent, Store, TokenRevoked};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let store = SqliteStore::open(&db, OpenOptions::default())
+            .await
+            .unwrap();
+        for id in ["tok_live", "tok_gone"] {
+            let token = ApiToken {
+                id: id.into(),
+                scopes: vec!["events:write".into()],
+                location_id: None,
+                created_at: 1,
+                revoked_at: None,
+            };
+            store.add_token(token, format!("hash-{id}")).await.unwrap();
+        }
+        // Revoked through a second store on the same file, as the CLI beside a server does.
+        let other = SqliteStore::open(&db, OpenOptions::default())
+            .await
+            .unwrap();
+        assert!(other.revoke_token("tok_gone").await.unwrap());
+        let event = |id: &str| NewEvent {
+            id: id.into(),
+            event_type: "ContactCreate".into(),
+            location_id: None,
+            timestamp: 1,
+            data: json!({}),
+            received_at: None,
+        };
+        let mut sends = Vec::new();
+        for i in 0..40 {
+            let (store, token) = (store.clone(), ["tok_live", "tok_gone"][i % 2]);
+            let e = event(&format!("evt_{i}"));
+            sends.push(tokio::spawn(async move {
+                store.publish_as(vec![e], token.into()).await
+            }));
+        }
+        for (i, send) in sends.into_iter().enumerate() {
+            match send.await.unwrap() {
+                Ok(published) if i % 2 == 0 => assert_eq!(published[0].id, format!("evt_{i}")),
+                Err(e) if i % 2 == 1 => assert!(e.is::<TokenRevoked>(), "{e:#}"),
+                other => panic!("publish {i}: {other:?}"),
+            }
+            let stored = store.event_detail(&format!("evt_{i}")).await.unwrap();
+            assert_eq!(stored.is_some(), i % 2 == 0, "evt_{i}");
+        }
+        let unknown = store
+            .publish_as(vec![event("evt_x")], "tok_never".into())
+            .await;
+        assert!(unknown.is_err_and(|e| e.is::<TokenRevoked>()));
+    });
+}

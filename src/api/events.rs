@@ -3,6 +3,7 @@
 use super::{ApiError, ApiResult, ApiState, auth, body};
 use crate::cli::output as cli_shapes;
 use crate::ingest::event_from_json;
+use crate::store::TokenRevoked;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -21,7 +22,7 @@ fn idempotent_id(token: &str, key: &str, index: usize) -> String {
 }
 
 pub async fn publish(State(s): State<ApiState>, headers: HeaderMap, body: Body) -> ApiResult {
-    let token = auth::require(&s, &headers, &["events:write"]).await?;
+    let (token, hash) = auth::require_to_publish(&s, &headers, &["events:write"]).await?;
     let v = body::json(&headers, body, s.body_cap).await?;
     let (items, batch) = match &v {
         Value::Array(items) => (items.clone(), true),
@@ -65,7 +66,13 @@ pub async fn publish(State(s): State<ApiState>, headers: HeaderMap, body: Body) 
         }
         events.push(e);
     }
-    let published = s.store.publish(events).await?;
+    let published = match s.store.publish_as(events, token.id).await {
+        Err(e) if e.is::<TokenRevoked>() => {
+            s.known.forget(&hash);
+            return Err(auth::revoked());
+        }
+        r => r?,
+    };
     let body = if batch {
         json!({"events": published})
     } else {

@@ -30,6 +30,7 @@ pub struct ApiState {
     /// Where inbound webhooks may come from; empty: anywhere.
     pub inbound_allow: Vec<IpNet>,
     pub bind_address: Option<std::net::IpAddr>,
+    pub known: Arc<auth::Known>,
 }
 
 impl ApiState {
@@ -40,6 +41,7 @@ impl ApiState {
             body_cap: cfg.api_body_cap,
             inbound_allow: cfg.inbound_allow_networks.clone(),
             bind_address: cfg.outbound_bind_address,
+            known: Arc::default(),
         }
     }
 }

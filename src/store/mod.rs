@@ -233,6 +233,10 @@ pub struct SubscriptionStats {
 pub trait Store: Send + Sync + 'static {
     // Writes. Each returns after its change is committed.
     async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>>;
+    /// Publishes on behalf of the API token `token_id`, which is checked in the transaction
+    /// that stores the events: fails with [`TokenRevoked`] (storing nothing) once that token
+    /// is revoked, whichever process revoked it.
+    async fn publish_as(&self, events: Vec<NewEvent>, token_id: String) -> Result<Vec<Published>>;
     async fn add_subscription(&self, sub: Subscription) -> Result<()>;
     /// Replaces a subscription's settings (not its secret, state or health).
     async fn update_subscription(&self, sub: Subscription) -> Result<()>;
@@ -375,6 +379,18 @@ pub struct ApiToken {
     pub created_at: Millis,
     pub revoked_at: Option<Millis>,
 }
+
+/// A publish refused because its API token has been revoked.
+#[derive(Debug)]
+pub struct TokenRevoked;
+
+impl std::fmt::Display for TokenRevoked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the token was revoked")
+    }
+}
+
+impl std::error::Error for TokenRevoked {}
 
 /// An inbound webhook endpoint.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -225,7 +225,21 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>> {
-        self.call(|reply| Op::Publish { events, reply }).await
+        self.call(|reply| Op::Publish {
+            events,
+            token: None,
+            reply,
+        })
+        .await
+    }
+
+    async fn publish_as(&self, events: Vec<NewEvent>, token_id: String) -> Result<Vec<Published>> {
+        self.call(|reply| Op::Publish {
+            events,
+            token: Some(token_id),
+            reply,
+        })
+        .await
     }
 
     async fn add_subscription(&self, sub: Subscription) -> Result<()> {
