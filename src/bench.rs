@@ -494,7 +494,7 @@ async fn raw_http(recv: &Receiver, n: usize, concurrency: usize) -> Result<(f64,
                     event_type: e.event_type,
                     location_id: e.location_id,
                     timestamp: e.timestamp,
-                    data: e.data,
+                    data: e.data.into(),
                 };
                 let payload =
                     request::render_payload(&s, &ev, &Default::default()).unwrap_or_default();

@@ -27,6 +27,9 @@ impl Shape {
         if self.form {
             return Ok(urlencode(&pairs(&payload_value(self.style, event))).into_bytes());
         }
+        if let (PayloadStyle::Envelope, Some(data)) = (self.style, event.data.stored_text()) {
+            return envelope_json(event, data).map_err(|e| e.to_string());
+        }
         serde_json::to_vec(&PayloadJson {
             style: self.style,
             event,
@@ -57,13 +60,29 @@ impl Shape {
     }
 }
 
+/// An envelope around data already in JSON: byte for byte what `PayloadJson` makes from
+/// the parsed data, since the stored text is serde_json's own compact form of it.
+fn envelope_json(e: &Event, data: &str) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len() + e.event_type.len() + 96);
+    out.extend_from_slice(b"{\"type\":");
+    serde_json::to_writer(&mut out, &e.event_type)?;
+    out.extend_from_slice(b",\"locationId\":");
+    serde_json::to_writer(&mut out, &e.location_id)?;
+    out.extend_from_slice(b",\"timestamp\":");
+    serde_json::to_writer(&mut out, &rfc3339(e.timestamp))?;
+    out.extend_from_slice(b",\"data\":");
+    out.extend_from_slice(data.as_bytes());
+    out.push(b'}');
+    Ok(out)
+}
+
 /// The event as the subscription's payload style shapes it.
 pub fn payload_value(style: PayloadStyle, event: &Event) -> Value {
     let mut obj = Map::new();
     obj.insert("type".into(), Value::String(event.event_type.clone()));
     obj.insert("locationId".into(), Value::from(event.location_id.clone()));
     match style {
-        PayloadStyle::Flat => match &event.data {
+        PayloadStyle::Flat => match event.data.value() {
             Value::Object(fields) => {
                 for (k, v) in fields {
                     if k != "type" && k != "locationId" {
@@ -77,7 +96,7 @@ pub fn payload_value(style: PayloadStyle, event: &Event) -> Value {
         },
         PayloadStyle::Envelope => {
             obj.insert("timestamp".into(), Value::String(rfc3339(event.timestamp)));
-            obj.insert("data".into(), event.data.clone());
+            obj.insert("data".into(), event.data.value().clone());
         }
     }
     Value::Object(obj)
@@ -98,7 +117,7 @@ impl serde::Serialize for PayloadJson<'_> {
         m.serialize_entry("type", &e.event_type)?;
         m.serialize_entry("locationId", &e.location_id)?;
         match self.style {
-            PayloadStyle::Flat => match &e.data {
+            PayloadStyle::Flat => match e.data.value() {
                 Value::Object(fields) => {
                     for (k, v) in fields {
                         if k != "type" && k != "locationId" {
@@ -110,7 +129,7 @@ impl serde::Serialize for PayloadJson<'_> {
             },
             PayloadStyle::Envelope => {
                 m.serialize_entry("timestamp", &rfc3339(e.timestamp))?;
-                m.serialize_entry("data", &e.data)?;
+                m.serialize_entry("data", e.data.value())?;
             }
         }
         m.end()

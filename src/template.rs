@@ -229,7 +229,7 @@ pub fn context(event: &Event, custom_values: &HashMap<String, String>) -> Json {
     );
     let mut location = Map::new();
     location.insert("id".into(), Json::from(event.location_id.clone()));
-    let data = event.data.as_object().cloned().unwrap_or_default();
+    let data = event.data.value().as_object().cloned().unwrap_or_default();
     // Appointment events nest their fields one level down.
     let fields = match data.get("appointment") {
         Some(Json::Object(inner)) => inner.clone(),
@@ -319,7 +319,7 @@ mod tests {
             event_type: "ContactCreate".into(),
             location_id: Some("loc1".into()),
             timestamp: 0,
-            data: serde_json::json!({"email": "a\"b@c.d", "firstName": "Zoë", "lastName": "O'Neil\nJr", "tags": ["x"]}),
+            data: serde_json::json!({"email": "a\"b@c.d", "firstName": "Zoë", "lastName": "O'Neil\nJr", "tags": ["x"]}).into(),
         }
     }
 

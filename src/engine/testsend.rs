@@ -62,7 +62,7 @@ pub async fn send(
             .clone()
             .or_else(|| Some(catalog::SAMPLE_LOCATION.into())),
         timestamp: now_ms(),
-        data: catalog::sample(event_type).unwrap_or_default(),
+        data: catalog::sample(event_type).unwrap_or_default().into(),
     };
     let values = crate::store::values_for(&store.values().await?, event.location_id.as_deref());
     let payload = request::render_payload(sub, &event, &values)

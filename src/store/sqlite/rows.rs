@@ -78,7 +78,7 @@ pub fn event_from(f: EventFields, data: &str) -> Result<Event> {
         event_type: f.event_type,
         location_id: f.location_id,
         timestamp: f.timestamp,
-        data: serde_json::from_str(data).context("column data")?,
+        data: EventData::stored(data),
     })
 }
 

@@ -128,7 +128,7 @@ pub fn lines(app: &App, theme: Theme) -> Vec<Line<'static>> {
     }
     out.push(Line::from(""));
     out.push(Line::from(Span::styled("event data:", theme.dim())));
-    out.extend(fmt::json_lines(&e.data, theme));
+    out.extend(fmt::json_lines(e.data.value(), theme));
     out
 }
 
