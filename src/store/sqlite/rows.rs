@@ -96,7 +96,9 @@ pub fn attempt_headers(h: &[(String, String)]) -> String {
         !k.is_empty()
             && k.bytes()
                 .all(|b| b.is_ascii_graphic() && b != b':' && b != b'[')
-            && !v.contains(['\r', '\n'])
+            // Bytes, not chars: a two-char pattern decodes every char, and this runs on
+            // the writer thread for every header of every attempt.
+            && !v.bytes().any(|b| b == b'\r' || b == b'\n')
     });
     if !fits {
         return headers_to_json(h);
