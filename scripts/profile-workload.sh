@@ -57,8 +57,9 @@ wait "$prof" || true
 grep -E "^$w " "$log" || { cat "$log" >&2; exit 1; }
 case "$mode" in
   flat)
+    # awk, not head: head would close the pipe early, and pipefail would fail the script.
     perf report -i "$data" --sort comm --stdio -n 2>/dev/null | grep -vE '^#|^$'
-    perf report -i "$data" --sort comm,sym --stdio -n 2>/dev/null | grep -vE '^#|^$' | head -40
+    perf report -i "$data" --sort comm,sym --stdio -n 2>/dev/null | grep -vE '^#|^$' | awk 'NR <= 40'
     ;;
   calls) echo "call stacks in $data: perf report -i $data --children" ;;
   syscalls) grep -E 'syscalls|context-switches|elapsed' "$out/w$w-syscalls.txt" ;;
