@@ -468,9 +468,14 @@ fn endpoints_on_one_host_reuse_their_connections() {
         .iter()
         .filter_map(|r| r["remote_port"].as_u64())
         .collect();
-    // At most 8 × 4 requests are in flight at once, so about that many connections.
+    // At most 8 × 4 requests are in flight at once, usually on 32–33 connections. A busy
+    // machine makes more: hyper's pool opens a connection for a request that finds none
+    // idle and keeps it even when another came back first (hyperium/hyper#4134; one full
+    // `cargo test` went past 40). Each is in use (≤ 32) or idle in the pool (≤ 64), so at
+    // most 96 are open at once, and they stay open; a pool that closed what it could have
+    // kept opened one for nearly every request (thousands).
     assert!(
-        !ports.is_empty() && ports.len() <= 40,
+        !ports.is_empty() && ports.len() <= 32 + 64,
         "{} connections for {} requests",
         ports.len(),
         400 * paths.len()
