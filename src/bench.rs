@@ -250,6 +250,37 @@ pub async fn serve_sink(slow: Option<Duration>) -> Result<()> {
     Ok(())
 }
 
+/// CPU seconds spent so far: this process (the engine, or the raw client) and the
+/// receiver apart, so a row shows what the engine itself costs beside a raw exchange.
+#[derive(Clone, Copy)]
+struct Cpu {
+    own: f64,
+    receiver: f64,
+}
+
+impl Cpu {
+    fn now(recv: &Receiver) -> Cpu {
+        Cpu {
+            own: rusage_cpu(),
+            receiver: recv.cpu(),
+        }
+    }
+
+    /// Seconds spent since `self`, per 1,000 of `n`.
+    fn per_1k_since(self, recv: &Receiver, n: u64) -> Cpu {
+        let k = n.max(1) as f64 / 1000.0;
+        let now = Cpu::now(recv);
+        Cpu {
+            own: (now.own - self.own) / k,
+            receiver: (now.receiver - self.receiver) / k,
+        }
+    }
+
+    fn total(self) -> f64 {
+        self.own + self.receiver
+    }
+}
+
 fn rusage_cpu() -> f64 {
     // SAFETY: getrusage fills a local struct.
     unsafe {
@@ -290,7 +321,8 @@ struct Row {
     p50: f64,
     p99: f64,
     p999: f64,
-    cpu_per_1k: f64,
+    /// This process and the receiver, per 1,000 deliveries.
+    cpu_per_1k: Cpu,
     peak_rss_mb: f64,
     db_bytes_per_event: f64,
 }
@@ -397,7 +429,7 @@ async fn run_load(
     deliveries: u64,
     pace: Option<f64>,
 ) -> Result<Row> {
-    let cpu0 = rusage_cpu() + seen.cpu();
+    let cpu0 = Cpu::now(seen);
     let start = Instant::now();
     let mut acked = 0usize;
     let batch = if pace.is_some() { 10 } else { 500 };
@@ -447,9 +479,8 @@ async fn measured(
     got: u64,
     took: f64,
     events_per_s: f64,
-    cpu0: f64,
+    cpu0: Cpu,
 ) -> Result<Row> {
-    let cpu = rusage_cpu() + seen.cpu() - cpu0;
     let mut lat = seen.latencies().await?;
     Ok(Row {
         name: name.into(),
@@ -458,7 +489,7 @@ async fn measured(
         p50: percentile(&mut lat, 0.50),
         p99: percentile(&mut lat, 0.99),
         p999: percentile(&mut lat, 0.999),
-        cpu_per_1k: cpu / (got.max(1) as f64 / 1000.0),
+        cpu_per_1k: cpu0.per_1k_since(seen, got),
         peak_rss_mb: rss_kb("VmHWM:") as f64 / 1024.0,
         db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n as f64,
     })
@@ -467,7 +498,7 @@ async fn measured(
 /// The raw HTTP rate: the engine's own client settings and per-endpoint concurrency,
 /// signing included, nothing stored.
 /// Returns requests/s and CPU seconds per 1,000 requests (client and receiver together).
-async fn raw_http(recv: &Receiver, n: usize, concurrency: usize) -> Result<(f64, f64)> {
+async fn raw_http(recv: &Receiver, n: usize, concurrency: usize) -> Result<(f64, Cpu)> {
     let addr = recv.addr();
     let sender = Arc::new(Sender::new(
         Arc::new(Policy::new(vec!["127.0.0.0/8".parse()?])),
@@ -477,7 +508,7 @@ async fn raw_http(recv: &Receiver, n: usize, concurrency: usize) -> Result<(f64,
     )?);
     let s = sub("raw", format!("http://{addr}/raw"));
     let start = Instant::now();
-    let cpu0 = rusage_cpu() + recv.cpu();
+    let cpu0 = Cpu::now(recv);
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
@@ -507,8 +538,7 @@ async fn raw_http(recv: &Receiver, n: usize, concurrency: usize) -> Result<(f64,
         t.await?;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
-    let cpu_per_1k = (rusage_cpu() + recv.cpu() - cpu0) / (n as f64 / 1000.0);
-    Ok((rate, cpu_per_1k))
+    Ok((rate, cpu0.per_1k_since(recv, n as u64)))
 }
 
 /// The store-only rate: publish, claim and record the same deliveries, no HTTP. Returns
@@ -664,7 +694,7 @@ async fn backlog(p: &Plan) -> Result<Row> {
         i += events.len();
         b.store.publish(events).await?;
     }
-    let cpu0 = rusage_cpu() + seen.cpu();
+    let cpu0 = Cpu::now(&seen);
     let start = Instant::now();
     b.store
         .set_subscription_state("backlog", SubState::Active)
@@ -684,7 +714,7 @@ async fn backlog(p: &Plan) -> Result<Row> {
         p50: f64::NAN,
         p99: f64::NAN,
         p999: f64::NAN,
-        cpu_per_1k: (rusage_cpu() + seen.cpu() - cpu0) / (got.max(1) as f64 / 1000.0),
+        cpu_per_1k: cpu0.per_1k_since(&seen, got),
         peak_rss_mb: rss_kb("VmHWM:") as f64 / 1024.0,
         db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n as f64,
     };
@@ -738,7 +768,7 @@ async fn via_api(p: &Plan) -> Result<Row> {
     let url = reqwest::Url::parse(&format!("http://{api_addr}/v2/events"))?;
     let auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {secret}"))?;
     let json = reqwest::header::HeaderValue::from_static("application/json");
-    let cpu0 = rusage_cpu() + seen.cpu();
+    let cpu0 = Cpu::now(&seen);
     let start = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -822,7 +852,11 @@ pub async fn run(quick: bool, only: &[u8], synchronous_full: bool, in_process: b
     let mut rounds = Vec::new();
     for _ in 0..5 {
         let (r, cpu) = raw_http(&raw_recv, p.scale(100_000, 20_000), p.in_flight).await?;
-        eprintln!("  raw HTTP: {r:.0}/s, {cpu:.3} cpu s/1k");
+        eprintln!(
+            "  raw HTTP: {r:.0}/s, {:.3} cpu s/1k (client {:.3})",
+            cpu.total(),
+            cpu.own
+        );
         rounds.push((r, cpu));
     }
     rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -833,7 +867,7 @@ pub async fn run(quick: bool, only: &[u8], synchronous_full: bool, in_process: b
     // What this machine could do at best: every delivery costs at least one raw exchange
     // plus its store work, and there are only so many cores to spend.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let ceiling = cores * 1000.0 / (raw_cpu + store_cpu);
+    let ceiling = cores * 1000.0 / (raw_cpu.total() + store_cpu);
 
     let mut rows = Vec::new();
     let mut kept = None;
@@ -867,12 +901,15 @@ pub async fn run(quick: bool, only: &[u8], synchronous_full: bool, in_process: b
         raw_range.0, raw_range.1, p.in_flight
     );
     println!(
-        "cpu: raw HTTP {raw_cpu:.3} s/1k (client and receiver) + store only {store_cpu:.3} s/1k on {cores:.0} cores → at most {ceiling:.0} deliveries/s ({:.2}× raw) if nothing else cost anything",
+        "cpu: raw HTTP {:.3} s/1k (client {:.3} + receiver {:.3}) + store only {store_cpu:.3} s/1k on {cores:.0} cores → at most {ceiling:.0} deliveries/s ({:.2}× raw) if nothing else cost anything",
+        raw_cpu.total(),
+        raw_cpu.own,
+        raw_cpu.receiver,
         ceiling / raw
     );
     println!();
     println!(
-        "{:<24} {:>10} {:>10} {:>7} {:>8} {:>7} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8}",
+        "{:<24} {:>10} {:>10} {:>7} {:>8} {:>7} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8}",
         "workload",
         "events/s",
         "deliv/s",
@@ -883,12 +920,13 @@ pub async fn run(quick: bool, only: &[u8], synchronous_full: bool, in_process: b
         "p99 ms",
         "p99.9 ms",
         "cpu s/1k",
+        "engine",
         "rss MB",
         "B/event"
     );
     for (_, r, near) in &rows {
         println!(
-            "{:<24} {:>10.0} {:>10.0} {:>7.2} {:>8.2} {:>7.2} {:>8.1} {:>8.1} {:>9.1} {:>8.3} {:>8.1} {:>8.0}",
+            "{:<24} {:>10.0} {:>10.0} {:>7.2} {:>8.2} {:>7.2} {:>8.1} {:>8.1} {:>9.1} {:>8.3} {:>8.3} {:>8.1} {:>8.0}",
             r.name,
             r.events_per_s,
             r.deliveries_per_s,
@@ -898,13 +936,23 @@ pub async fn run(quick: bool, only: &[u8], synchronous_full: bool, in_process: b
             r.p50,
             r.p99,
             r.p999,
-            r.cpu_per_1k,
+            r.cpu_per_1k.total(),
+            r.cpu_per_1k.own,
             r.peak_rss_mb,
             r.db_bytes_per_event
         );
     }
     println!(
         "×raw: against the median baseline; ×rawnow: against a raw round run just before the workload"
+    );
+    println!(
+        "cpu s/1k: engine and receiver; engine: this process alone{}, to set beside the raw client's {:.3}",
+        if in_process {
+            " (receiver included)"
+        } else {
+            ""
+        },
+        raw_cpu.own
     );
     println!();
     let rate = |w: u8| {
