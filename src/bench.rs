@@ -481,6 +481,8 @@ async fn measured(
     events_per_s: f64,
     cpu0: Cpu,
 ) -> Result<Row> {
+    // Read before the latencies: fetching them from the receiver is not the workload's.
+    let cpu_per_1k = cpu0.per_1k_since(seen, got);
     let mut lat = seen.latencies().await?;
     Ok(Row {
         name: name.into(),
@@ -489,7 +491,7 @@ async fn measured(
         p50: percentile(&mut lat, 0.50),
         p99: percentile(&mut lat, 0.99),
         p999: percentile(&mut lat, 0.999),
-        cpu_per_1k: cpu0.per_1k_since(seen, got),
+        cpu_per_1k,
         peak_rss_mb: rss_kb("VmHWM:") as f64 / 1024.0,
         db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n as f64,
     })
@@ -497,7 +499,7 @@ async fn measured(
 
 /// The raw HTTP rate: the engine's own client settings and per-endpoint concurrency,
 /// signing included, nothing stored.
-/// Returns requests/s and CPU seconds per 1,000 requests (client and receiver together).
+/// Returns requests/s and CPU seconds per 1,000 requests (client and receiver apart).
 async fn raw_http(recv: &Receiver, n: usize, concurrency: usize) -> Result<(f64, Cpu)> {
     let addr = recv.addr();
     let sender = Arc::new(Sender::new(
