@@ -160,6 +160,13 @@ async fn main() -> anyhow::Result<()> {
     println!("  key that pages or inspects (mean)    {}", ms(t_page));
     println!("  key that pages or inspects (worst)   {}", ms(worst));
     println!("  background refresh after a change    {}", ms(t_full));
+    // The loader waits FULL_READ_PACE times a full read's cost before the next one.
+    let every = t_full * (hookctl::tui::FULL_READ_PACE + 1);
+    println!(
+        "  under traffic, full refreshes apart   {} at least ({:.0} % of a core)",
+        ms(every),
+        100.0 * t_full.as_secs_f64() / every.as_secs_f64()
+    );
     println!("rerun: cargo run --release --example console_bench -- {n}");
     Ok(())
 }

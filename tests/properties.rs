@@ -77,3 +77,82 @@ proptest! {
         });
     }
 }
+
+const STATUSES: &[&str] = &["pending", "retrying", "delivered", "dead", "cancelled"];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// The counts and last attempts read through indexes (`Store::overview`) are those of a
+    /// plain pass over every delivery, whatever mix of states, leases, redeliveries and
+    /// attempts the table holds.
+    #[test]
+    fn overview_matches_a_pass_over_every_delivery(
+        rows in proptest::collection::vec((0usize..3, 0usize..5, 0i64..3, any::<bool>(), any::<bool>()), 1..60),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("o.db");
+            let store = SqliteStore::open(&path, OpenOptions::default()).await.unwrap();
+            for i in 0..3 {
+                let s = Subscription::new(format!("sub_{i}"), format!("s{i}"), "https://example.com/h".into(), None, "whsec_x".into());
+                store.add_subscription(s).await.unwrap();
+            }
+            store.publish(vec![NewEvent {
+                id: "e".into(),
+                event_type: "ContactCreate".into(),
+                location_id: None,
+                timestamp: 0,
+                data: serde_json::json!({}),
+                received_at: None,
+            }]).await.unwrap();
+            // Deliveries of every kind, written straight into the table beside the store's.
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+            let seq: i64 = c.query_row("SELECT seq FROM events", [], |r| r.get(0)).unwrap();
+            for (k, (sub, status, attempts, superseded, leased)) in rows.iter().enumerate() {
+                c.execute(
+                    "INSERT INTO deliveries (event_seq, subscription_id, status, attempts, lease_until, superseded_by, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0)",
+                    rusqlite::params![seq, format!("sub_{sub}"), STATUSES[*status], attempts, leased.then_some(1i64), superseded.then_some(1i64)],
+                ).unwrap();
+                let id = c.last_insert_rowid();
+                for n in 1..=*attempts {
+                    c.execute(
+                        "INSERT INTO attempts (delivery_id, n, at, status_code, latency_ms) VALUES (?1, ?2, ?3, ?4, 1)",
+                        rusqlite::params![id, n, k as i64 * 10 + n, 200 + k as i64],
+                    ).unwrap();
+                }
+            }
+            let counted = "superseded_by IS NULL OR status IN ('pending', 'retrying')";
+            let mut want: std::collections::BTreeMap<(String, String), i64> = Default::default();
+            let mut q = c.prepare(&format!("SELECT subscription_id, status, COUNT(*) FROM deliveries WHERE {counted} GROUP BY 1, 2")).unwrap();
+            for r in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))).unwrap() {
+                let (sub, status, n) = r.unwrap();
+                want.insert((sub, status), n);
+            }
+            let in_flight: i64 = c.query_row(&format!("SELECT COUNT(*) FROM deliveries WHERE lease_until IS NOT NULL AND ({counted})"), [], |r| r.get(0)).unwrap();
+
+            let (counts, stats) = store.overview().await.unwrap();
+            let mut got: std::collections::BTreeMap<(String, String), i64> = Default::default();
+            for s in &stats {
+                for (status, n) in [("pending", s.pending), ("retrying", s.retrying), ("delivered", s.delivered), ("dead", s.dead), ("cancelled", s.cancelled)] {
+                    if n != 0 {
+                        got.insert((s.subscription_id.clone(), status.to_string()), n);
+                    }
+                }
+                let last: Option<(Option<i64>, i64)> = c.query_row(
+                    "SELECT a.status_code, a.at FROM attempts a WHERE a.delivery_id = (SELECT MAX(id) FROM deliveries WHERE attempts > 0 AND subscription_id = ?1) ORDER BY a.n DESC LIMIT 1",
+                    [&s.subscription_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                ).ok();
+                assert_eq!(s.last_attempt_at, last.map(|l| l.1), "{}", s.subscription_id);
+                assert_eq!(s.last_status_code.map(i64::from), last.and_then(|l| l.0), "{}", s.subscription_id);
+            }
+            assert_eq!(got, want);
+            let total = |status: &str| want.iter().filter(|((_, st), _)| st == status).map(|(_, n)| n).sum::<i64>();
+            assert_eq!((counts.pending, counts.retrying, counts.delivered, counts.dead, counts.cancelled, counts.in_flight),
+                (total("pending"), total("retrying"), total("delivered"), total("dead"), total("cancelled"), in_flight));
+            assert_eq!(store.queue_counts().await.unwrap(), counts);
+        });
+    }
+}

@@ -12,9 +12,8 @@ use serde_json::json;
 pub async fn run(ctx: &Ctx) -> Result<Exit> {
     let store = ctx.open_store().await?;
     let engine_pid = lock::holder(&ctx.cfg.db);
-    let queue = store.queue_counts().await?;
+    let (queue, stats) = store.overview().await?;
     let subs = store.subscriptions().await?;
-    let stats = store.subscription_stats().await?;
 
     let mut problems: Vec<String> = Vec::new();
     if queue.dead > 0 {

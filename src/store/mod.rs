@@ -308,6 +308,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRow>>;
     async fn event_detail(&self, id: &str) -> Result<Option<EventDetail>>;
     async fn queue_counts(&self) -> Result<QueueCounts>;
+    /// [`Store::queue_counts`] and [`Store::subscription_stats`] as of one moment, for
+    /// less than the two cost apart (the counts come from one pass over the deliveries).
+    async fn overview(&self) -> Result<(QueueCounts, Vec<SubscriptionStats>)>;
     /// Retrying deliveries, soonest first.
     async fn retry_queue(&self, limit: u32) -> Result<Vec<RetryItem>>;
     /// Dead letters, grouped by subscription and error, newest first within a group.

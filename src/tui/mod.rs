@@ -15,5 +15,5 @@ pub mod terminal;
 pub mod theme;
 pub mod view;
 
-pub use run::{Launch, run};
+pub use run::{FULL_READ_PACE, Launch, run};
 mod run;

@@ -133,9 +133,8 @@ pub async fn load(
     now: Millis,
 ) -> Result<Snapshot> {
     let subs = store.subscriptions().await?;
-    let stats = store.subscription_stats().await?;
+    let (counts, stats) = store.overview().await?;
     let samples = store.attempt_samples(now - HOUR_MS, 50_000).await?;
-    let counts = store.queue_counts().await?;
     let mut rows = Vec::with_capacity(subs.len());
     let (mut ok_all, mut n_all) = (0usize, 0usize);
     let mut delivered_last_minute = 0usize;

@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "made bodies",
         include_str!("../../../migrations/0007_made_bodies.sql"),
     ),
+    (
+        8,
+        "superseded index",
+        include_str!("../../../migrations/0008_superseded_index.sql"),
+    ),
 ];
 
 /// Holds the migration lock while alive.

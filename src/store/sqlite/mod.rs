@@ -430,6 +430,10 @@ impl Store for SqliteStore {
         self.read.run(read::queue_counts).await
     }
 
+    async fn overview(&self) -> Result<(QueueCounts, Vec<SubscriptionStats>)> {
+        self.read.run(read::overview).await
+    }
+
     async fn subscription_log(&self, id: &str, limit: u32) -> Result<Vec<LogEntry>> {
         let id = id.to_string();
         self.read

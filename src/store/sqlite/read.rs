@@ -40,65 +40,137 @@ pub fn find_subscription(c: &Connection, key: &str) -> Result<Option<Subscriptio
 }
 
 pub fn subscription_stats(c: &Connection) -> Result<Vec<SubscriptionStats>> {
-    let rows = each(
+    overview(c).map(|(_, stats)| stats)
+}
+
+pub fn queue_counts(c: &Connection) -> Result<QueueCounts> {
+    tally(c).map(|(counts, _)| counts)
+}
+
+/// The totals and every endpoint's counts and last attempt, in one read transaction so
+/// that they agree, from one pass over the deliveries.
+pub fn overview(conn: &Connection) -> Result<(QueueCounts, Vec<SubscriptionStats>)> {
+    let tx = conn.unchecked_transaction()?;
+    let c = &*tx;
+    let (counts, mut by_sub) = tally(c)?;
+    for s in by_sub.values_mut() {
+        if let Some((code, at)) = last_attempt(c, s)? {
+            s.last_status_code = code.and_then(|c| u16::try_from(c).ok());
+            s.last_attempt_at = Some(at);
+        }
+    }
+    let mut out: Vec<_> = by_sub.into_values().collect();
+    out.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
+    Ok((counts, out))
+}
+
+/// Deliveries by state, in all and per endpoint, leaving out final deliveries replaced by
+/// a redelivery. Counted from the (endpoint, state) index alone, without reading a row:
+/// 0.23 s for a million deliveries on the 2-core machine, against 0.65 s for a pass over
+/// the rows; the replaced ones, each found through an index of their own, are taken off.
+fn tally(c: &Connection) -> Result<(QueueCounts, HashMap<String, SubscriptionStats>)> {
+    let mut counts = QueueCounts::default();
+    let mut by_sub: HashMap<String, SubscriptionStats> = HashMap::new();
+    let mut add = |sub: String, status: &str, n: i64| {
+        let s = by_sub
+            .entry(sub.clone())
+            .or_insert_with(|| SubscriptionStats {
+                subscription_id: sub,
+                ..Default::default()
+            });
+        let (total, mine) = match status.parse::<DeliveryStatus>() {
+            Ok(DeliveryStatus::Pending) => (&mut counts.pending, &mut s.pending),
+            Ok(DeliveryStatus::Retrying) => (&mut counts.retrying, &mut s.retrying),
+            Ok(DeliveryStatus::Delivered) => (&mut counts.delivered, &mut s.delivered),
+            Ok(DeliveryStatus::Dead) => (&mut counts.dead, &mut s.dead),
+            Ok(DeliveryStatus::Cancelled) => (&mut counts.cancelled, &mut s.cancelled),
+            Err(_) => return,
+        };
+        *total += n;
+        *mine += n;
+    };
+    let all = each(
         c,
-        "SELECT subscription_id, status, COUNT(*) AS n FROM deliveries \
-         WHERE superseded_by IS NULL OR status IN ('pending', 'retrying') \
+        "SELECT subscription_id, status, COUNT(*) FROM deliveries INDEXED BY deliveries_sub_status \
          GROUP BY subscription_id, status",
         [],
         |r| {
             Ok((
-                r.get::<_, String>("subscription_id")?,
-                r.get::<_, String>("status")?,
-                r.get::<_, i64>("n")?,
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
             ))
         },
     )?;
-    let mut by_sub: HashMap<String, SubscriptionStats> = HashMap::new();
-    for (sub, status, n) in rows {
-        let s = by_sub
-            .entry(sub.clone())
-            .or_insert_with(|| SubscriptionStats {
-                subscription_id: sub,
-                ..Default::default()
-            });
-        match status.parse::<DeliveryStatus>() {
-            Ok(DeliveryStatus::Pending) => s.pending += n,
-            Ok(DeliveryStatus::Retrying) => s.retrying += n,
-            Ok(DeliveryStatus::Delivered) => s.delivered += n,
-            Ok(DeliveryStatus::Dead) => s.dead += n,
-            Ok(DeliveryStatus::Cancelled) => s.cancelled += n,
-            Err(_) => {}
+    for (sub, status, n) in all {
+        add(sub, &status, n);
+    }
+    // Row by row, not grouped: grouping would make SQLite walk the index above instead.
+    let replaced = each(
+        c,
+        "SELECT subscription_id, status FROM deliveries INDEXED BY deliveries_superseded \
+         WHERE superseded_by IS NOT NULL AND status NOT IN ('pending', 'retrying')",
+        [],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+    )?;
+    for (sub, status) in replaced {
+        add(sub, &status, -1);
+    }
+    counts.in_flight = c
+        .prepare_cached(
+            "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_leased \
+             WHERE lease_until IS NOT NULL AND (superseded_by IS NULL OR status IN ('pending', 'retrying'))",
+        )?
+        .query_row([], |r| r.get(0))?;
+    // An endpoint whose every delivery was replaced has nothing left to show.
+    by_sub.retain(|_, s| s.pending + s.retrying + s.delivered + s.dead + s.cancelled > 0);
+    let (events, oldest): (i64, Option<i64>) = c
+        .prepare_cached("SELECT COUNT(*), MIN(received_at) FROM events")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    counts.events = events;
+    counts.oldest_event_at = oldest;
+    Ok((counts, by_sub))
+}
+
+/// The last attempt of an endpoint's newest attempted delivery: (status code, when).
+/// Sought per state from the newest delivery down, through the (endpoint, state) index,
+/// instead of a pass over every delivery (0.4 s for a million). Delivered, dead and
+/// retrying deliveries have all been attempted, so the newest of each is found at once;
+/// pending and cancelled ones seldom have, so only those newer than that are looked at
+/// (all of them in a backlog queued after the last attempt: as slow as the pass was).
+fn last_attempt(c: &Connection, s: &SubscriptionStats) -> Result<Option<(Option<i64>, Millis)>> {
+    let mut newest = c.prepare_cached(
+        "SELECT id FROM deliveries WHERE subscription_id = ?1 AND status = ?2 AND id > ?3 \
+           AND attempts > 0 ORDER BY id DESC LIMIT 1",
+    )?;
+    let mut best: i64 = 0;
+    // Every state is asked, whatever the counts say: a redelivered delivery is not
+    // counted but may hold the newest attempt.
+    for status in [
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Dead,
+        DeliveryStatus::Retrying,
+        DeliveryStatus::Pending,
+        DeliveryStatus::Cancelled,
+    ] {
+        if let Some(id) = newest
+            .query_row(
+                rusqlite::params![s.subscription_id, status.as_str(), best],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+        {
+            best = best.max(id);
         }
     }
-    let last = each(
-        c,
-        "SELECT d.subscription_id, a.status_code, a.at FROM attempts a \
-         JOIN deliveries d ON d.id = a.delivery_id \
-         WHERE d.id IN (SELECT MAX(id) FROM deliveries WHERE attempts > 0 GROUP BY subscription_id) \
-         ORDER BY a.n",
-        [],
-        |r| {
-            Ok((
-                r.get::<_, String>("subscription_id")?,
-                r.get::<_, Option<i64>>("status_code")?,
-                r.get::<_, i64>("at")?,
-            ))
-        },
-    )?;
-    for (sub, code, at) in last {
-        let s = by_sub
-            .entry(sub.clone())
-            .or_insert_with(|| SubscriptionStats {
-                subscription_id: sub,
-                ..Default::default()
-            });
-        s.last_status_code = code.and_then(|c| u16::try_from(c).ok());
-        s.last_attempt_at = Some(at);
+    if best == 0 {
+        return Ok(None);
     }
-    let mut out: Vec<_> = by_sub.into_values().collect();
-    out.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
-    Ok(out)
+    Ok(c.prepare_cached(
+        "SELECT status_code, at FROM attempts WHERE delivery_id = ? ORDER BY n DESC LIMIT 1",
+    )?
+    .query_row([best], |r| Ok((r.get(0)?, r.get(1)?)))
+    .optional()?)
 }
 
 pub fn list_events(c: &Connection, f: &EventFilter) -> Result<Vec<EventRow>> {
@@ -314,42 +386,6 @@ pub fn next_due(c: &Connection) -> Result<Option<Millis>> {
          FROM subscriptions s WHERE s.state = 'active' AND s.circuit = 'closed'",
     )?
     .query_row([], |r| r.get(0))?)
-}
-
-pub fn queue_counts(conn: &Connection) -> Result<QueueCounts> {
-    let mut c = QueueCounts::default();
-    let rows = each(
-        conn,
-        // Grouped by endpoint too, which follows an index instead of sorting every row.
-        "SELECT status, COUNT(*) AS n, SUM(lease_until IS NOT NULL) AS leased FROM deliveries \
-         WHERE superseded_by IS NULL OR status IN ('pending', 'retrying') \
-         GROUP BY subscription_id, status",
-        [],
-        |r| {
-            Ok((
-                r.get::<_, String>("status")?,
-                r.get::<_, i64>("n")?,
-                r.get::<_, Option<i64>>("leased")?,
-            ))
-        },
-    )?;
-    for (status, n, leased) in rows {
-        c.in_flight += leased.unwrap_or(0);
-        match status.parse::<DeliveryStatus>() {
-            Ok(DeliveryStatus::Pending) => c.pending += n,
-            Ok(DeliveryStatus::Retrying) => c.retrying += n,
-            Ok(DeliveryStatus::Delivered) => c.delivered += n,
-            Ok(DeliveryStatus::Dead) => c.dead += n,
-            Ok(DeliveryStatus::Cancelled) => c.cancelled += n,
-            Err(_) => {}
-        }
-    }
-    let (events, oldest): (i64, Option<i64>) = conn
-        .prepare_cached("SELECT COUNT(*), MIN(received_at) FROM events")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    c.events = events;
-    c.oldest_event_at = oldest;
-    Ok(c)
 }
 
 pub fn subscription_log(c: &Connection, id: &str, limit: u32) -> Result<Vec<LogEntry>> {
