@@ -2,7 +2,7 @@
 //! through the store, then times what an engineer feels: opening the console (first full
 //! read and first frame) and the redraw after a key.
 //!
-//!     cargo run --release --example console_bench [-- EVENTS]
+//!     cargo run --release --example console_bench [-- EVENTS [KEEP_AT_PATH]]
 
 use hookctl::model::*;
 use hookctl::store::sqlite::{OpenOptions, SqliteStore};
@@ -23,8 +23,15 @@ async fn main() -> anyhow::Result<()> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(1_000_000);
+    // A second argument keeps the database at that path (to open the console on it).
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("bench.db");
+    let path = match std::env::args().nth(2) {
+        Some(keep) if std::path::Path::new(&keep).exists() => {
+            anyhow::bail!("{keep} exists; give a path for a new database")
+        }
+        Some(keep) => keep.into(),
+        None => dir.path().join("bench.db"),
+    };
     let store = SqliteStore::open(&path, OpenOptions::default()).await?;
     for (id, name, events) in [
         ("sub_all", "orders-api", None),

@@ -76,7 +76,7 @@ fn engine_mode(
 /// What the data on screen depends on: the store's change counter, the minute, the engine.
 type DataKey = (Option<i64>, i64, EngineMode);
 
-/// A full read costs in proportion to the store's size (about 0.4 s for a million
+/// A full read costs in proportion to the store's size (half a second for a million
 /// deliveries on the 2-core machine, `examples/console_bench.rs`), and under traffic the
 /// data changes at every poll: back to back, full reads would take most of a core from the
 /// engine the engineer is watching. So the next one waits this many times as long as the
