@@ -553,6 +553,84 @@ fn a_publish_failing_among_many_stored_together_fails_alone() {
     });
 }
 
+#[test]
+fn retention_deletes_in_bounded_steps_and_keeps_work_to_do() {
+    use hookctl::model::{SubState, Subscription};
+    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
+    use hookctl::store::{NewEvent, Store};
+    let rt = runtime();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("retention.db");
+        let store = SqliteStore::open(&db, OpenOptions::default())
+            .await
+            .expect("open");
+        // Every fifth event has a delivery still to make (its endpoint is paused).
+        let mut held = Subscription::new(
+            "sub_held".into(),
+            "held".into(),
+            "http://127.0.0.1:9/h".into(),
+            Some(vec!["InvoicePaid".into()]),
+            "whsec_x".into(),
+        );
+        held.state = SubState::Paused;
+        store.add_subscription(held).await.expect("subscription");
+        let events: Vec<NewEvent> = (0..1000)
+            .map(|i| NewEvent {
+                id: format!("old-{i}"),
+                event_type: if i % 5 == 0 {
+                    "InvoicePaid"
+                } else {
+                    "ContactCreate"
+                }
+                .into(),
+                location_id: None,
+                timestamp: 0,
+                data: serde_json::json!({}),
+                // Three events per millisecond, so steps end inside a millisecond.
+                received_at: Some(1_000 + i / 3),
+            })
+            .collect();
+        store.publish(events).await.expect("publish");
+        let (mut from, mut steps, mut pruned) = (i64::MIN, 0, 0);
+        loop {
+            let step = store.prune(10_000, from, 150).await.expect("prune step");
+            assert!(step.events <= 150, "{step:?}");
+            pruned += step.events;
+            steps += 1;
+            match step.next_from {
+                Some(next) => {
+                    assert!(next >= from, "{next} < {from}");
+                    from = next;
+                }
+                None => break,
+            }
+            assert!(steps < 100, "retention does not end");
+        }
+        assert_eq!(pruned, 800);
+        assert!(steps >= 6, "{steps} steps for 800 events of at most 150");
+        let c = rusqlite::Connection::open(&db).expect("reader");
+        let left: Vec<String> = c
+            .prepare("SELECT id FROM events ORDER BY seq")
+            .expect("query")
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("ids");
+        let want: Vec<String> = (0..1000).step_by(5).map(|i| format!("old-{i}")).collect();
+        assert_eq!(left, want);
+        // Nothing newer than the limit goes.
+        assert_eq!(
+            store
+                .prune(1_000, i64::MIN, 150)
+                .await
+                .expect("prune")
+                .events,
+            0
+        );
+    });
+}
+
 /// For the tests that drive the library directly, as `serve` does: two workers.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -269,7 +269,9 @@ pub trait Store: Send + Sync + 'static {
         reason: String,
     ) -> Result<u64>;
     /// Retention: deletes events received before `before` whose deliveries are all final.
-    async fn prune(&self, before: Millis) -> Result<PurgeCount>;
+    /// Retention, one bounded step: deletes up to `limit` of the oldest events received in
+    /// `[from, before)` whose deliveries are all final (with their deliveries and attempts).
+    async fn prune(&self, before: Millis, from: Millis, limit: u32) -> Result<Pruned>;
     /// Returns leased deliveries to the queue.
     async fn release(&self, which: Release) -> Result<u64>;
     async fn redeliver(
@@ -349,6 +351,15 @@ pub struct PurgeFilter {
 pub struct PurgeCount {
     pub deliveries: u64,
     pub events: u64,
+}
+
+/// One step of retention.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Pruned {
+    pub events: u64,
+    /// Where the next step starts, when this one was full (more may be due); events before
+    /// it that were kept (work still to do) are not looked at again by the next step.
+    pub next_from: Option<Millis>,
 }
 
 /// Deliveries by state, across all subscriptions.

@@ -393,8 +393,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn prune(&self, before: Millis) -> Result<PurgeCount> {
-        self.call(|reply| Op::Prune { before, reply }).await
+    async fn prune(&self, before: Millis, from: Millis, limit: u32) -> Result<Pruned> {
+        self.call(|reply| Op::Prune {
+            before,
+            from,
+            limit,
+            reply,
+        })
+        .await
     }
 
     async fn retry_queue(&self, limit: u32) -> Result<Vec<RetryItem>> {

@@ -65,7 +65,9 @@ pub enum Op {
     },
     Prune {
         before: Millis,
-        reply: Reply<PurgeCount>,
+        from: Millis,
+        limit: u32,
+        reply: Reply<Pruned>,
     },
     ExpireHeld {
         sub: String,
@@ -590,7 +592,12 @@ fn apply(conn: &Connection, op: Op) -> (Finish, bool) {
             dry_run,
             reply,
         } => done(reply, purge(conn, &filter, dry_run)),
-        Op::Prune { before, reply } => done(reply, prune(conn, before)),
+        Op::Prune {
+            before,
+            from,
+            limit,
+            reply,
+        } => done(reply, prune(conn, before, from, limit)),
         Op::ExpireHeld {
             sub,
             before,
@@ -1040,19 +1047,31 @@ fn expire_held(conn: &Connection, sub: &str, before: Millis, reason: &str) -> Re
     Ok(n)
 }
 
-fn prune(conn: &Connection, before: Millis) -> Result<PurgeCount> {
+fn prune(conn: &Connection, before: Millis, from: Millis, limit: u32) -> Result<Pruned> {
     // Only events whose every delivery is final: retention never drops work still to do.
-    let r = conn
+    // Oldest first, through the received_at index, from where the last step stopped.
+    let doomed: Vec<(i64, Millis)> = conn
         .prepare_cached(
-            "DELETE FROM events WHERE received_at < ?1 AND NOT EXISTS \
+            "SELECT seq, received_at FROM events \
+             WHERE received_at >= ?1 AND received_at < ?2 AND NOT EXISTS \
              (SELECT 1 FROM deliveries d \
-             WHERE d.event_seq = events.seq AND d.status IN ('pending', 'retrying'))",
+             WHERE d.event_seq = events.seq AND d.status IN ('pending', 'retrying')) \
+             ORDER BY received_at LIMIT ?3",
         )?
-        .execute(params![before])?;
+        .query_map(params![from, before, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     // Deliveries and attempts go with their events (ON DELETE CASCADE).
-    Ok(PurgeCount {
-        deliveries: 0,
-        events: r as u64,
+    let mut delete = conn.prepare_cached("DELETE FROM events WHERE seq = ?")?;
+    for (seq, _) in &doomed {
+        delete.execute([seq])?;
+    }
+    Ok(Pruned {
+        events: doomed.len() as u64,
+        // Events received in the same millisecond as the last one may remain: start there.
+        next_from: match doomed.last() {
+            Some((_, at)) if doomed.len() as u64 >= u64::from(limit) => Some(*at),
+            _ => None,
+        },
     })
 }
 

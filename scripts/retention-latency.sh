@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Publish latency through the API while retention deletes a large store's old events:
+#
+#   scripts/retention-latency.sh [EVENTS=1000000]
+#
+# Builds a store of EVENTS events received over the last EVENTS × 3 ms with
+# examples/console_bench.rs (kept in target/retention/), starts `hookctl serve` on a copy
+# with a retention of one minute, so nearly all of it is due for deletion at once, and
+# publishes one event about every 50 ms with curl until the engine logs that retention is
+# done. Prints the publish latencies and statuses. Everything stays on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+events=${1:-1000000}
+for tool in curl sqlite3; do
+  command -v "$tool" >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
+done
+cargo build --release --locked -q
+bin=$PWD/target/release/hookctl
+out=$PWD/target/retention
+mkdir -p "$out"
+built=$out/store-$events.db
+if [ ! -e "$built" ]; then
+  cargo run --release --locked -q --example console_bench -- "$events" "$built" >/dev/null
+  sqlite3 "$built" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
+fi
+db=$out/run.db
+rm -f "$db" "$db-wal" "$db-shm"
+cp "$built" "$db"
+# Nothing is delivered: only retention and the publishes write.
+sqlite3 "$db" "UPDATE subscriptions SET state = 'paused'"
+token=$("$bin" token create --scopes events:write --db "$db" | tail -1)
+log=$out/serve.log
+HOOKCTL_RETENTION=1m HOOKCTL_LISTEN=127.0.0.1:0 "$bin" serve --db "$db" >"$log" 2>&1 &
+serve=$!
+trap 'kill $serve 2>/dev/null || true' EXIT
+deadline=$((SECONDS + 60))
+until addr=$(grep -o 'addr=127\.0\.0\.1:[0-9]*' "$log" | head -1 | cut -d= -f2) && [ -n "$addr" ]; do
+  [ $SECONDS -lt $deadline ] || { cat "$log" >&2; exit 1; }
+  sleep 0.05
+done
+lat=$out/latencies.txt
+: >"$lat"
+start=$SECONDS
+until grep -q "retention: pruned" "$log"; do
+  [ $((SECONDS - start)) -lt 600 ] || { echo "retention did not finish in 10 minutes" >&2; exit 1; }
+  curl -s -o /dev/null -m 120 -w "%{time_total} %{http_code}\n" \
+    -H "Authorization: Bearer $token" -H "Content-Type: application/json" \
+    -d '{"type":"ContactCreate","data":{"id":"c1"}}' "http://$addr/v2/events" >>"$lat"
+  sleep 0.05
+done
+grep -o 'events=[0-9]*' "$log" | head -1 | sed 's/^/retention deleted /'
+awk '{print $1 * 1000, $2}' "$lat" | sort -n | awk '
+  { ms[NR] = $1; status[$2]++ }
+  END {
+    p99 = int(NR * 0.99) + 1; if (p99 > NR) p99 = NR
+    printf "publishes during it: %d, p50 %.1f ms, p99 %.1f ms, max %.1f ms; statuses:", NR, ms[int(NR * 0.5) + 1], ms[p99], ms[NR]
+    for (s in status) printf " %s×%d", s, status[s]
+    print ""
+  }'
+echo "rerun: scripts/retention-latency.sh $events"
