@@ -631,6 +631,72 @@ fn retention_deletes_in_bounded_steps_and_keeps_work_to_do() {
     });
 }
 
+#[test]
+fn a_purge_larger_than_a_step_deletes_exactly_what_it_names() {
+    use hookctl::model::{DeliveryStatus, Subscription};
+    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
+    use hookctl::store::{NewEvent, PurgeFilter, Store};
+    let rt = runtime();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("purge.db");
+        let store = SqliteStore::open(&db, OpenOptions::default())
+            .await
+            .expect("open");
+        let sub = Subscription::new(
+            "sub_p".into(),
+            "p".into(),
+            "http://127.0.0.1:9/p".into(),
+            Some(vec!["ContactCreate".into()]),
+            "whsec_x".into(),
+        );
+        store.add_subscription(sub).await.expect("subscription");
+        let event = |i: usize, t: &str| NewEvent {
+            id: format!("e-{i}"),
+            event_type: t.into(),
+            location_id: None,
+            timestamp: 0,
+            data: serde_json::json!({}),
+            received_at: None,
+        };
+        // More deliveries than one step of a purge looks at (5,000), and one event no
+        // subscription wanted.
+        let n = 12_001;
+        let mut events: Vec<NewEvent> = (0..n).map(|i| event(i, "ContactCreate")).collect();
+        events.push(event(n, "InvoicePaid"));
+        store.publish(events).await.expect("publish");
+        let c = rusqlite::Connection::open(&db).expect("writer");
+        c.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
+        c.execute(
+            "UPDATE deliveries SET status = CASE WHEN id % 3 = 0 THEN 'dead' ELSE 'delivered' END, \
+             next_at = NULL, attempts = 1",
+            [],
+        )
+        .expect("states");
+        let dead: i64 = c
+            .query_row("SELECT COUNT(*) FROM deliveries WHERE status = 'dead'", [], |r| r.get(0))
+            .expect("count");
+        let filter = PurgeFilter {
+            status: vec![DeliveryStatus::Dead],
+            subscription_id: None,
+            before: None,
+        };
+        assert_eq!(store.purge(filter.clone(), true).await.expect("dry run").deliveries, dead as u64);
+        let done = store.purge(filter, false).await.expect("purge");
+        assert_eq!(done.deliveries, dead as u64);
+        // Each purged delivery's event, and the one that never had a delivery.
+        assert_eq!(done.events, dead as u64 + 1);
+        let (left, left_dead, events): (i64, i64, i64) = c
+            .query_row(
+                "SELECT COUNT(*), SUM(status = 'dead'), (SELECT COUNT(*) FROM events) FROM deliveries",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("left");
+        assert_eq!((left, left_dead, events), (n as i64 - dead, 0, n as i64 - dead));
+    });
+}
+
 /// For the tests that drive the library directly, as `serve` does: two workers.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

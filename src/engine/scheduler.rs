@@ -707,6 +707,7 @@ impl Scheduler {
 async fn prune(store: Arc<dyn Store>, before: Millis) {
     let (mut from, mut events) = (Millis::MIN, 0u64);
     loop {
+        let started = Instant::now();
         match store.prune(before, from, PRUNE_STEP).await {
             Ok(step) => {
                 events += step.events;
@@ -714,6 +715,9 @@ async fn prune(store: Arc<dyn Store>, before: Millis) {
                     Some(next) => from = next,
                     None => break,
                 }
+                // The write lock stays free as long as the step held it: another process
+                // writing to this file (a CLI command) gets its turn instead of timing out.
+                tokio::time::sleep(started.elapsed()).await;
             }
             Err(e) => {
                 tracing::warn!("retention pruning failed: {e:#}");

@@ -58,10 +58,18 @@ pub enum Op {
         grace_until: Millis,
         reply: Reply<()>,
     },
+    /// Deletes (or counts) the final deliveries the filter names whose ids are in
+    /// `(ids.0, ids.1]`, or all of them without `ids`.
     Purge {
         filter: PurgeFilter,
         dry_run: bool,
+        ids: Option<(i64, i64)>,
         reply: Reply<PurgeCount>,
+    },
+    /// Deletes the events in `(seqs.0, seqs.1]` that have no delivery left.
+    DeleteOrphans {
+        seqs: (i64, i64),
+        reply: Reply<u64>,
     },
     Prune {
         before: Millis,
@@ -545,6 +553,7 @@ fn finisher_for_failed(op: Op, msg: &str) -> Finish {
         Op::DeleteSubscription { reply, .. } => finisher(reply, Err(e())),
         Op::RotateSecret { reply, .. } => finisher(reply, Err(e())),
         Op::Purge { reply, .. } => finisher(reply, Err(e())),
+        Op::DeleteOrphans { reply, .. } => finisher(reply, Err(e())),
         Op::Prune { reply, .. } => finisher(reply, Err(e())),
         Op::ExpireHeld { reply, .. } => finisher(reply, Err(e())),
         Op::SetValue { reply, .. } => finisher(reply, Err(e())),
@@ -590,8 +599,10 @@ fn apply(conn: &Connection, op: Op) -> (Finish, bool) {
         Op::Purge {
             filter,
             dry_run,
+            ids,
             reply,
-        } => done(reply, purge(conn, &filter, dry_run)),
+        } => done(reply, purge(conn, &filter, dry_run, ids)),
+        Op::DeleteOrphans { seqs, reply } => done(reply, delete_orphan_events(conn, seqs)),
         Op::Prune {
             before,
             from,
@@ -881,26 +892,24 @@ fn rotate_secret(conn: &Connection, id: &str, secret: &str, grace_until: Millis)
     )
 }
 
-/// Deletes events that no longer have any delivery (after deliveries were purged).
-fn delete_orphan_events(conn: &Connection, dry_run: bool) -> Result<u64> {
-    if dry_run {
-        let n: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq)",
-            [],
-            |r| r.get(0),
-        )?;
-        return Ok(n as u64);
-    }
+/// Deletes the events of a range of sequence numbers that have no delivery left (after
+/// deliveries were purged, and those no subscription wanted).
+fn delete_orphan_events(conn: &Connection, (after, upto): (i64, i64)) -> Result<u64> {
     let r = conn
         .prepare_cached(
-            "DELETE FROM events WHERE NOT EXISTS \
+            "DELETE FROM events WHERE seq > ?1 AND seq <= ?2 AND NOT EXISTS \
              (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq)",
         )?
-        .execute(params![])?;
+        .execute(params![after, upto])?;
     Ok(r as u64)
 }
 
-fn purge(conn: &Connection, f: &PurgeFilter, dry_run: bool) -> Result<PurgeCount> {
+fn purge(
+    conn: &Connection,
+    f: &PurgeFilter,
+    dry_run: bool,
+    ids: Option<(i64, i64)>,
+) -> Result<PurgeCount> {
     let mut q = Sql::new(if dry_run {
         "SELECT COUNT(*) FROM deliveries WHERE status IN ("
     } else {
@@ -919,19 +928,22 @@ fn purge(conn: &Connection, f: &PurgeFilter, dry_run: bool) -> Result<PurgeCount
     if let Some(before) = f.before {
         q.push(" AND updated_at < ").bind(before);
     }
+    if let Some((after, upto)) = ids {
+        q.push(" AND id > ").bind(after);
+        q.push(" AND id <= ").bind(upto);
+    }
     let deliveries = if dry_run {
         let n = q.rows(conn, |r| Ok(r.get::<_, i64>(0)?))?;
         n.first().copied().unwrap_or(0) as u64
     } else {
         q.execute(conn)? as u64
     };
-    // A dry run cannot know which events a real purge would orphan without doing it.
-    let events = if dry_run {
-        0
-    } else {
-        delete_orphan_events(conn, false)?
-    };
-    Ok(PurgeCount { deliveries, events })
+    // Events left without deliveries are the caller's next step (`DeleteOrphans`): a dry
+    // run cannot know which events a real purge would orphan without doing it.
+    Ok(PurgeCount {
+        deliveries,
+        events: 0,
+    })
 }
 
 fn set_value(conn: &Connection, name: &str, location: &str, value: Option<&str>) -> Result<bool> {

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Publish latency through the API while retention deletes a large store's old events:
+# Publish latency through the API while most of a large store is deleted under a running
+# engine:
 #
-#   scripts/retention-latency.sh [EVENTS=1000000]
+#   scripts/deletion-latency.sh retention|purge [EVENTS=1000000]
 #
 # Builds a store of EVENTS events received over the last EVENTS × 3 ms with
-# examples/console_bench.rs (kept in target/retention/), starts `hookctl serve` on a copy
-# with a retention of one minute, so nearly all of it is due for deletion at once, and
-# publishes one event about every 50 ms with curl until the engine logs that retention is
-# done. Prints the publish latencies and statuses. Everything stays on 127.0.0.1.
+# examples/console_bench.rs (kept in target/retention/) and starts `hookctl serve` on a
+# copy. `retention`: the engine's retention is one minute, so nearly everything is due for
+# deletion at once. `purge`: `hookctl event purge --status delivered --yes` runs beside it,
+# in a process of its own. Meanwhile one event is published about every 50 ms with curl,
+# until the deletion is done. Prints the publish latencies and statuses. Everything stays
+# on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-events=${1:-1000000}
+mode=${1:?usage: scripts/deletion-latency.sh retention|purge [EVENTS]}
+events=${2:-1000000}
+case "$mode" in retention|purge) ;; *) echo "unknown mode: $mode" >&2; exit 1 ;; esac
 for tool in curl sqlite3; do
   command -v "$tool" >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
 done
@@ -30,7 +35,9 @@ cp "$built" "$db"
 sqlite3 "$db" "UPDATE subscriptions SET state = 'paused'"
 token=$("$bin" token create --scopes events:write --db "$db" | tail -1)
 log=$out/serve.log
-HOOKCTL_RETENTION=1m HOOKCTL_LISTEN=127.0.0.1:0 "$bin" serve --db "$db" >"$log" 2>&1 &
+retention=30d
+[ "$mode" = retention ] && retention=1m
+HOOKCTL_RETENTION=$retention HOOKCTL_LISTEN=127.0.0.1:0 "$bin" serve --db "$db" >"$log" 2>&1 &
 serve=$!
 trap 'kill $serve 2>/dev/null || true' EXIT
 deadline=$((SECONDS + 60))
@@ -40,15 +47,30 @@ until addr=$(grep -o 'addr=127\.0\.0\.1:[0-9]*' "$log" | head -1 | cut -d= -f2) 
 done
 lat=$out/latencies.txt
 : >"$lat"
+done_file=$out/purge.txt
+rm -f "$done_file"
+if [ "$mode" = purge ]; then
+  ( t0=$SECONDS
+    "$bin" event purge --status delivered --yes --db "$db" >"$out/purge.out" 2>&1 || true
+    { cat "$out/purge.out"; echo "in $((SECONDS - t0)) s"; } >"$done_file.tmp"
+    mv "$done_file.tmp" "$done_file" ) &
+fi
+finished() {
+  if [ "$mode" = retention ]; then grep -q "retention: pruned" "$log"; else [ -e "$done_file" ]; fi
+}
 start=$SECONDS
-until grep -q "retention: pruned" "$log"; do
-  [ $((SECONDS - start)) -lt 600 ] || { echo "retention did not finish in 10 minutes" >&2; exit 1; }
+until finished; do
+  [ $((SECONDS - start)) -lt 600 ] || { echo "the $mode did not finish in 10 minutes" >&2; exit 1; }
   curl -s -o /dev/null -m 120 -w "%{time_total} %{http_code}\n" \
     -H "Authorization: Bearer $token" -H "Content-Type: application/json" \
     -d '{"type":"ContactCreate","data":{"id":"c1"}}' "http://$addr/v2/events" >>"$lat"
   sleep 0.05
 done
-grep -o 'events=[0-9]*' "$log" | head -1 | sed 's/^/retention deleted /'
+if [ "$mode" = retention ]; then
+  grep -o 'events=[0-9]*' "$log" | head -1 | sed 's/^/retention deleted /'
+else
+  tr '\n' ' ' <"$done_file"; echo
+fi
 awk '{print $1 * 1000, $2}' "$lat" | sort -n | awk '
   { ms[NR] = $1; status[$2]++ }
   END {
@@ -57,4 +79,4 @@ awk '{print $1 * 1000, $2}' "$lat" | sort -n | awk '
     for (s in status) printf " %s×%d", s, status[s]
     print ""
   }'
-echo "rerun: scripts/retention-latency.sh $events"
+echo "rerun: scripts/deletion-latency.sh $mode $events"
