@@ -697,6 +697,88 @@ fn a_purge_larger_than_a_step_deletes_exactly_what_it_names() {
     });
 }
 
+#[test]
+fn a_bulk_redelivery_larger_than_a_page_replaces_each_delivery_once() {
+    use hookctl::model::{DeliveryStatus, SubState, Subscription};
+    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
+    use hookctl::store::{NewEvent, RedeliverTarget, Store};
+    let rt = runtime();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("redeliver.db");
+        let store = SqliteStore::open(&db, OpenOptions::default())
+            .await
+            .expect("open");
+        let mut sub = Subscription::new(
+            "sub_r".into(),
+            "r".into(),
+            "http://127.0.0.1:9/r".into(),
+            None,
+            "whsec_x".into(),
+        );
+        sub.state = SubState::Paused;
+        store.add_subscription(sub).await.expect("subscription");
+        // More dead letters than one page (2,000), among deliveries in other states.
+        let events: Vec<NewEvent> = (0..6_001)
+            .map(|i| NewEvent {
+                id: format!("e-{i}"),
+                event_type: "ContactCreate".into(),
+                location_id: None,
+                timestamp: 0,
+                data: serde_json::json!({}),
+                received_at: None,
+            })
+            .collect();
+        store.publish(events).await.expect("publish");
+        let c = rusqlite::Connection::open(&db).expect("writer");
+        c.busy_timeout(Duration::from_secs(10))
+            .expect("busy timeout");
+        c.execute(
+            "UPDATE deliveries SET status = CASE WHEN id % 4 = 0 THEN 'delivered' ELSE 'dead' END, \
+             next_at = NULL, attempts = 1",
+            [],
+        )
+        .expect("states");
+        let dead: Vec<i64> = c
+            .prepare("SELECT id FROM deliveries WHERE status = 'dead' ORDER BY id")
+            .expect("query")
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("ids");
+        let target = RedeliverTarget::Bulk {
+            subscription_id: "sub_r".into(),
+            statuses: vec![DeliveryStatus::Dead],
+            since: None,
+        };
+        let done = store
+            .redeliver(target.clone(), false, 0)
+            .await
+            .expect("redeliver");
+        let replaced: Vec<i64> = done.iter().filter_map(|r| r.previous).collect();
+        assert_eq!(replaced, dead, "each dead letter once, in order");
+        let (superseded, pending): (i64, i64) = c
+            .query_row(
+                "SELECT SUM(superseded_by IS NOT NULL), SUM(status = 'pending') FROM deliveries",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("counts");
+        assert_eq!(
+            (superseded, pending),
+            (dead.len() as i64, dead.len() as i64)
+        );
+        // Nothing is left to send again.
+        assert!(
+            store
+                .redeliver(target, false, 0)
+                .await
+                .expect("again")
+                .is_empty()
+        );
+    });
+}
+
 /// For the tests that drive the library directly, as `serve` does: two workers.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

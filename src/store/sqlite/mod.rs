@@ -23,6 +23,8 @@ use writer::Op;
 
 /// Deliveries (by id) or events (by sequence) looked at per step of a purge.
 const PURGE_STEP: i64 = 5_000;
+/// Deliveries replaced per transaction of a bulk redelivery.
+const REDELIVER_PAGE: u32 = 2_000;
 
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
@@ -518,13 +520,54 @@ impl Store for SqliteStore {
         dry_run: bool,
         now: Millis,
     ) -> Result<Vec<Redelivered>> {
-        self.call(|reply| Op::Redeliver {
-            target,
-            dry_run,
-            now,
-            reply,
-        })
-        .await
+        if dry_run || matches!(target, RedeliverTarget::Event { .. }) {
+            return self
+                .call(|reply| Op::Redeliver {
+                    target,
+                    dry_run,
+                    now,
+                    page: None,
+                    reply,
+                })
+                .await;
+        }
+        // In pages, each its own transaction, as a purge (see there): in one, 250,000 dead
+        // letters held the writer 4 s. The deliveries are those that exist now: the ones
+        // this makes are never taken again.
+        let last_id: i64 = self
+            .read
+            .run(|c| {
+                Ok(c.query_row("SELECT MAX(id) FROM deliveries", [], |r| {
+                    r.get::<_, Option<i64>>(0)
+                })?
+                .unwrap_or(0))
+            })
+            .await?;
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let started = std::time::Instant::now();
+            let target = target.clone();
+            let page = self
+                .call(|reply| Op::Redeliver {
+                    target,
+                    dry_run,
+                    now,
+                    page: Some((after, last_id, REDELIVER_PAGE)),
+                    reply,
+                })
+                .await?;
+            let full = page.len() >= REDELIVER_PAGE as usize;
+            match page.iter().filter_map(|r| r.previous).max() {
+                Some(last) if full => after = last,
+                _ => {
+                    out.extend(page);
+                    return Ok(out);
+                }
+            }
+            out.extend(page);
+            tokio::time::sleep(started.elapsed()).await;
+        }
     }
 
     async fn set_value(&self, name: &str, location: Option<&str>, value: &str) -> Result<()> {

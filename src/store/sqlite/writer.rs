@@ -117,10 +117,13 @@ pub enum Op {
         which: Release,
         reply: Reply<u64>,
     },
+    /// A bulk target with `page` (after this id, up to that one, at most so many) takes
+    /// one page of its deliveries, in id order.
     Redeliver {
         target: RedeliverTarget,
         dry_run: bool,
         now: Millis,
+        page: Option<(i64, i64, u32)>,
         reply: Reply<Vec<Redelivered>>,
     },
 }
@@ -637,8 +640,9 @@ fn apply(conn: &Connection, op: Op) -> (Finish, bool) {
             target,
             dry_run,
             now,
+            page,
             reply,
-        } => done(reply, redeliver(conn, &target, dry_run, now)),
+        } => done(reply, redeliver(conn, &target, dry_run, now, page)),
     }
 }
 
@@ -1399,6 +1403,7 @@ fn redeliver(
     target: &RedeliverTarget,
     dry_run: bool,
     now: Millis,
+    page: Option<(i64, i64, u32)>,
 ) -> Result<Vec<Redelivered>> {
     let mut plan: Vec<Replaced> = Vec::new();
     match target {
@@ -1463,7 +1468,14 @@ fn redeliver(
             if let Some(since) = since {
                 q.push(" AND d.updated_at >= ").bind(*since);
             }
+            if let Some((after, upto, _)) = page {
+                q.push(" AND d.id > ").bind(after);
+                q.push(" AND d.id <= ").bind(upto);
+            }
             q.push(" ORDER BY d.id");
+            if let Some((_, _, limit)) = page {
+                q.push(" LIMIT ").bind(i64::from(limit));
+            }
             plan.extend(q.rows(conn, |r| {
                 Ok((
                     r.get("event_seq")?,
