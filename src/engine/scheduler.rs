@@ -715,9 +715,7 @@ async fn prune(store: Arc<dyn Store>, before: Millis) {
                     Some(next) => from = next,
                     None => break,
                 }
-                // The write lock stays free as long as the step held it: another process
-                // writing to this file (a CLI command) gets its turn instead of timing out.
-                tokio::time::sleep(started.elapsed()).await;
+                crate::store::leave_the_lock_free(started.elapsed()).await;
             }
             Err(e) => {
                 tracing::warn!("retention pruning failed: {e:#}");

@@ -268,7 +268,6 @@ pub trait Store: Send + Sync + 'static {
         before: Millis,
         reason: String,
     ) -> Result<u64>;
-    /// Retention: deletes events received before `before` whose deliveries are all final.
     /// Retention, one bounded step: deletes up to `limit` of the oldest events received in
     /// `[from, before)` whose deliveries are all final (with their deliveries and attempts).
     async fn prune(&self, before: Millis, from: Millis, limit: u32) -> Result<Pruned>;
@@ -311,7 +310,7 @@ pub trait Store: Send + Sync + 'static {
     async fn event_detail(&self, id: &str) -> Result<Option<EventDetail>>;
     async fn queue_counts(&self) -> Result<QueueCounts>;
     /// [`Store::queue_counts`] and [`Store::subscription_stats`] as of one moment, for
-    /// less than the two cost apart (the counts come from one pass over the deliveries).
+    /// less than the two cost apart (both count the same index once).
     async fn overview(&self) -> Result<(QueueCounts, Vec<SubscriptionStats>)>;
     /// Retrying deliveries, soonest first.
     async fn retry_queue(&self, limit: u32) -> Result<Vec<RetryItem>>;
@@ -351,6 +350,14 @@ pub struct PurgeFilter {
 pub struct PurgeCount {
     pub deliveries: u64,
     pub events: u64,
+}
+
+/// Work on many rows goes in steps, each its own transaction; before the next, the write
+/// lock stays free as long as the last step held it, so that another process writing to
+/// the file (a CLI command beside `serve`, or `serve` beside one) gets its turn instead of
+/// failing at its busy timeout, and the writer's queue runs meanwhile.
+pub async fn leave_the_lock_free(step_took: std::time::Duration) {
+    tokio::time::sleep(step_took).await;
 }
 
 /// One step of retention.

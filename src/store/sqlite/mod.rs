@@ -26,6 +26,23 @@ const PURGE_STEP: i64 = 5_000;
 /// Deliveries replaced per transaction of a bulk redelivery.
 const REDELIVER_PAGE: u32 = 2_000;
 
+/// The first and last key a `SELECT MIN(k), MAX(k) FROM t` finds (0, 0 in an empty table).
+fn key_span(c: &Connection, sql: &str) -> Result<(i64, i64)> {
+    Ok(c.query_row(sql, [], |r| {
+        Ok((
+            r.get::<_, Option<i64>>(0)?.unwrap_or(0),
+            r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+        ))
+    })?)
+}
+
+/// The ranges `(after, upto]` of [`PURGE_STEP`] keys that cover `first..=last`.
+fn steps((first, last): (i64, i64)) -> impl Iterator<Item = (i64, i64)> {
+    (first - 1..last)
+        .step_by(PURGE_STEP as usize)
+        .map(|after| (after, after + PURGE_STEP))
+}
+
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
     pub synchronous_full: bool,
@@ -386,58 +403,37 @@ impl Store for SqliteStore {
         }
         // In steps over ranges of ids, each its own transaction: in one, a million
         // deliveries held the write lock for 13 s, and an engine serving the same file
-        // failed its publishes after its busy timeout (10 s). Between steps the lock stays
-        // free as long as the step held it, so that another process's writer gets it.
-        let ((first_id, last_id), (first_seq, last_seq)) = self
+        // failed its publishes after its busy timeout (10 s).
+        let (ids, seqs) = self
             .read
             .run(|c| {
-                let ids = c.query_row("SELECT MIN(id), MAX(id) FROM deliveries", [], |r| {
-                    Ok((
-                        r.get::<_, Option<i64>>(0)?.unwrap_or(0),
-                        r.get::<_, Option<i64>>(1)?.unwrap_or(0),
-                    ))
-                })?;
-                let seqs = c.query_row("SELECT MIN(seq), MAX(seq) FROM events", [], |r| {
-                    Ok((
-                        r.get::<_, Option<i64>>(0)?.unwrap_or(0),
-                        r.get::<_, Option<i64>>(1)?.unwrap_or(0),
-                    ))
-                })?;
-                Ok((ids, seqs))
+                Ok((
+                    key_span(c, "SELECT MIN(id), MAX(id) FROM deliveries")?,
+                    key_span(c, "SELECT MIN(seq), MAX(seq) FROM events")?,
+                ))
             })
             .await?;
-        let mut total = PurgeCount::default();
-        let mut after = first_id - 1;
-        while after < last_id {
-            let upto = after + PURGE_STEP;
+        let mut count = PurgeCount::default();
+        for ids in steps(ids) {
             let started = std::time::Instant::now();
             let filter = filter.clone();
-            total.deliveries += self
+            count.deliveries += self
                 .call(|reply| Op::Purge {
                     filter,
                     dry_run,
-                    ids: Some((after, upto)),
+                    ids: Some(ids),
                     reply,
                 })
                 .await?
                 .deliveries;
-            after = upto;
-            tokio::time::sleep(started.elapsed()).await;
+            crate::store::leave_the_lock_free(started.elapsed()).await;
         }
-        let mut after = first_seq - 1;
-        while after < last_seq {
-            let upto = after + PURGE_STEP;
+        for seqs in steps(seqs) {
             let started = std::time::Instant::now();
-            total.events += self
-                .call(|reply| Op::DeleteOrphans {
-                    seqs: (after, upto),
-                    reply,
-                })
-                .await?;
-            after = upto;
-            tokio::time::sleep(started.elapsed()).await;
+            count.events += self.call(|reply| Op::DeleteOrphans { seqs, reply }).await?;
+            crate::store::leave_the_lock_free(started.elapsed()).await;
         }
-        Ok(total)
+        Ok(count)
     }
 
     async fn expire_held(
@@ -534,14 +530,9 @@ impl Store for SqliteStore {
         // In pages, each its own transaction, as a purge (see there): in one, 250,000 dead
         // letters held the writer 4 s. The deliveries are those that exist now: the ones
         // this makes are never taken again.
-        let last_id: i64 = self
+        let (_, last_id) = self
             .read
-            .run(|c| {
-                Ok(c.query_row("SELECT MAX(id) FROM deliveries", [], |r| {
-                    r.get::<_, Option<i64>>(0)
-                })?
-                .unwrap_or(0))
-            })
+            .run(|c| key_span(c, "SELECT MIN(id), MAX(id) FROM deliveries"))
             .await?;
         let mut out = Vec::new();
         let mut after = 0;
@@ -566,7 +557,7 @@ impl Store for SqliteStore {
                 }
             }
             out.extend(page);
-            tokio::time::sleep(started.elapsed()).await;
+            crate::store::leave_the_lock_free(started.elapsed()).await;
         }
     }
 

@@ -48,7 +48,7 @@ pub fn queue_counts(c: &Connection) -> Result<QueueCounts> {
 }
 
 /// The totals and every endpoint's counts and last attempt, in one read transaction so
-/// that they agree, from one pass over the deliveries.
+/// that they agree.
 pub fn overview(conn: &Connection) -> Result<(QueueCounts, Vec<SubscriptionStats>)> {
     let tx = conn.unchecked_transaction()?;
     let c = &*tx;
