@@ -2,20 +2,22 @@
 # Publish latency through the API while most of a large store is deleted under a running
 # engine:
 #
-#   scripts/deletion-latency.sh retention|purge [EVENTS=1000000]
+#   scripts/deletion-latency.sh retention|purge|sub-rm [EVENTS=1000000]
 #
 # Builds a store of EVENTS events received over the last EVENTS × 3 ms with
 # examples/console_bench.rs (kept in target/retention/) and starts `hookctl serve` on a
 # copy. `retention`: the engine's retention is one minute, so nearly everything is due for
 # deletion at once. `purge`: `hookctl event purge --status delivered --yes` runs beside it,
-# in a process of its own. Meanwhile one event is published about every 50 ms with curl,
+# in a process of its own. `sub-rm`: the delivered deliveries of `sub_all` are made pending
+# again (a backlog of nearly EVENTS), and `hookctl sub rm sub_all --force` cancels them and
+# removes the subscription from a process of its own. Meanwhile one event is published about every 50 ms with curl,
 # until the deletion is done. Prints the publish latencies and statuses. Everything stays
 # on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:?usage: scripts/deletion-latency.sh retention|purge [EVENTS]}
+mode=${1:?usage: scripts/deletion-latency.sh retention|purge|sub-rm [EVENTS]}
 events=${2:-1000000}
-case "$mode" in retention|purge) ;; *) echo "unknown mode: $mode" >&2; exit 1 ;; esac
+case "$mode" in retention|purge|sub-rm) ;; *) echo "unknown mode: $mode" >&2; exit 1 ;; esac
 for tool in curl sqlite3; do
   command -v "$tool" >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
 done
@@ -33,6 +35,10 @@ rm -f "$db" "$db-wal" "$db-shm"
 cp "$built" "$db"
 # Nothing is delivered: only retention and the publishes write.
 sqlite3 "$db" "UPDATE subscriptions SET state = 'paused'"
+if [ "$mode" = sub-rm ]; then
+  sqlite3 "$db" "UPDATE deliveries SET status = 'pending', next_at = updated_at \
+    WHERE subscription_id = 'sub_all' AND status = 'delivered'"
+fi
 token=$("$bin" token create --scopes events:write --db "$db" | tail -1)
 log=$out/serve.log
 retention=30d
@@ -49,9 +55,13 @@ lat=$out/latencies.txt
 : >"$lat"
 done_file=$out/purge.txt
 rm -f "$done_file"
-if [ "$mode" = purge ]; then
+if [ "$mode" != retention ]; then
   ( t0=$SECONDS
-    "$bin" event purge --status delivered --yes --db "$db" >"$out/purge.out" 2>&1 || true
+    if [ "$mode" = purge ]; then
+      "$bin" event purge --status delivered --yes --db "$db" >"$out/purge.out" 2>&1 || true
+    else
+      "$bin" sub rm sub_all --force --db "$db" >"$out/purge.out" 2>&1 || true
+    fi
     { cat "$out/purge.out"; echo "in $((SECONDS - t0)) s"; } >"$done_file.tmp"
     mv "$done_file.tmp" "$done_file" ) &
 fi

@@ -710,6 +710,14 @@ fn a_bulk_redelivery_larger_than_a_page_replaces_each_delivery_once() {
             statuses: vec![DeliveryStatus::Dead],
             since: None,
         };
+        // A dry run plans the same deliveries and changes nothing.
+        let plan = store
+            .redeliver(target.clone(), true, 0)
+            .await
+            .expect("dry run");
+        let planned: Vec<i64> = plan.iter().filter_map(|r| r.previous).collect();
+        assert_eq!(planned, dead, "the plan names each dead letter");
+        assert!(plan.iter().all(|r| r.delivery_id.is_none()));
         let done = store
             .redeliver(target.clone(), false, 0)
             .await
@@ -734,6 +742,69 @@ fn a_bulk_redelivery_larger_than_a_page_replaces_each_delivery_once() {
                 .await
                 .expect("again")
                 .is_empty()
+        );
+    });
+}
+
+#[test]
+fn a_forced_removal_larger_than_a_step_cancels_only_that_subscriptions_unfinished_work() {
+    runtime().block_on(async {
+        let (_dir, store, c) = store_with(None, SubState::Paused).await;
+        let mut other = Subscription::new(
+            "sub_2".into(),
+            "two".into(),
+            "http://127.0.0.1:9/h".into(),
+            None,
+            "whsec_y".into(),
+        );
+        other.state = SubState::Paused;
+        store.add_subscription(other).await.expect("second subscription");
+        // More unfinished deliveries than one step cancels (5,000), among finished ones.
+        let events: Vec<NewEvent> = (0..12_001)
+            .map(|i| new_event(format!("e-{i}"), "ContactCreate", None))
+            .collect();
+        store.publish(events).await.expect("publish");
+        c.execute(
+            "UPDATE deliveries SET status = CASE event_seq % 4 WHEN 0 THEN 'delivered' \
+               WHEN 1 THEN 'retrying' ELSE 'pending' END \
+             WHERE subscription_id = 'sub_1'",
+            [],
+        )
+        .expect("states");
+        let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).expect("count") };
+        let unfinished = count(
+            "SELECT COUNT(*) FROM deliveries WHERE subscription_id = 'sub_1' \
+             AND status IN ('pending', 'retrying')",
+        );
+        let delivered = count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'");
+        let refused = store.delete_subscription("sub_1", false).await.expect("refusal");
+        assert_eq!((refused.deleted, refused.unfinished), (false, unfinished));
+        assert_eq!(count("SELECT COUNT(*) FROM deliveries WHERE status = 'cancelled'"), 0);
+
+        let done = store.delete_subscription("sub_1", true).await.expect("removal");
+        assert_eq!((done.deleted, done.unfinished), (true, unfinished));
+        assert_eq!(
+            count("SELECT COUNT(*) FROM deliveries WHERE status = 'cancelled'"),
+            unfinished
+        );
+        assert_eq!(
+            count(
+                "SELECT COUNT(*) FROM deliveries WHERE subscription_id = 'sub_1' \
+                 AND status IN ('pending', 'retrying')"
+            ),
+            0
+        );
+        assert_eq!(count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'"), delivered);
+        // The other subscription's backlog is untouched.
+        assert_eq!(
+            count("SELECT COUNT(*) FROM deliveries WHERE subscription_id = 'sub_2' AND status = 'pending'"),
+            12_001
+        );
+        let log = store.subscription_log("sub_1", 5).await.expect("log");
+        let reason = format!("{unfinished} unfinished deliveries cancelled");
+        assert!(
+            log.iter().any(|l| l.change == "deleted" && l.reason.as_deref() == Some(reason.as_str())),
+            "{log:?}"
         );
     });
 }

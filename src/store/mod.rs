@@ -253,7 +253,8 @@ pub trait Store: Send + Sync + 'static {
     /// after `circuit_threshold` consecutive failures and closes on a success.
     async fn record(&self, outcomes: Arc<[Outcome]>, circuit_threshold: u32) -> Result<()>;
     /// Removes a subscription. Refused while it has unfinished deliveries unless `force`,
-    /// which cancels them (recorded as cancelled).
+    /// which cancels them (recorded as cancelled): a large backlog in steps of its own
+    /// transactions before the removal, so the outcome is final only when this returns.
     async fn delete_subscription(&self, id: &str, force: bool) -> Result<DeleteOutcome>;
     /// Installs a new secret; the old one keeps signing the main header until `grace_until`.
     async fn rotate_secret(&self, id: &str, secret: String, grace_until: Millis) -> Result<()>;

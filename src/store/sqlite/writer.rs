@@ -47,10 +47,19 @@ pub enum Op {
         circuit_threshold: u32,
         reply: Reply<()>,
     },
+    /// Removes a subscription; `cancelled` deliveries were cancelled by the steps before.
     DeleteSubscription {
         id: String,
         force: bool,
+        cancelled: i64,
         reply: Reply<DeleteOutcome>,
+    },
+    /// Cancels up to `limit` unfinished deliveries of a subscription: one step of a forced
+    /// removal.
+    CancelUnfinished {
+        id: String,
+        limit: u32,
+        reply: Reply<u64>,
     },
     RotateSecret {
         id: String,
@@ -58,12 +67,10 @@ pub enum Op {
         grace_until: Millis,
         reply: Reply<()>,
     },
-    /// Deletes (or counts) the final deliveries the filter names whose ids are in
-    /// `(ids.0, ids.1]`, or all of them without `ids`.
+    /// Deletes the final deliveries the filter names whose ids are in `(ids.0, ids.1]`.
     Purge {
         filter: PurgeFilter,
-        dry_run: bool,
-        ids: Option<(i64, i64)>,
+        ids: (i64, i64),
         reply: Reply<PurgeCount>,
     },
     /// Deletes the events in `(seqs.0, seqs.1]` that have no delivery left.
@@ -121,7 +128,6 @@ pub enum Op {
     /// one page of its deliveries, in id order.
     Redeliver {
         target: RedeliverTarget,
-        dry_run: bool,
         now: Millis,
         page: Option<(i64, i64, u32)>,
         reply: Reply<Vec<Redelivered>>,
@@ -554,6 +560,7 @@ fn finisher_for_failed(op: Op, msg: &str) -> Finish {
         Op::Release { reply, .. } => finisher(reply, Err(e())),
         Op::Redeliver { reply, .. } => finisher(reply, Err(e())),
         Op::DeleteSubscription { reply, .. } => finisher(reply, Err(e())),
+        Op::CancelUnfinished { reply, .. } => finisher(reply, Err(e())),
         Op::RotateSecret { reply, .. } => finisher(reply, Err(e())),
         Op::Purge { reply, .. } => finisher(reply, Err(e())),
         Op::DeleteOrphans { reply, .. } => finisher(reply, Err(e())),
@@ -590,8 +597,14 @@ fn apply(conn: &Connection, op: Op) -> (Finish, bool) {
             circuit_threshold,
             reply,
         } => done(reply, record(conn, &outcomes, circuit_threshold)),
-        Op::DeleteSubscription { id, force, reply } => {
-            done(reply, delete_subscription(conn, &id, force))
+        Op::DeleteSubscription {
+            id,
+            force,
+            cancelled,
+            reply,
+        } => done(reply, delete_subscription(conn, &id, force, cancelled)),
+        Op::CancelUnfinished { id, limit, reply } => {
+            done(reply, cancel_unfinished(conn, &id, limit))
         }
         Op::RotateSecret {
             id,
@@ -599,12 +612,7 @@ fn apply(conn: &Connection, op: Op) -> (Finish, bool) {
             grace_until,
             reply,
         } => done(reply, rotate_secret(conn, &id, &secret, grace_until)),
-        Op::Purge {
-            filter,
-            dry_run,
-            ids,
-            reply,
-        } => done(reply, purge(conn, &filter, dry_run, ids)),
+        Op::Purge { filter, ids, reply } => done(reply, purge(conn, &filter, false, Some(ids))),
         Op::DeleteOrphans { seqs, reply } => done(reply, delete_orphan_events(conn, seqs)),
         Op::Prune {
             before,
@@ -638,11 +646,10 @@ fn apply(conn: &Connection, op: Op) -> (Finish, bool) {
         Op::Release { which, reply } => done(reply, release(conn, &which)),
         Op::Redeliver {
             target,
-            dry_run,
             now,
             page,
             reply,
-        } => done(reply, redeliver(conn, &target, dry_run, now, page)),
+        } => done(reply, redeliver(conn, &target, false, now, page)),
     }
 }
 
@@ -847,16 +854,21 @@ fn set_state(conn: &Connection, id: &str, state: SubState) -> Result<bool> {
     Ok(r > 0)
 }
 
-fn delete_subscription(conn: &Connection, id: &str, force: bool) -> Result<DeleteOutcome> {
-    let unfinished: i64 = conn.query_row(
+fn delete_subscription(
+    conn: &Connection,
+    id: &str,
+    force: bool,
+    cancelled: i64,
+) -> Result<DeleteOutcome> {
+    let left: i64 = conn.query_row(
         "SELECT COUNT(*) FROM deliveries WHERE subscription_id = ? AND status IN ('pending', 'retrying')",
         [id],
         |r| r.get(0),
     )?;
-    if unfinished > 0 && !force {
+    if left > 0 && !force {
         return Ok(DeleteOutcome {
             deleted: false,
-            unfinished,
+            unfinished: left,
         });
     }
     let now = now_ms();
@@ -865,6 +877,7 @@ fn delete_subscription(conn: &Connection, id: &str, force: bool) -> Result<Delet
          WHERE subscription_id = ? AND status IN ('pending', 'retrying')",
     )?
     .execute(params![now, id])?;
+    let unfinished = cancelled + left;
     let r = conn
         .prepare_cached("DELETE FROM subscriptions WHERE id = ?")?
         .execute(params![id])?;
@@ -876,6 +889,17 @@ fn delete_subscription(conn: &Connection, id: &str, force: bool) -> Result<Delet
         deleted: r > 0,
         unfinished,
     })
+}
+
+fn cancel_unfinished(conn: &Connection, id: &str, limit: u32) -> Result<u64> {
+    let r = conn
+        .prepare_cached(
+            "UPDATE deliveries SET status = 'cancelled', next_at = NULL, updated_at = ?1 \
+             WHERE id IN (SELECT id FROM deliveries WHERE subscription_id = ?2 \
+                 AND status IN ('pending', 'retrying') LIMIT ?3)",
+        )?
+        .execute(params![now_ms(), id, i64::from(limit)])?;
+    Ok(r as u64)
 }
 
 fn rotate_secret(conn: &Connection, id: &str, secret: &str, grace_until: Millis) -> Result<()> {
@@ -908,7 +932,8 @@ fn delete_orphan_events(conn: &Connection, (after, upto): (i64, i64)) -> Result<
     Ok(r as u64)
 }
 
-fn purge(
+/// Also counts, with `dry_run`, on a read connection.
+pub(super) fn purge(
     conn: &Connection,
     f: &PurgeFilter,
     dry_run: bool,
@@ -1398,7 +1423,8 @@ fn release(conn: &Connection, which: &Release) -> Result<u64> {
 /// The deliveries a redelivery replaces: (event seq, event id, subscription, delivery, status, leased).
 type Replaced = (i64, String, String, Option<i64>, Option<String>, bool);
 
-fn redeliver(
+/// Also plans, with `dry_run`, on a read connection.
+pub(super) fn redeliver(
     conn: &Connection,
     target: &RedeliverTarget,
     dry_run: bool,
