@@ -710,7 +710,8 @@ fn a_bulk_redelivery_larger_than_a_page_replaces_each_delivery_once() {
             statuses: vec![DeliveryStatus::Dead],
             since: None,
         };
-        // A dry run plans the same deliveries and changes nothing.
+        // A dry run plans the same deliveries (had it replaced any, the redelivery below
+        // would find them gone).
         let plan = store
             .redeliver(target.clone(), true, 0)
             .await
