@@ -750,7 +750,7 @@ fn a_bulk_redelivery_larger_than_a_page_replaces_each_delivery_once() {
 #[test]
 fn a_forced_removal_larger_than_a_step_cancels_only_that_subscriptions_unfinished_work() {
     runtime().block_on(async {
-        let (_dir, store, c) = store_with(None, SubState::Paused).await;
+        let (_dir, store, c) = store_with(None, SubState::Active).await;
         let mut other = Subscription::new(
             "sub_2".into(),
             "two".into(),
@@ -801,10 +801,17 @@ fn a_forced_removal_larger_than_a_step_cancels_only_that_subscriptions_unfinishe
             count("SELECT COUNT(*) FROM deliveries WHERE subscription_id = 'sub_2' AND status = 'pending'"),
             12_001
         );
+        // Newest first: paused before the steps (it was active), then deleted.
         let log = store.subscription_log("sub_1", 5).await.expect("log");
         let reason = format!("{unfinished} unfinished deliveries cancelled");
-        assert!(
-            log.iter().any(|l| l.change == "deleted" && l.reason.as_deref() == Some(reason.as_str())),
+        let changes: Vec<(&str, Option<&str>)> = log
+            .iter()
+            .map(|l| (l.change.as_str(), l.reason.as_deref()))
+            .take(2)
+            .collect();
+        assert_eq!(
+            changes,
+            [("deleted", Some(reason.as_str())), ("paused", Some("operator"))],
             "{log:?}"
         );
     });

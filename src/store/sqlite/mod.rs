@@ -386,17 +386,23 @@ impl Store for SqliteStore {
         let mut cancelled = 0i64;
         if force {
             let sub = id.clone();
-            let at_start: i64 = self
+            let (at_start, active): (i64, bool) = self
                 .read
                 .run(move |c| {
                     Ok(c.query_row(
-                        "SELECT COUNT(*) FROM deliveries \
-                         WHERE subscription_id = ? AND status IN ('pending', 'retrying')",
+                        "SELECT (SELECT COUNT(*) FROM deliveries \
+                           WHERE subscription_id = ?1 AND status IN ('pending', 'retrying')), \
+                         EXISTS (SELECT 1 FROM subscriptions WHERE id = ?1 AND state = 'active')",
                         [sub],
-                        |r| r.get(0),
+                        |r| Ok((r.get(0)?, r.get(1)?)),
                     )?)
                 })
                 .await?;
+            // Several steps take seconds: paused first, so that no engine sends what the
+            // next step is about to cancel.
+            if active && at_start > i64::from(CANCEL_STEP) {
+                self.set_subscription_state(&id, SubState::Paused).await?;
+            }
             while cancelled < at_start {
                 let started = std::time::Instant::now();
                 let id = id.clone();
