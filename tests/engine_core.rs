@@ -817,6 +817,42 @@ fn a_forced_removal_larger_than_a_step_cancels_only_that_subscriptions_unfinishe
     });
 }
 
+#[test]
+fn a_removal_goes_on_to_its_end_when_its_caller_stops_waiting() {
+    runtime().block_on(async {
+        // An API client that hangs up drops its request's future halfway.
+        let (_dir, store, c) = store_with(None, SubState::Active).await;
+        let events: Vec<NewEvent> = (0..12_001)
+            .map(|i| new_event(format!("e-{i}"), "ContactCreate", None))
+            .collect();
+        store.publish(events).await.expect("publish");
+        let gave_up =
+            tokio::time::timeout(Duration::ZERO, store.delete_subscription("sub_1", true));
+        assert!(
+            gave_up.await.is_err(),
+            "a removal of 12,001 is not done at its first poll"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let done = |c: &rusqlite::Connection| -> (i64, i64) {
+            c.query_row(
+                "SELECT (SELECT COUNT(*) FROM subscriptions WHERE id = 'sub_1'), \
+                 (SELECT COUNT(*) FROM deliveries WHERE status = 'cancelled')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("state")
+        };
+        while done(&c) != (0, 12_001) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the removal stopped with its caller: {:?}",
+                done(&c)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
 /// For the tests that drive the library directly, as `serve` does: two workers.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
