@@ -595,6 +595,14 @@ fn new_event(id: String, event_type: &str, received_at: Option<i64>) -> NewEvent
     }
 }
 
+/// Publishes `n` ContactCreate events, `e-0` onwards.
+async fn publish_contacts(store: &SqliteStore, n: usize) {
+    let events: Vec<NewEvent> = (0..n)
+        .map(|i| new_event(format!("e-{i}"), "ContactCreate", None))
+        .collect();
+    store.publish(events).await.expect("publish");
+}
+
 #[test]
 fn retention_deletes_in_bounded_steps_and_keeps_work_to_do() {
     runtime().block_on(async {
@@ -648,11 +656,9 @@ fn a_purge_larger_than_a_step_deletes_exactly_what_it_names() {
         // More deliveries than one step of a purge looks at (5,000), and one event no
         // subscription wanted.
         let n = 12_001;
-        let mut events: Vec<NewEvent> = (0..n)
-            .map(|i| new_event(format!("e-{i}"), "ContactCreate", None))
-            .collect();
-        events.push(new_event(format!("e-{n}"), "InvoicePaid", None));
-        store.publish(events).await.expect("publish");
+        publish_contacts(&store, n).await;
+        let unwanted = new_event(format!("e-{n}"), "InvoicePaid", None);
+        store.publish(vec![unwanted]).await.expect("publish");
         c.execute(
             "UPDATE deliveries SET status = CASE WHEN id % 3 = 0 THEN 'dead' ELSE 'delivered' END, \
              next_at = NULL, attempts = 1",
@@ -688,10 +694,7 @@ fn a_bulk_redelivery_larger_than_a_page_replaces_each_delivery_once() {
     runtime().block_on(async {
         let (_dir, store, c) = store_with(None, SubState::Paused).await;
         // More dead letters than one page (2,000), among deliveries in other states.
-        let events: Vec<NewEvent> = (0..6_001)
-            .map(|i| new_event(format!("e-{i}"), "ContactCreate", None))
-            .collect();
-        store.publish(events).await.expect("publish");
+        publish_contacts(&store, 6_001).await;
         c.execute(
             "UPDATE deliveries SET status = CASE WHEN id % 4 = 0 THEN 'delivered' ELSE 'dead' END, \
              next_at = NULL, attempts = 1",
@@ -761,10 +764,7 @@ fn a_forced_removal_larger_than_a_step_cancels_only_that_subscriptions_unfinishe
         other.state = SubState::Paused;
         store.add_subscription(other).await.expect("second subscription");
         // More unfinished deliveries than one step cancels (5,000), among finished ones.
-        let events: Vec<NewEvent> = (0..12_001)
-            .map(|i| new_event(format!("e-{i}"), "ContactCreate", None))
-            .collect();
-        store.publish(events).await.expect("publish");
+        publish_contacts(&store, 12_001).await;
         c.execute(
             "UPDATE deliveries SET status = CASE event_seq % 4 WHEN 0 THEN 'delivered' \
                WHEN 1 THEN 'retrying' ELSE 'pending' END \
@@ -822,10 +822,7 @@ fn a_removal_goes_on_to_its_end_when_its_caller_stops_waiting() {
     runtime().block_on(async {
         // An API client that hangs up drops its request's future halfway.
         let (_dir, store, c) = store_with(None, SubState::Active).await;
-        let events: Vec<NewEvent> = (0..12_001)
-            .map(|i| new_event(format!("e-{i}"), "ContactCreate", None))
-            .collect();
-        store.publish(events).await.expect("publish");
+        publish_contacts(&store, 12_001).await;
         let gave_up =
             tokio::time::timeout(Duration::ZERO, store.delete_subscription("sub_1", true));
         assert!(
