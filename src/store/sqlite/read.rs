@@ -39,20 +39,33 @@ pub fn find_subscription(c: &Connection, key: &str) -> Result<Option<Subscriptio
     }
 }
 
-pub fn subscription_stats(c: &Connection) -> Result<Vec<SubscriptionStats>> {
-    overview(c).map(|(_, stats)| stats)
+/// Every endpoint's counts and last attempt, in one read transaction so that they agree.
+pub fn subscription_stats(conn: &Connection) -> Result<Vec<SubscriptionStats>> {
+    let tx = conn.unchecked_transaction()?;
+    let (_, by_sub) = tally(&tx)?;
+    with_last_attempts(&tx, by_sub)
 }
 
 pub fn queue_counts(c: &Connection) -> Result<QueueCounts> {
-    tally(c).map(|(counts, _)| counts)
+    let (mut counts, _) = tally(c)?;
+    totals(c, &mut counts)?;
+    Ok(counts)
 }
 
 /// The totals and every endpoint's counts and last attempt, in one read transaction so
 /// that they agree.
 pub fn overview(conn: &Connection) -> Result<(QueueCounts, Vec<SubscriptionStats>)> {
     let tx = conn.unchecked_transaction()?;
-    let c = &*tx;
-    let (counts, mut by_sub) = tally(c)?;
+    let (mut counts, by_sub) = tally(&tx)?;
+    totals(&tx, &mut counts)?;
+    Ok((counts, with_last_attempts(&tx, by_sub)?))
+}
+
+/// The endpoints' counts with their last attempts, by endpoint id.
+fn with_last_attempts(
+    c: &Connection,
+    mut by_sub: HashMap<String, SubscriptionStats>,
+) -> Result<Vec<SubscriptionStats>> {
     for s in by_sub.values_mut() {
         if let Some((code, at)) = last_attempt(c, s)? {
             s.last_status_code = code.and_then(|c| u16::try_from(c).ok());
@@ -61,11 +74,29 @@ pub fn overview(conn: &Connection) -> Result<(QueueCounts, Vec<SubscriptionStats
     }
     let mut out: Vec<_> = by_sub.into_values().collect();
     out.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
-    Ok((counts, out))
+    Ok(out)
 }
 
-/// Deliveries by state, in all and per endpoint, leaving out final deliveries replaced by
-/// a redelivery. Counted from the (endpoint, state) index alone, without reading a row:
+/// What only the totals show: deliveries in flight, and the events stored (a count over
+/// the whole table, which the per-endpoint counts do not need).
+fn totals(c: &Connection, counts: &mut QueueCounts) -> Result<()> {
+    counts.in_flight = c
+        .prepare_cached(
+            "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_leased \
+             WHERE lease_until IS NOT NULL AND (superseded_by IS NULL OR status IN ('pending', 'retrying'))",
+        )?
+        .query_row([], |r| r.get(0))?;
+    let (events, oldest): (i64, Option<i64>) = c
+        .prepare_cached("SELECT COUNT(*), MIN(received_at) FROM events")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    counts.events = events;
+    counts.oldest_event_at = oldest;
+    Ok(())
+}
+
+/// Deliveries by state, in all and per endpoint (in flight and events are [`totals`]),
+/// leaving out final deliveries replaced by a redelivery. Counted from the (endpoint,
+/// state) index alone, without reading a row:
 /// 0.23 s for a million deliveries on the 2-core machine, against 0.65 s for a pass over
 /// the rows; the replaced ones, each found through an index of their own, are taken off.
 fn tally(c: &Connection) -> Result<(QueueCounts, HashMap<String, SubscriptionStats>)> {
@@ -116,19 +147,8 @@ fn tally(c: &Connection) -> Result<(QueueCounts, HashMap<String, SubscriptionSta
     for (sub, status) in replaced {
         add(sub, &status, -1);
     }
-    counts.in_flight = c
-        .prepare_cached(
-            "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_leased \
-             WHERE lease_until IS NOT NULL AND (superseded_by IS NULL OR status IN ('pending', 'retrying'))",
-        )?
-        .query_row([], |r| r.get(0))?;
     // An endpoint whose every delivery was replaced has nothing left to show.
     by_sub.retain(|_, s| s.pending + s.retrying + s.delivered + s.dead + s.cancelled > 0);
-    let (events, oldest): (i64, Option<i64>) = c
-        .prepare_cached("SELECT COUNT(*), MIN(received_at) FROM events")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    counts.events = events;
-    counts.oldest_event_at = oldest;
     Ok((counts, by_sub))
 }
 
