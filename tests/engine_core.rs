@@ -595,6 +595,16 @@ fn new_event(id: String, event_type: &str, received_at: Option<i64>) -> NewEvent
     }
 }
 
+/// The first column of every row a query returns.
+fn column<T: rusqlite::types::FromSql>(c: &rusqlite::Connection, sql: &str) -> Vec<T> {
+    c.prepare(sql)
+        .expect("query")
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("column")
+}
+
 /// Publishes `n` ContactCreate events, `e-0` onwards.
 async fn publish_contacts(store: &SqliteStore, n: usize) {
     let events: Vec<NewEvent> = (0..n)
@@ -637,13 +647,7 @@ fn retention_deletes_in_bounded_steps_and_keeps_work_to_do() {
         }
         assert_eq!(pruned, 800);
         assert!(steps >= 6, "{steps} steps for 800 events of at most 150");
-        let left: Vec<String> = c
-            .prepare("SELECT id FROM events ORDER BY seq")
-            .expect("query")
-            .query_map([], |r| r.get(0))
-            .expect("rows")
-            .collect::<Result<_, _>>()
-            .expect("ids");
+        let left: Vec<String> = column(&c, "SELECT id FROM events ORDER BY seq");
         let want: Vec<String> = (0..1000).step_by(5).map(|i| format!("old-{i}")).collect();
         assert_eq!(left, want);
     });
@@ -701,13 +705,10 @@ fn a_bulk_redelivery_larger_than_a_page_replaces_each_delivery_once() {
             [],
         )
         .expect("states");
-        let dead: Vec<i64> = c
-            .prepare("SELECT id FROM deliveries WHERE status = 'dead' ORDER BY id")
-            .expect("query")
-            .query_map([], |r| r.get(0))
-            .expect("rows")
-            .collect::<Result<_, _>>()
-            .expect("ids");
+        let dead: Vec<i64> = column(
+            &c,
+            "SELECT id FROM deliveries WHERE status = 'dead' ORDER BY id",
+        );
         let target = RedeliverTarget::Bulk {
             subscription_id: "sub_1".into(),
             statuses: vec![DeliveryStatus::Dead],
