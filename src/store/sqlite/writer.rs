@@ -604,7 +604,7 @@ fn apply(conn: &Connection, op: Op) -> (Finish, bool) {
             reply,
         } => done(reply, delete_subscription(conn, &id, force, cancelled)),
         Op::CancelUnfinished { id, limit, reply } => {
-            done(reply, cancel_unfinished(conn, &id, limit))
+            done(reply, cancel_unfinished(conn, &id, Some(limit)))
         }
         Op::RotateSecret {
             id,
@@ -860,23 +860,24 @@ fn delete_subscription(
     force: bool,
     cancelled: i64,
 ) -> Result<DeleteOutcome> {
-    let left: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM deliveries WHERE subscription_id = ? AND status IN ('pending', 'retrying')",
-        [id],
-        |r| r.get(0),
-    )?;
-    if left > 0 && !force {
-        return Ok(DeleteOutcome {
-            deleted: false,
-            unfinished: left,
-        });
-    }
-    let now = now_ms();
-    conn.prepare_cached(
-        "UPDATE deliveries SET status = 'cancelled', next_at = NULL, updated_at = ? \
-         WHERE subscription_id = ? AND status IN ('pending', 'retrying')",
-    )?
-    .execute(params![now, id])?;
+    // By force, what the steps before left (work published meanwhile) is cancelled here;
+    // otherwise any unfinished work refuses the removal.
+    let left = if force {
+        cancel_unfinished(conn, id, None)? as i64
+    } else {
+        let left: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM deliveries WHERE subscription_id = ? AND status IN ('pending', 'retrying')",
+            [id],
+            |r| r.get(0),
+        )?;
+        if left > 0 {
+            return Ok(DeleteOutcome {
+                deleted: false,
+                unfinished: left,
+            });
+        }
+        0
+    };
     let unfinished = cancelled + left;
     let r = conn
         .prepare_cached("DELETE FROM subscriptions WHERE id = ?")?
@@ -891,14 +892,16 @@ fn delete_subscription(
     })
 }
 
-fn cancel_unfinished(conn: &Connection, id: &str, limit: u32) -> Result<u64> {
+/// Cancels a subscription's unfinished deliveries, at most `limit` of them (all without).
+fn cancel_unfinished(conn: &Connection, id: &str, limit: Option<u32>) -> Result<u64> {
     let r = conn
         .prepare_cached(
             "UPDATE deliveries SET status = 'cancelled', next_at = NULL, updated_at = ?1 \
              WHERE id IN (SELECT id FROM deliveries WHERE subscription_id = ?2 \
                  AND status IN ('pending', 'retrying') LIMIT ?3)",
         )?
-        .execute(params![now_ms(), id, i64::from(limit)])?;
+        // A negative LIMIT is no limit in SQLite.
+        .execute(params![now_ms(), id, limit.map_or(-1, i64::from)])?;
     Ok(r as u64)
 }
 
