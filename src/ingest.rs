@@ -38,10 +38,13 @@ pub fn new_event(
 
 /// An event given as JSON: `{type, id?, locationId?, timestamp?, data?}`; `timestamp` is
 /// RFC 3339 text or epoch milliseconds.
-pub fn event_from_json(v: &Value) -> Result<NewEvent> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| anyhow!("an event must be a JSON object"))?;
+pub fn event_from_json(v: Value) -> Result<NewEvent> {
+    // Taken by value: `data` moves into the event instead of being copied, since the API
+    // runs this for every event it is sent.
+    let Value::Object(mut obj) = v else {
+        bail!("an event must be a JSON object");
+    };
+    let data = obj.remove("data");
     let t = obj
         .get("type")
         .and_then(Value::as_str)
@@ -62,6 +65,6 @@ pub fn event_from_json(v: &Value) -> Result<NewEvent> {
         s("locationId").or_else(|| s("location_id")),
         s("id"),
         timestamp,
-        obj.get("data").cloned(),
+        data,
     )
 }

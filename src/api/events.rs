@@ -24,9 +24,9 @@ fn idempotent_id(token: &str, key: &str, index: usize) -> String {
 pub async fn publish(State(s): State<ApiState>, headers: HeaderMap, body: Body) -> ApiResult {
     let (token, hash) = auth::require_to_publish(&s, &headers, &["events:write"]).await?;
     let v = body::json(&headers, body, s.body_cap).await?;
-    let (items, batch) = match &v {
-        Value::Array(items) => (items.clone(), true),
-        Value::Object(_) => (vec![v.clone()], false),
+    let (items, batch) = match v {
+        Value::Array(items) => (items, true),
+        v @ Value::Object(_) => (vec![v], false),
         _ => {
             return Err(ApiError::bad_request(
                 "send an event object or an array of them",
@@ -42,7 +42,8 @@ pub async fn publish(State(s): State<ApiState>, headers: HeaderMap, body: Body) 
         .map(str::to_string);
     // Everything is checked before anything is stored.
     let mut events = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in items.into_iter().enumerate() {
+        let named = item.get("id").is_some();
         let mut e = event_from_json(item).map_err(|e| {
             ApiError::bad_request(if batch {
                 format!("event {i}: {e:#}")
@@ -59,9 +60,7 @@ pub async fn publish(State(s): State<ApiState>, headers: HeaderMap, body: Body) 
             }
             _ => {}
         }
-        if item.get("id").is_none()
-            && let Some(k) = &key
-        {
+        if !named && let Some(k) = &key {
             e.id = idempotent_id(&token.id, k, i);
         }
         events.push(e);
@@ -73,12 +72,12 @@ pub async fn publish(State(s): State<ApiState>, headers: HeaderMap, body: Body) 
         }
         r => r?,
     };
-    let body = if batch {
-        json!({"events": published})
+    // Serialised straight from the results, not through a `Value` first.
+    Ok(if batch {
+        (StatusCode::ACCEPTED, Json(json!({"events": published}))).into_response()
     } else {
-        serde_json::to_value(&published[0]).map_err(anyhow::Error::from)?
-    };
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+        (StatusCode::ACCEPTED, Json(&published[0])).into_response()
+    })
 }
 
 pub async fn show(

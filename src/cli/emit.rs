@@ -28,7 +28,7 @@ fn read_data(arg: &str) -> Result<Value> {
 
 fn parse_line(line: &str, n: usize) -> Result<NewEvent> {
     let v: Value = serde_json::from_str(line).map_err(|e| anyhow!("line {n}: not JSON: {e}"))?;
-    event_from_json(&v).map_err(|e| anyhow!("line {n}: {e}"))
+    event_from_json(v).map_err(|e| anyhow!("line {n}: {e}"))
 }
 
 pub async fn run(ctx: &Ctx, a: EmitArgs) -> Result<Exit> {
