@@ -5,7 +5,6 @@ use crate::cli::output as cli_shapes;
 use crate::ingest::event_from_json;
 use crate::store::TokenRevoked;
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -21,7 +20,10 @@ fn idempotent_id(token: &str, key: &str, index: usize) -> String {
     format!("evt_idem_{}", &h[..24])
 }
 
-pub async fn publish(State(s): State<ApiState>, headers: HeaderMap, body: Body) -> ApiResult {
+pub async fn publish(State(s): State<ApiState>, req: axum::extract::Request) -> ApiResult {
+    // Taken whole: the `HeaderMap` extractor would copy every header of every request.
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
     let (token, hash) = auth::require_to_publish(&s, &headers, &["events:write"]).await?;
     let v = body::json(&headers, body, s.body_cap).await?;
     let (items, batch) = match v {
