@@ -487,7 +487,9 @@ fn endpoints_on_one_host_reuse_their_connections() {
 }
 
 /// Publishes queued behind a busy writer are stored together, without a savepoint of
-/// their own: one that fails must fail alone, and the others be stored, each once.
+/// their own, and the other operations queued with them in the same transaction: a
+/// publish that fails must fail alone, the others be stored, each once, and the other
+/// operations take effect.
 #[test]
 fn a_publish_failing_among_many_stored_together_fails_alone() {
     use hookctl::store::sqlite::{OpenOptions, SqliteStore};
@@ -533,7 +535,28 @@ fn a_publish_failing_among_many_stored_together_fails_alone() {
                 (i, store.publish(vec![event(id)]).await)
             }));
         }
+        let mut values = Vec::new();
+        for i in 0..3 {
+            let store = store.clone();
+            values.push(tokio::spawn(async move {
+                store.set_value(&format!("v{i}"), None, "x").await
+            }));
+        }
         assert_eq!(big.await.expect("join").expect("big publish").len(), 5000);
+        for v in values {
+            v.await
+                .expect("join")
+                .expect("a value queued with the publishes");
+        }
+        let mut names: Vec<String> = store
+            .values()
+            .await
+            .expect("values")
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["v0", "v1", "v2"]);
         for s in small {
             let (i, r) = s.await.expect("join");
             if i == 20 {
