@@ -362,33 +362,6 @@ fn commit_batch(conn: &Connection, ops: impl Iterator<Item = Op>) {
         return;
     };
     let ops = refuse_revoked(conn, ops);
-    // Publishes first in the transaction (producers one event per request, with the
-    // outcomes recorded meanwhile behind them): stored together without a savepoint. A
-    // savepoint copies every page it changes to its journal first, in 1 KiB chunks, each
-    // a malloc: a fifth of the writer's time when the API fed it. Being first, should
-    // they fail, undoing the whole transaction undoes only them: they are then stored
-    // again one by one, each in its savepoint, and what followed them after them.
-    let (run, rest) = leading_publishes(ops);
-    if run.len() > 1 || (!run.is_empty() && !rest.is_empty()) {
-        let (mut finishes, rest) = match publish_together(conn, run, false) {
-            Ok(finishes) => (finishes, rest),
-            Err(run) => {
-                let _ = exec(conn, "ROLLBACK");
-                let mut ops = into_ops(run);
-                ops.extend(rest);
-                let Some(ops) = begin(conn, ops) else {
-                    return;
-                };
-                (Vec::with_capacity(ops.len()), ops)
-            }
-        };
-        finishes.extend(rest.into_iter().map(|op| in_savepoint(conn, op)));
-        commit_and_finish(conn, finishes);
-        return;
-    }
-    let mut ops = into_ops(run);
-    ops.extend(rest);
-    let mut finishes: Vec<Finish> = Vec::with_capacity(ops.len());
     if ops.len() == 1 {
         // Alone in its transaction, an operation needs no savepoint: if it fails, the
         // whole transaction is rolled back.
@@ -412,49 +385,31 @@ fn commit_batch(conn: &Connection, ops: impl Iterator<Item = Op>) {
         }
         return;
     }
-    let mut ops = ops.into_iter().peekable();
-    while let Some(op) = ops.next() {
-        let Op::Publish { events, reply, .. } = op else {
-            finishes.push(in_savepoint(conn, op));
-            continue;
-        };
-        // Producers publishing one event per request (the HTTP API) each send their own
-        // operation: consecutive ones are stored by one publish, not one each.
-        let mut run = vec![(events, reply)];
-        while let Some(Op::Publish { events, reply, .. }) =
-            ops.next_if(|o| matches!(o, Op::Publish { .. }))
-        {
-            run.push((events, reply));
-        }
-        if run.len() == 1 {
-            let (events, reply) = run.remove(0);
-            finishes.push(in_savepoint(
-                conn,
-                Op::Publish {
-                    events,
-                    token: None,
-                    reply,
-                },
-            ));
-            continue;
-        }
-        match publish_together(conn, run, true) {
-            Ok(done) => finishes.extend(done),
-            // One of them failed: each again on its own, so only that one fails.
+    // Publishes first in the transaction (`run` puts them there: producers one event per
+    // request, with the outcomes recorded meanwhile behind them), stored together without
+    // a savepoint. A savepoint copies every page it changes to its journal first, in
+    // 1 KiB chunks, each a malloc: a fifth of the writer's time when the API fed it.
+    // Being first, should they fail, undoing the whole transaction undoes only them: they
+    // are then stored again one by one, and what followed them after them. Every other
+    // operation has a savepoint of its own, so a failure undoes it alone.
+    let (run, rest) = leading_publishes(ops);
+    let (mut finishes, rest) = if run.is_empty() {
+        (Vec::with_capacity(rest.len()), rest)
+    } else {
+        match publish_together(conn, run) {
+            Ok(finishes) => (finishes, rest),
             Err(run) => {
-                for (events, reply) in run {
-                    finishes.push(in_savepoint(
-                        conn,
-                        Op::Publish {
-                            events,
-                            token: None,
-                            reply,
-                        },
-                    ));
-                }
+                let _ = exec(conn, "ROLLBACK");
+                let mut ops = into_ops(run);
+                ops.extend(rest);
+                let Some(ops) = begin(conn, ops) else {
+                    return;
+                };
+                (Vec::with_capacity(ops.len()), ops)
             }
         }
-    }
+    };
+    finishes.extend(rest.into_iter().map(|op| in_savepoint(conn, op)));
     commit_and_finish(conn, finishes);
 }
 
@@ -496,14 +451,12 @@ fn in_savepoint(conn: &Connection, op: Op) -> Finish {
 
 type PublishRun = Vec<(Vec<NewEvent>, Reply<Vec<Published>>)>;
 
-/// Several publish operations as one, in one savepoint when `guarded`. An id sent twice
-/// across them is stored once, by the first, exactly as within one batch. On failure the
-/// operations come back to be retried one by one; nothing is kept if guarded, and
-/// unguarded the caller must roll the transaction back.
+/// Several publish operations as one, without a savepoint. An id sent twice across them
+/// is stored once, by the first, exactly as within one batch. On failure the operations
+/// come back to be retried one by one, and the caller must roll the transaction back.
 fn publish_together(
     conn: &Connection,
     run: PublishRun,
-    guarded: bool,
 ) -> std::result::Result<Vec<Finish>, PublishRun> {
     let lens: Vec<usize> = run.iter().map(|(events, _)| events.len()).collect();
     let (batches, replies): (Vec<Vec<NewEvent>>, Vec<_>) = run.into_iter().unzip();
@@ -516,14 +469,7 @@ fn publish_together(
         parts.reverse();
         parts
     };
-    if guarded && exec(conn, "SAVEPOINT publish").is_err() {
-        return Err(split(all).into_iter().zip(replies).collect());
-    }
-    let published = match publish(conn, &all) {
-        Ok(p) if guarded => exec(conn, "RELEASE publish").map(|()| p),
-        other => other,
-    };
-    match published {
+    match publish(conn, &all) {
         Ok(mut published) => {
             let mut finishes = Vec::with_capacity(replies.len());
             for (reply, n) in replies.into_iter().zip(&lens).rev() {
@@ -535,9 +481,6 @@ fn publish_together(
         }
         Err(e) => {
             tracing::debug!("publishing together failed, one by one now: {e:#}");
-            if guarded && exec(conn, "ROLLBACK TO publish").is_ok() {
-                let _ = exec(conn, "RELEASE publish");
-            }
             Err(split(all).into_iter().zip(replies).collect())
         }
     }
