@@ -764,7 +764,6 @@ async fn steady(p: &Plan) -> Result<Row> {
     Ok(row)
 }
 
-/// Producers publish through the API, one event per request, 64 in flight.
 /// One producer of workload 6: a connection of its own, one event per `POST /v2/events`,
 /// the next sent when the last was answered. Returns how many requests failed.
 ///
@@ -825,6 +824,7 @@ async fn connect(api: std::net::SocketAddr) -> Result<ApiConn> {
     Ok(send)
 }
 
+/// Producers publish through the API, one event per request, 64 in flight.
 async fn via_api(p: &Plan) -> Result<Row> {
     let n = p.scale(100_000, 3_000);
     let (b, seen) = setup(p, &["api"], None).await?;
