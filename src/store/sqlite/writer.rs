@@ -210,14 +210,12 @@ pub fn run(
         // `commit_batch`): a commit writes every page it changed, and publishes and
         // outcomes change many of the same ones (the newest deliveries, their indexes,
         // the counters).
-        let (claims, rest): (Vec<Op>, Vec<Op>) = batch
+        let (claims, mut rest): (Vec<Op>, Vec<Op>) = batch
             .drain(..)
             .partition(|op| matches!(op, Op::Claim { .. }));
-        let (mut publishes, rest): (Vec<Op>, Vec<Op>) = rest
-            .into_iter()
-            .partition(|op| matches!(op, Op::Publish { .. }));
-        publishes.extend(rest);
-        for part in [claims, publishes] {
+        // Stable: publishes keep their order among themselves, and so does the rest.
+        rest.sort_by_key(|op| !matches!(op, Op::Publish { .. }));
+        for part in [claims, rest] {
             if part.is_empty() {
                 continue;
             }
