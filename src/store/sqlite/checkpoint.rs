@@ -26,9 +26,9 @@ use std::time::Duration;
 /// WAL's size, and under sustained load lets it start over (above).
 pub const WRITER_AUTOCHECKPOINT_PAGES: i64 = 40_000;
 
-/// Pages copied into the database file between two syncs of it from this thread (~8 MB):
-/// what the writer's own checkpoint may find left to sync.
-const SYNC_AFTER_PAGES: i64 = 2_000;
+/// WAL frames copied back (a page each, ~8 MB) between two syncs of the database file from
+/// this thread: about what the writer's own checkpoint may find left to sync.
+const SYNC_AFTER_FRAMES: i64 = 2_000;
 
 /// Commits are coalesced: at most one checkpoint per interval. It bounds how much WAL a
 /// burst leaves behind (tens of milliseconds of writes), not when anything is durable.
@@ -39,7 +39,7 @@ const INTERVAL: Duration = Duration::from_millis(25);
 pub fn run(conn: Connection, commits: Receiver<()>) {
     let mut failing = false;
     // Frames copied back in the current WAL (it counts from zero again once the WAL starts
-    // over), and pages copied since the database file was last synced from here.
+    // over), and frames copied since the database file was last synced from here.
     let (mut copied, mut unsynced) = (0i64, 0i64);
     while commits.recv().is_ok() {
         // Its row: busy, frames in the WAL, frames copied back.
@@ -52,7 +52,7 @@ pub fn run(conn: Connection, commits: Receiver<()>) {
                     now.max(0)
                 };
                 copied = now;
-                if unsynced >= SYNC_AFTER_PAGES {
+                if unsynced >= SYNC_AFTER_FRAMES {
                     unsynced = 0;
                     sync_database_file(&conn);
                 }
