@@ -14,7 +14,7 @@ use crate::store::{Job, NewEvent, Outcome, SentBody, Store};
 use anyhow::{Context, Result};
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -803,10 +803,15 @@ async fn steady(p: &Plan) -> Result<Row> {
 /// share this machine's two cores with the engine they measure, and reqwest's layers (its
 /// pool, redirect and timeout handling, the URL made into a URI for every request) are
 /// harness, not engine. What the engine receives is the same.
-async fn produce(api: std::net::SocketAddr, auth: &str, n: usize, next: &AtomicU64) -> u64 {
+async fn produce(
+    api: std::net::SocketAddr,
+    headers: &ApiHeaders,
+    n: usize,
+    next: &AtomicU64,
+) -> u64 {
     use http_body_util::BodyExt;
     use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-    let host = api.to_string();
+    let json = HeaderValue::from_static("application/json");
     let mut failed = 0u64;
     let mut conn: Option<ApiConn> = None;
     loop {
@@ -826,9 +831,9 @@ async fn produce(api: std::net::SocketAddr, auth: &str, n: usize, next: &AtomicU
             "{{\"type\":\"ContactCreate\",\"id\":\"api-{i}\",\"data\":{{\"id\":\"c{i}\",\"email\":\"jane@example.com\",\"firstName\":\"Jane\"}}}}"
         );
         let req = hyper::Request::post("/v2/events")
-            .header(HOST, &host)
-            .header(AUTHORIZATION, auth)
-            .header(CONTENT_TYPE, "application/json")
+            .header(HOST, headers.host.clone())
+            .header(AUTHORIZATION, headers.auth.clone())
+            .header(CONTENT_TYPE, json.clone())
             .body(http_body_util::Full::new(Bytes::from(body)));
         let answered = match req {
             Ok(req) => match send.send_request(req).await {
@@ -843,6 +848,13 @@ async fn produce(api: std::net::SocketAddr, auth: &str, n: usize, next: &AtomicU
             conn = None;
         }
     }
+}
+
+/// What every producer request carries, made once rather than parsed for each request.
+#[derive(Clone)]
+struct ApiHeaders {
+    host: HeaderValue,
+    auth: HeaderValue,
 }
 
 type ApiConn = hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>;
@@ -879,15 +891,18 @@ async fn via_api(p: &Plan) -> Result<Row> {
     tokio::spawn(async move {
         let _ = crate::api::serve(listener, state).await;
     });
-    let auth = format!("Bearer {secret}");
+    let headers = ApiHeaders {
+        host: HeaderValue::from_str(&api_addr.to_string())?,
+        auth: HeaderValue::from_str(&format!("Bearer {secret}"))?,
+    };
     let cpu0 = Cpu::now(&seen);
     let start = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..64 {
-        let (next, auth) = (next.clone(), auth.clone());
+        let (next, headers) = (next.clone(), headers.clone());
         tasks.push(tokio::spawn(async move {
-            produce(api_addr, &auth, n, &next).await
+            produce(api_addr, &headers, n, &next).await
         }));
     }
     let mut failed = 0;
