@@ -489,11 +489,12 @@ fn endpoints_on_one_host_reuse_their_connections() {
 /// Publishes queued behind a busy writer are stored together, without a savepoint of
 /// their own, and the other operations queued with them in the same transaction: a
 /// publish that fails must fail alone, the others be stored, each once, and the other
-/// operations take effect.
+/// operations take effect. Those made with an API token are checked again when stored
+/// one by one: a revoked one stores nothing, a live one goes through.
 #[test]
 fn a_publish_failing_among_many_stored_together_fails_alone() {
     use hookctl::store::sqlite::{OpenOptions, SqliteStore};
-    use hookctl::store::{NewEvent, Store};
+    use hookctl::store::{ApiToken, NewEvent, Store, TokenRevoked};
     let rt = runtime();
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -501,6 +502,20 @@ fn a_publish_failing_among_many_stored_together_fails_alone() {
         let store = SqliteStore::open(&db, OpenOptions::default())
             .await
             .expect("open");
+        for id in ["tok_live", "tok_gone"] {
+            let token = ApiToken {
+                id: id.into(),
+                scopes: vec!["events:write".into()],
+                location_id: None,
+                created_at: 1,
+                revoked_at: None,
+            };
+            store
+                .add_token(token, format!("hash-{id}"))
+                .await
+                .expect("token");
+        }
+        assert!(store.revoke_token("tok_gone").await.expect("revoke"));
         // A failure only this event meets, as a disk error would meet any of them.
         rusqlite::Connection::open(&db)
             .expect("second connection")
@@ -532,7 +547,13 @@ fn a_publish_failing_among_many_stored_together_fails_alone() {
             };
             let store = store.clone();
             small.push(tokio::spawn(async move {
-                (i, store.publish(vec![event(id)]).await)
+                let events = vec![event(id)];
+                let r = match i % 4 {
+                    1 => store.publish_as(events, "tok_live".into()).await,
+                    3 => store.publish_as(events, "tok_gone".into()).await,
+                    _ => store.publish(events).await,
+                };
+                (i, r)
             }));
         }
         let mut values = Vec::new();
@@ -562,6 +583,9 @@ fn a_publish_failing_among_many_stored_together_fails_alone() {
             if i == 20 {
                 let e = r.expect_err("the poisoned event must fail");
                 assert!(format!("{e:#}").contains("poisoned"), "{e:#}");
+            } else if i % 4 == 3 {
+                let e = r.expect_err("a revoked token must store nothing");
+                assert!(e.is::<TokenRevoked>(), "publish {i}: {e:#}");
             } else {
                 let p = r.unwrap_or_else(|e| panic!("publish {i} failed: {e:#}"));
                 assert_eq!(p.len(), 1);
@@ -576,7 +600,8 @@ fn a_publish_failing_among_many_stored_together_fails_alone() {
                 |r| r.get(0),
             )
             .expect("count");
-        assert_eq!(stored, 39);
+        // 40, less the poisoned one and the ten made with the revoked token.
+        assert_eq!(stored, 29);
     });
 }
 

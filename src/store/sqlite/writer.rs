@@ -313,9 +313,11 @@ fn refuse_revoked(conn: &Connection, ops: Vec<Op>) -> Vec<Op> {
             }),
         };
         match ok {
+            // The token stays with the operation: should the publishes have to be stored
+            // again one by one, in a new transaction, it is checked again there.
             Ok(true) => kept.push(Op::Publish {
                 events,
-                token: None,
+                token: Some(id),
                 reply,
             }),
             Ok(false) => finisher(reply, Err(anyhow::Error::new(TokenRevoked)))(None),
@@ -337,19 +339,22 @@ fn token_live(conn: &Connection, id: &str) -> Result<bool> {
 fn leading_publishes(ops: Vec<Op>) -> (PublishRun, Vec<Op>) {
     let mut ops = ops.into_iter().peekable();
     let mut run = Vec::new();
-    while let Some(Op::Publish { events, reply, .. }) =
-        ops.next_if(|o| matches!(o, Op::Publish { .. }))
+    while let Some(Op::Publish {
+        events,
+        token,
+        reply,
+    }) = ops.next_if(|o| matches!(o, Op::Publish { .. }))
     {
-        run.push((events, reply));
+        run.push((events, token, reply));
     }
     (run, ops.collect())
 }
 
 fn into_ops(run: PublishRun) -> Vec<Op> {
     run.into_iter()
-        .map(|(events, reply)| Op::Publish {
+        .map(|(events, token, reply)| Op::Publish {
             events,
-            token: None,
+            token,
             reply,
         })
         .collect()
@@ -403,6 +408,8 @@ fn commit_batch(conn: &Connection, ops: impl Iterator<Item = Op>) {
                 let Some(ops) = begin(conn, ops) else {
                     return;
                 };
+                // A token revoked by another process since the first check counts here.
+                let ops = refuse_revoked(conn, ops);
                 (Vec::with_capacity(ops.len()), ops)
             }
         }
@@ -447,7 +454,7 @@ fn in_savepoint(conn: &Connection, op: Op) -> Finish {
     finish
 }
 
-type PublishRun = Vec<(Vec<NewEvent>, Reply<Vec<Published>>)>;
+type PublishRun = Vec<(Vec<NewEvent>, Option<String>, Reply<Vec<Published>>)>;
 
 /// Several publish operations as one, without a savepoint. An id sent twice across them
 /// is stored once, by the first, exactly as within one batch. On failure the operations
@@ -456,8 +463,13 @@ fn publish_together(
     conn: &Connection,
     run: PublishRun,
 ) -> std::result::Result<Vec<Finish>, PublishRun> {
-    let lens: Vec<usize> = run.iter().map(|(events, _)| events.len()).collect();
-    let (batches, replies): (Vec<Vec<NewEvent>>, Vec<_>) = run.into_iter().unzip();
+    let lens: Vec<usize> = run.iter().map(|(events, _, _)| events.len()).collect();
+    let mut batches = Vec::with_capacity(run.len());
+    let mut replies = Vec::with_capacity(run.len());
+    for (events, token, reply) in run {
+        batches.push(events);
+        replies.push((token, reply));
+    }
     let all: Vec<NewEvent> = batches.into_iter().flatten().collect();
     let split = |mut all: Vec<NewEvent>| {
         let mut parts = Vec::with_capacity(lens.len());
@@ -470,7 +482,7 @@ fn publish_together(
     match publish(conn, &all) {
         Ok(mut published) => {
             let mut finishes = Vec::with_capacity(replies.len());
-            for (reply, n) in replies.into_iter().zip(&lens).rev() {
+            for ((_, reply), n) in replies.into_iter().zip(&lens).rev() {
                 let mine = published.split_off(published.len() - n);
                 finishes.push(finisher(reply, Ok(mine)));
             }
@@ -479,7 +491,11 @@ fn publish_together(
         }
         Err(e) => {
             tracing::debug!("publishing together failed, one by one now: {e:#}");
-            Err(split(all).into_iter().zip(replies).collect())
+            Err(split(all)
+                .into_iter()
+                .zip(replies)
+                .map(|(events, (token, reply))| (events, token, reply))
+                .collect())
         }
     }
 }
