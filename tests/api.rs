@@ -752,7 +752,7 @@ fn a_revoked_token_is_refused_at_the_next_request() {
 #[test]
 fn a_publish_with_a_revoked_token_stores_nothing() {
     use hookctl::store::sqlite::{OpenOptions, SqliteStore};
-    use hookctl::store::{ApiToken, NewEvent, Store, TokenRevoked};
+    use hookctl::store::{NewEvent, Store, TokenRevoked};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -764,16 +764,7 @@ fn a_publish_with_a_revoked_token_stores_nothing() {
         let store = SqliteStore::open(&db, OpenOptions::default())
             .await
             .unwrap();
-        for id in ["tok_live", "tok_gone"] {
-            let token = ApiToken {
-                id: id.into(),
-                scopes: vec!["events:write".into()],
-                location_id: None,
-                created_at: 1,
-                revoked_at: None,
-            };
-            store.add_token(token, format!("hash-{id}")).await.unwrap();
-        }
+        add_publish_tokens(&store, &["tok_live", "tok_gone"]).await;
         // Revoked through a second store on the same file, as the CLI beside a server does.
         let other = SqliteStore::open(&db, OpenOptions::default())
             .await

@@ -494,7 +494,7 @@ fn endpoints_on_one_host_reuse_their_connections() {
 #[test]
 fn a_publish_failing_among_many_stored_together_fails_alone() {
     use hookctl::store::sqlite::{OpenOptions, SqliteStore};
-    use hookctl::store::{ApiToken, NewEvent, Store, TokenRevoked};
+    use hookctl::store::{NewEvent, Store, TokenRevoked};
     let rt = runtime();
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -502,19 +502,7 @@ fn a_publish_failing_among_many_stored_together_fails_alone() {
         let store = SqliteStore::open(&db, OpenOptions::default())
             .await
             .expect("open");
-        for id in ["tok_live", "tok_gone"] {
-            let token = ApiToken {
-                id: id.into(),
-                scopes: vec!["events:write".into()],
-                location_id: None,
-                created_at: 1,
-                revoked_at: None,
-            };
-            store
-                .add_token(token, format!("hash-{id}"))
-                .await
-                .expect("token");
-        }
+        add_publish_tokens(&store, &["tok_live", "tok_gone"]).await;
         assert!(store.revoke_token("tok_gone").await.expect("revoke"));
         // A failure only this event meets, as a disk error would meet any of them.
         rusqlite::Connection::open(&db)

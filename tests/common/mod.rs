@@ -358,3 +358,21 @@ pub fn delivery_statuses(env: &Env) -> Vec<String> {
         .map(|d| d["status"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// Stores API tokens with the scope to publish, each named `id` (hash `hash-{id}`).
+pub async fn add_publish_tokens(store: &hookctl::store::sqlite::SqliteStore, ids: &[&str]) {
+    use hookctl::store::{ApiToken, Store};
+    for id in ids {
+        let token = ApiToken {
+            id: id.to_string(),
+            scopes: vec!["events:write".into()],
+            location_id: None,
+            created_at: 1,
+            revoked_at: None,
+        };
+        store
+            .add_token(token, format!("hash-{id}"))
+            .await
+            .expect("add token");
+    }
+}
