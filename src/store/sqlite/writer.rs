@@ -461,28 +461,19 @@ type PublishRun = Vec<(Vec<NewEvent>, Option<String>, Reply<Vec<Published>>)>;
 /// come back to be retried one by one, and the caller must roll the transaction back.
 fn publish_together(
     conn: &Connection,
-    run: PublishRun,
+    mut run: PublishRun,
 ) -> std::result::Result<Vec<Finish>, PublishRun> {
     let lens: Vec<usize> = run.iter().map(|(events, _, _)| events.len()).collect();
-    let mut batches = Vec::with_capacity(run.len());
-    let mut replies = Vec::with_capacity(run.len());
-    for (events, token, reply) in run {
-        batches.push(events);
-        replies.push((token, reply));
-    }
-    let all: Vec<NewEvent> = batches.into_iter().flatten().collect();
-    let split = |mut all: Vec<NewEvent>| {
-        let mut parts = Vec::with_capacity(lens.len());
-        for n in lens.iter().rev() {
-            parts.push(all.split_off(all.len() - n));
-        }
-        parts.reverse();
-        parts
-    };
+    // The events are taken out of their operations, which keep their tokens and replies,
+    // and are given back should the operations have to be stored one by one.
+    let all: Vec<NewEvent> = run
+        .iter_mut()
+        .flat_map(|(events, _, _)| std::mem::take(events))
+        .collect();
     match publish(conn, &all) {
         Ok(mut published) => {
-            let mut finishes = Vec::with_capacity(replies.len());
-            for ((_, reply), n) in replies.into_iter().zip(&lens).rev() {
+            let mut finishes = Vec::with_capacity(run.len());
+            for ((_, _, reply), n) in run.into_iter().zip(&lens).rev() {
                 let mine = published.split_off(published.len() - n);
                 finishes.push(finisher(reply, Ok(mine)));
             }
@@ -491,11 +482,11 @@ fn publish_together(
         }
         Err(e) => {
             tracing::debug!("publishing together failed, one by one now: {e:#}");
-            Err(split(all)
-                .into_iter()
-                .zip(replies)
-                .map(|(events, (token, reply))| (events, token, reply))
-                .collect())
+            let mut all = all.into_iter();
+            for ((events, _, _), n) in run.iter_mut().zip(&lens) {
+                *events = all.by_ref().take(*n).collect();
+            }
+            Err(run)
         }
     }
 }
