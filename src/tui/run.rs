@@ -85,18 +85,25 @@ type DataKey = (Option<i64>, i64, EngineMode);
 /// event, read through indexes in a millisecond or two, keep the poll's pace meanwhile.
 pub const FULL_READ_PACE: u32 = 4;
 
-/// The last full read: what it was read for, how long ago it started and how long it took.
+/// The last full read: what it was read for, after how many finished actions, how long ago
+/// it started and how long it took.
 struct FullRead {
     key: DataKey,
+    actions_done: u64,
     started: Instant,
     took: Duration,
 }
 
-/// Whether the data read for `key` calls for a full read now.
-fn full_read_due(last: Option<&FullRead>, key: &DataKey) -> bool {
+/// Whether the data read for `key`, after `actions_done` finished actions, calls for a full
+/// read now: an action finished since the last one does at once (see `Query::actions_done`);
+/// anything else changed, once the pace allows.
+fn full_read_due(last: Option<&FullRead>, key: &DataKey, actions_done: u64) -> bool {
     match last {
         None => true,
-        Some(r) => r.key != *key && r.started.elapsed() >= r.took * FULL_READ_PACE,
+        Some(r) => {
+            r.actions_done != actions_done
+                || (r.key != *key && r.started.elapsed() >= r.took * FULL_READ_PACE)
+        }
     }
 }
 
@@ -122,7 +129,7 @@ async fn loader(
         let started = Instant::now();
         let wanted = (data_key.clone(), query.clone());
         let (loaded, was_full) = match &last {
-            Some(prev) if !full_read_due(full.as_ref(), &data_key) => {
+            Some(prev) if !full_read_due(full.as_ref(), &data_key, query.actions_done) => {
                 if parts.as_ref() == Some(&wanted) {
                     (None, false)
                 } else {
@@ -153,6 +160,7 @@ async fn loader(
                 if was_full {
                     full = Some(FullRead {
                         key: data_key,
+                        actions_done: query.actions_done,
                         started,
                         took,
                     });
@@ -288,27 +296,44 @@ mod tests {
 
     #[test]
     fn full_reads_are_paced_by_their_own_cost() {
-        assert!(full_read_due(None, &key(1)));
+        assert!(full_read_due(None, &key(1), 0));
         let took = Duration::from_millis(400);
         let read = |ago: Duration| FullRead {
             key: key(1),
+            actions_done: 0,
             started: Instant::now() - ago,
             took,
         };
         // Nothing changed: no read, however long ago the last one was.
-        assert!(!full_read_due(Some(&read(Duration::from_secs(2))), &key(1)));
+        assert!(!full_read_due(
+            Some(&read(Duration::from_secs(2))),
+            &key(1),
+            0
+        ));
         // A change soon after a slow read waits; once four times its cost has passed, not.
         assert!(!full_read_due(
             Some(&read(Duration::from_millis(500))),
-            &key(2)
+            &key(2),
+            0
         ));
-        assert!(full_read_due(Some(&read(took * FULL_READ_PACE)), &key(2)));
+        assert!(full_read_due(
+            Some(&read(took * FULL_READ_PACE)),
+            &key(2),
+            0
+        ));
+        // An action the engineer took has finished: read at once, pace or not.
+        assert!(full_read_due(
+            Some(&read(Duration::from_millis(10))),
+            &key(2),
+            1
+        ));
         // A fast read (a small store) leaves the pace to the poll.
         let fast = FullRead {
             key: key(1),
+            actions_done: 0,
             started: Instant::now() - POLL,
             took: Duration::from_millis(5),
         };
-        assert!(full_read_due(Some(&fast), &key(2)));
+        assert!(full_read_due(Some(&fast), &key(2), 0));
     }
 }

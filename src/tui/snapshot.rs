@@ -51,6 +51,10 @@ pub struct StreamQuery {
 pub struct Query {
     pub stream: StreamQuery,
     pub inspect: Option<String>,
+    /// How many of the engineer's actions have finished. Each one calls for a full read at
+    /// once, whatever the pace of full reads: the table must show what the status line
+    /// says was done, since the next key (`p` toggles) acts on what the table shows.
+    pub actions_done: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

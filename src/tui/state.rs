@@ -115,6 +115,8 @@ pub struct App {
     pub commands: Vec<Command>,
     /// Text for the clipboard (OSC 52), taken by the run loop.
     pub clipboard: Option<String>,
+    /// Commands the executor has answered (see `Query::actions_done`).
+    pub actions_done: u64,
 }
 
 impl Default for App {
@@ -142,6 +144,7 @@ impl Default for App {
             modal_copy: None,
             commands: Vec::new(),
             clipboard: None,
+            actions_done: 0,
         }
     }
 }
@@ -162,6 +165,7 @@ impl App {
                 filter: self.filter.clone(),
             },
             inspect: self.inspect.clone(),
+            actions_done: self.actions_done,
         }
     }
 
@@ -768,6 +772,7 @@ impl App {
     }
 
     pub(crate) fn outcome(&mut self, o: Outcome) {
+        self.actions_done += 1;
         match o {
             Outcome::Done(msg) => self.status = Some(msg),
             Outcome::Failed(msg) => self.status = Some(format!("failed: {msg}")),
