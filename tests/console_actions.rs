@@ -68,7 +68,13 @@ fn every_action_by_keys() {
         sink.count_path("/alpha") == 5
     });
     assert_eq!(sink.count_path("/beta"), 0);
-    // Resume: the held deliveries arrive.
+    // Resume: the held deliveries arrive. `p` toggles the state the table shows, so the
+    // table (not just the status line) must show beta paused first, as the engineer sees it.
+    wait_until("beta's row to show paused", LONG, || {
+        t.screen()
+            .lines()
+            .any(|l| l.starts_with("beta ") && l.contains(" paused "))
+    });
     t.keys(&["p"]);
     t.wait_screen("beta resumed", LONG);
     wait_until("beta to get the held 5", LONG, || {
