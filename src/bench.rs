@@ -553,17 +553,7 @@ async fn raw_http(recv: &Receiver, n: usize, concurrency: usize) -> Result<(f64,
                 if i >= n {
                     break;
                 }
-                let e = event(i);
-                let ev = Event {
-                    id: e.id,
-                    event_type: e.event_type,
-                    location_id: e.location_id,
-                    timestamp: e.timestamp,
-                    data: e.data.into(),
-                };
-                let payload =
-                    request::render_payload(&s, &ev, &Default::default()).unwrap_or_default();
-                let req = request::build(&s, &ev, &payload, 1, now_ms());
+                let req = request_for(&s, i);
                 let _ = sender.send(&req, Duration::from_secs(10)).await;
             }
         }));
@@ -575,6 +565,20 @@ async fn raw_http(recv: &Receiver, n: usize, concurrency: usize) -> Result<(f64,
     Ok((rate, cpu0.per_1k_since(recv, n as u64)))
 }
 
+/// The request the engine would send for event `i` to `s`: its first attempt.
+fn request_for(s: &Subscription, i: usize) -> request::Request {
+    let e = event(i);
+    let ev = Event {
+        id: e.id,
+        event_type: e.event_type,
+        location_id: e.location_id,
+        timestamp: e.timestamp,
+        data: e.data.into(),
+    };
+    let payload = request::render_payload(s, &ev, &Default::default()).unwrap_or_default();
+    request::build(s, &ev, &payload, 1, now_ms())
+}
+
 /// The store-only rate: publish, claim and record the same deliveries, no HTTP. Returns
 /// deliveries/s and CPU seconds per 1,000 deliveries.
 async fn store_only(n: usize) -> Result<(f64, f64)> {
@@ -583,6 +587,14 @@ async fn store_only(n: usize) -> Result<(f64, f64)> {
     store
         .add_subscription(sub("s", "http://127.0.0.1:9/x".into()))
         .await?;
+    // What the engine keeps of each attempt, byte for byte in size: the request's headers
+    // (as sent, credentials masked) and the receiver's answer (its headers, no body).
+    let request_headers =
+        request_for(&sub("s", "http://127.0.0.1:9/x".into()), 0).into_headers_for_record();
+    let response_headers: Vec<(String, String)> = vec![
+        ("content-length".into(), "0".into()),
+        ("date".into(), "Wed, 02 Dec 2026 15:10:00 GMT".into()),
+    ];
     let start = Instant::now();
     let cpu0 = rusage_cpu();
     let mut i = 0;
@@ -615,9 +627,9 @@ async fn store_only(n: usize) -> Result<(f64, f64)> {
                     error_class: None,
                     error: None,
                     latency_ms: 1,
-                    request_headers: vec![],
-                    response_headers: vec![],
-                    response_body: Some(b"{}".to_vec()),
+                    request_headers: request_headers.clone(),
+                    response_headers: response_headers.clone(),
+                    response_body: Some(Vec::new()),
                 },
                 status: DeliveryStatus::Delivered,
                 next_at: None,
