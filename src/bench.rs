@@ -10,7 +10,7 @@ use crate::model::*;
 use crate::netguard::Policy;
 use crate::payload::Shape;
 use crate::store::sqlite::{OpenOptions, SqliteStore};
-use crate::store::{Job, NewEvent, Outcome, SentBody, Store};
+use crate::store::{Job, KeptHeaders, NewEvent, Outcome, SentBody, Store, header_text};
 use anyhow::{Context, Result};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -588,13 +588,17 @@ async fn store_only(n: usize) -> Result<(f64, f64)> {
         .add_subscription(sub("s", "http://127.0.0.1:9/x".into()))
         .await?;
     // What the engine keeps of each attempt, byte for byte in size: the request's headers
-    // (as sent, credentials masked) and the receiver's answer (its headers, no body).
-    let request_headers =
-        request_for(&sub("s", "http://127.0.0.1:9/x".into()), 0).into_headers_for_record();
-    let response_headers: Vec<(String, String)> = vec![
-        ("content-length".into(), "0".into()),
-        ("date".into(), "Wed, 02 Dec 2026 15:10:00 GMT".into()),
-    ];
+    // (as sent, credentials masked) and the receiver's answer (its headers, no body), as
+    // text made where the attempt ran, as the engine does.
+    let kept = KeptHeaders {
+        request: header_text::masked_text(
+            &request_for(&sub("s", "http://127.0.0.1:9/x".into()), 0).headers,
+        ),
+        response: Some(header_text::to_text(&[
+            ("content-length", "0"),
+            ("date", "Wed, 02 Dec 2026 15:10:00 GMT"),
+        ])),
+    };
     let start = Instant::now();
     let cpu0 = rusage_cpu();
     let mut i = 0;
@@ -627,14 +631,15 @@ async fn store_only(n: usize) -> Result<(f64, f64)> {
                     error_class: None,
                     error: None,
                     latency_ms: 1,
-                    request_headers: request_headers.clone(),
-                    response_headers: response_headers.clone(),
+                    request_headers: Vec::new(),
+                    response_headers: Vec::new(),
                     response_body: Some(Vec::new()),
                 },
                 status: DeliveryStatus::Delivered,
                 next_at: None,
                 // What the engine keeps of a plain subscription's first body: its shape.
                 body: Some(SentBody::Made(Shape::of(&sub("s", String::new())))),
+                kept_headers: Some(kept.clone()),
             })
             .collect();
         store.record(outcomes.into(), 10).await?;

@@ -592,6 +592,7 @@ fn a_retry_remakes_the_first_body_after_the_payload_style_changed() {
                     status: DeliveryStatus::Retrying,
                     next_at: Some(now_ms()),
                     body: Some(SentBody::Made(Shape::of(&sub))),
+                    kept_headers: None,
                 }]
                 .into(),
                 10,
@@ -651,6 +652,7 @@ fn an_attempt_recorded_twice_is_kept_once_as_last_recorded() {
             status: DeliveryStatus::Retrying,
             next_at: Some(now_ms() + 60_000),
             body: None,
+            kept_headers: None,
         };
         for (code, error) in [(500, "first"), (503, "second")] {
             store

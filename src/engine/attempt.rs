@@ -6,7 +6,7 @@ use super::request::{self, RenderError};
 use super::retry;
 use crate::model::*;
 use crate::payload::Shape;
-use crate::store::{CustomValue, Job, Outcome, SentBody, values_for};
+use crate::store::{CustomValue, Job, KeptHeaders, Outcome, SentBody, header_text, values_for};
 use std::time::Duration;
 
 /// Response bytes kept on record per attempt.
@@ -67,11 +67,15 @@ pub async fn run(
                     status: DeliveryStatus::Dead,
                     next_at: None,
                     body: None,
+                    kept_headers: None,
                 };
             }
         },
     };
     let req = request::build(sub, &job.event, &payload, n, at);
+    // The headers as the store keeps them, made here while they are in this core's cache
+    // (see `header_text`); the attempt's lists stay empty.
+    let kept_request = header_text::masked_text(&req.headers);
     let result = sender
         .send(&req, Duration::from_millis(sub.timeout_ms.max(1)))
         .await;
@@ -82,10 +86,11 @@ pub async fn run(
         error_class: None,
         error: None,
         latency_ms: 0,
-        request_headers: req.into_headers_for_record(),
+        request_headers: Vec::new(),
         response_headers: Vec::new(),
         response_body: None,
     };
+    let mut kept_response: Option<String> = None;
     let mut retry_after: Option<i64> = None;
     let mut gone = false;
     let delivered = match result {
@@ -115,7 +120,7 @@ pub async fn run(
                         .and_then(|v| retry::parse_retry_after(v, now_ms()));
                 }
             }
-            attempt.response_headers = headers;
+            kept_response = (!headers.is_empty()).then(|| header_text::to_text(&headers));
             ok
         }
         Err(Failure {
@@ -164,6 +169,10 @@ pub async fn run(
         body: fresh.then(|| match sub.template {
             Some(_) => SentBody::Bytes(payload),
             None => SentBody::Made(Shape::of(sub)),
+        }),
+        kept_headers: Some(KeptHeaders {
+            request: kept_request,
+            response: kept_response,
         }),
     }
 }

@@ -2,12 +2,15 @@
 //! Writes are few kinds of operation (publish, claim, record, state changes); reads serve
 //! the CLI, the console and the API and never block the writer.
 
+pub mod header_text;
 pub mod sqlite;
 
 use crate::model::{Attempt, DeliveryStatus, ErrorClass, Event, Millis, SubState, Subscription};
 use anyhow::Result;
 use async_trait::async_trait;
 use std::sync::Arc;
+
+pub use header_text::KeptHeaders;
 
 /// What a store tells an engine in the same process about its own commits.
 #[derive(Debug, Default)]
@@ -74,6 +77,10 @@ pub struct Outcome {
     pub next_at: Option<Millis>,
     /// How the first attempt's body can be had again (later attempts bring none).
     pub body: Option<SentBody>,
+    /// The attempt's headers as the store keeps them, made where the attempt ran (the
+    /// engine then leaves `attempt`'s header lists empty); when None the store makes them
+    /// from those lists.
+    pub kept_headers: Option<KeptHeaders>,
 }
 
 /// What the store keeps of a delivery's first body, so that every later attempt, and the

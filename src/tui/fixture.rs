@@ -241,6 +241,7 @@ pub async fn seed(path: &Path) -> Result<std::sync::Arc<SqliteStore>> {
                     let e = &job.event;
                     SentBody::Bytes(serde_json::to_vec(&serde_json::json!({"type": e.event_type, "locationId": e.location_id, "id": e.id})).unwrap_or_default())
                 }),
+                kept_headers: None,
             });
         }
         // Leases of deliveries with nothing (more) to record go back untouched.

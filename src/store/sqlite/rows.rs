@@ -1,6 +1,7 @@
 //! Row ⇄ model conversions shared by the writer and the readers.
 
 use crate::model::*;
+use crate::store::header_text;
 use anyhow::{Context, Result};
 use rusqlite::Row;
 
@@ -86,53 +87,6 @@ pub fn headers_to_json(h: &[(String, String)]) -> String {
     serde_json::to_string(h).unwrap_or_else(|_| "[]".to_string())
 }
 
-/// An attempt's headers as stored: a line `name: value` each, as on the wire. Under load
-/// the writer's cost follows the bytes it writes (the WAL, then the checkpoint), and
-/// JSON's quotes and brackets were a sixth of these; a name in this form cannot start with
-/// `[`, which tells it apart from JSON, kept for headers no line can hold exactly (and in
-/// rows written before).
-pub fn attempt_headers(h: &[(String, String)]) -> String {
-    // Runs on the writer thread for every header of every attempt: each test folds over
-    // every byte without an early exit, which the compiler turns into wide compares
-    // (byte by byte with a branch each took twice as long: 135 against 70 ns for an
-    // attempt's six headers, warm). Bytes, not chars: a two-char pattern decodes every
-    // char.
-    let fits = h.iter().all(|(k, v)| {
-        let name_ok = k.bytes().fold(true, |ok, b| {
-            ok & b.is_ascii_graphic() & (b != b':') & (b != b'[')
-        });
-        let one_line = !v
-            .bytes()
-            .fold(false, |bad, b| bad | (b == b'\r') | (b == b'\n'));
-        !k.is_empty() && name_ok && one_line
-    });
-    if !fits {
-        return headers_to_json(h);
-    }
-    let mut out = String::with_capacity(h.iter().map(|(k, v)| k.len() + v.len() + 3).sum());
-    for (k, v) in h {
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str(k);
-        out.push_str(": ");
-        out.push_str(v);
-    }
-    out
-}
-
-fn attempt_headers_from(s: Option<String>) -> Vec<(String, String)> {
-    match s {
-        Some(s) if s.starts_with('[') => serde_json::from_str(&s).unwrap_or_default(),
-        Some(s) => s
-            .lines()
-            .filter_map(|l| l.split_once(": "))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        None => Vec::new(),
-    }
-}
-
 pub fn attempt(row: &Row<'_>) -> Result<Attempt> {
     let code: Option<i64> = row.get("status_code")?;
     let class: Option<String> = row.get("error_class")?;
@@ -148,55 +102,8 @@ pub fn attempt(row: &Row<'_>) -> Result<Attempt> {
             .map_err(anyhow::Error::msg)?,
         error: row.get("error")?,
         latency_ms: latency.max(0) as u64,
-        request_headers: attempt_headers_from(row.get("request_headers")?),
-        response_headers: attempt_headers_from(row.get("response_headers")?),
+        request_headers: header_text::from_text(row.get("request_headers")?),
+        response_headers: header_text::from_text(row.get("response_headers")?),
         response_body: row.get("response_body")?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn attempt_headers_read_back_as_they_were_sent() {
-        let sent = h(&[
-            ("content-type", "application/json"),
-            ("x-wl-signature", "ab12"),
-            ("authorization", "Bearer tok_…f00d"),
-            ("x-empty", ""),
-            ("x-spaced", "  a: b  "),
-        ]);
-        let stored = attempt_headers(&sent);
-        assert!(!stored.starts_with('['), "{stored}");
-        assert_eq!(attempt_headers_from(Some(stored)), sent);
-        assert_eq!(attempt_headers_from(Some(String::new())), vec![]);
-    }
-
-    #[test]
-    fn headers_no_line_can_hold_are_stored_as_json_and_old_rows_still_read() {
-        for odd in [
-            h(&[("x-a", "two\nlines")]),
-            h(&[("x-a", "cr\r")]),
-            h(&[("bad:name", "v")]),
-            h(&[("[x", "v")]),
-            h(&[("", "v")]),
-        ] {
-            let stored = attempt_headers(&odd);
-            assert!(stored.starts_with('['), "{stored}");
-            assert_eq!(attempt_headers_from(Some(stored)), odd);
-        }
-        let before = headers_to_json(&h(&[("date", "Tue, 25 Nov 2026 10:00:00 GMT")]));
-        assert_eq!(
-            attempt_headers_from(Some(before)),
-            h(&[("date", "Tue, 25 Nov 2026 10:00:00 GMT")])
-        );
-    }
 }

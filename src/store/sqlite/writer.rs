@@ -1152,6 +1152,18 @@ fn record(conn: &Connection, outcomes: &[Outcome], circuit_threshold: u32) -> Re
     )?;
     for o in outcomes {
         let a = &o.attempt;
+        let made;
+        let (request_headers, response_headers) = match &o.kept_headers {
+            Some(k) => (k.request.as_str(), k.response.as_deref()),
+            None => {
+                made = KeptHeaders {
+                    request: header_text::to_text(&a.request_headers),
+                    response: (!a.response_headers.is_empty())
+                        .then(|| header_text::to_text(&a.response_headers)),
+                };
+                (made.request.as_str(), made.response.as_deref())
+            }
+        };
         attempt.execute(params![
             o.delivery_id,
             a.n,
@@ -1160,8 +1172,8 @@ fn record(conn: &Connection, outcomes: &[Outcome], circuit_threshold: u32) -> Re
             a.error_class.map(|c| c.as_str()),
             a.error,
             a.latency_ms as i64,
-            rows::attempt_headers(&a.request_headers),
-            (!a.response_headers.is_empty()).then(|| rows::attempt_headers(&a.response_headers)),
+            request_headers,
+            response_headers,
             a.response_body,
         ])?;
         let update = params![
