@@ -584,21 +584,20 @@ fn request_for(s: &Subscription, i: usize) -> request::Request {
 async fn store_only(n: usize) -> Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
     let store = SqliteStore::open(&dir.path().join("s.db"), OpenOptions::default()).await?;
-    store
-        .add_subscription(sub("s", "http://127.0.0.1:9/x".into()))
-        .await?;
+    let s = sub("s", "http://127.0.0.1:9/x".into());
+    store.add_subscription(s.clone()).await?;
     // What the engine keeps of each attempt, byte for byte in size: the request's headers
     // (as sent, credentials masked) and the receiver's answer (its headers, no body), as
     // text made where the attempt ran, as the engine does.
     let kept = KeptHeaders {
-        request: header_text::masked_text(
-            &request_for(&sub("s", "http://127.0.0.1:9/x".into()), 0).headers,
-        ),
+        request: header_text::masked_text(&request_for(&s, 0).headers),
         response: Some(header_text::to_text(&[
             ("content-length", "0"),
             ("date", "Wed, 02 Dec 2026 15:10:00 GMT"),
         ])),
     };
+    // What the engine keeps of a plain subscription's first body: its shape.
+    let shape = Shape::of(&s);
     let start = Instant::now();
     let cpu0 = rusage_cpu();
     let mut i = 0;
@@ -637,8 +636,7 @@ async fn store_only(n: usize) -> Result<(f64, f64)> {
                 },
                 status: DeliveryStatus::Delivered,
                 next_at: None,
-                // What the engine keeps of a plain subscription's first body: its shape.
-                body: Some(SentBody::Made(Shape::of(&sub("s", String::new())))),
+                body: Some(SentBody::Made(shape)),
                 kept_headers: Some(kept.clone()),
             })
             .collect();

@@ -2,6 +2,7 @@
 
 use base64::Engine as _;
 use rand::RngCore;
+use std::borrow::Cow;
 
 /// Event ids made for producers that gave none: sortable by creation time.
 pub fn event_id() -> String {
@@ -67,14 +68,19 @@ pub fn is_credential_header(name: &str) -> bool {
 }
 
 pub fn mask_header_value(name: &str, value: &str) -> String {
+    masked_header_value(name, value).into_owned()
+}
+
+/// The same, borrowing the value when it is no credential (most headers are not).
+pub fn masked_header_value<'a>(name: &str, value: &'a str) -> Cow<'a, str> {
     if !is_credential_header(name) {
-        return value.to_string();
+        return Cow::Borrowed(value);
     }
     // Keep the auth scheme ("Bearer") visible: it helps diagnose without revealing.
-    match value.split_once(' ') {
+    Cow::Owned(match value.split_once(' ') {
         Some((scheme, rest)) if !rest.is_empty() => format!("{scheme} {}", mask(rest)),
         _ => mask(value),
-    }
+    })
 }
 
 #[cfg(test)]

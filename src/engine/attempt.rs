@@ -120,7 +120,7 @@ pub async fn run(
                         .and_then(|v| retry::parse_retry_after(v, now_ms()));
                 }
             }
-            kept_response = (!headers.is_empty()).then(|| header_text::to_text(&headers));
+            kept_response = header_text::response_text(&headers);
             ok
         }
         Err(Failure {

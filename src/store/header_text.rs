@@ -24,16 +24,14 @@ pub struct KeptHeaders {
 pub fn masked_text(request: &[(String, String)]) -> String {
     let masked: Vec<(&str, Cow<'_, str>)> = request
         .iter()
-        .map(|(k, v)| {
-            let v = if crate::ids::is_credential_header(k) {
-                Cow::Owned(crate::ids::mask_header_value(k, v))
-            } else {
-                Cow::Borrowed(v.as_str())
-            };
-            (k.as_str(), v)
-        })
+        .map(|(k, v)| (k.as_str(), crate::ids::masked_header_value(k, v)))
         .collect();
     to_text(&masked)
+}
+
+/// A response's headers as kept: none when it had none (or there was no response).
+pub fn response_text(response: &[(String, String)]) -> Option<String> {
+    (!response.is_empty()).then(|| to_text(response))
 }
 
 pub fn to_text<K, V>(h: &[(K, V)]) -> String

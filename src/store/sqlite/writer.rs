@@ -1158,8 +1158,7 @@ fn record(conn: &Connection, outcomes: &[Outcome], circuit_threshold: u32) -> Re
             None => {
                 made = KeptHeaders {
                     request: header_text::to_text(&a.request_headers),
-                    response: (!a.response_headers.is_empty())
-                        .then(|| header_text::to_text(&a.response_headers)),
+                    response: header_text::response_text(&a.response_headers),
                 };
                 (made.request.as_str(), made.response.as_deref())
             }
