@@ -5,7 +5,7 @@
 use hookctl::engine::retry;
 use hookctl::model::*;
 use hookctl::store::sqlite::{OpenOptions, SqliteStore};
-use hookctl::store::{NewEvent, Store};
+use hookctl::store::{EventFilter, NewEvent, Store};
 use proptest::prelude::*;
 
 proptest! {
@@ -73,6 +73,72 @@ proptest! {
                 assert_eq!(p.deliveries, want, "{e:?}");
                 let stored = store.event_detail(&e.id).await.unwrap().unwrap().deliveries.len();
                 assert_eq!(stored, want, "{e:?}");
+            }
+        });
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    /// Publishing is idempotent by event id, whatever the batch: an id stored before, or
+    /// earlier in the same batch, is a duplicate (stored once, with its first data, one
+    /// delivery); new ids are stored in the order given. Batches up to 100 cross the
+    /// writer's multi-row chunks (32 rows) and their remainders.
+    #[test]
+    fn each_event_id_is_stored_once_in_the_order_first_given(
+        first in proptest::collection::vec(0u32..60, 0..100),
+        second in proptest::collection::vec(0u32..60, 1..100),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(&dir.path().join("i.db"), OpenOptions::default()).await.unwrap();
+            let s = Subscription::new("sub_all".into(), "all".into(), "https://example.com/h".into(), None, "whsec_x".into());
+            store.add_subscription(s).await.unwrap();
+            let mut seen: Vec<u32> = Vec::new();
+            for (b, ids) in [&first, &second].into_iter().enumerate() {
+                let batch: Vec<NewEvent> = ids.iter().enumerate().map(|(i, id)| NewEvent {
+                    id: format!("e{id}"),
+                    event_type: "ContactCreate".into(),
+                    location_id: None,
+                    timestamp: 0,
+                    data: serde_json::json!({ "batch": b, "at": i }),
+                    received_at: None,
+                }).collect();
+                let published = store.publish(batch).await.unwrap();
+                assert_eq!(published.len(), ids.len());
+                for (p, id) in published.iter().zip(ids.iter()) {
+                    assert_eq!(p.id, format!("e{id}"));
+                    let duplicate = seen.contains(id);
+                    assert_eq!(p.duplicate, duplicate, "{p:?}");
+                    assert_eq!(p.deliveries, usize::from(!duplicate), "{p:?}");
+                    if !duplicate {
+                        seen.push(*id);
+                    }
+                }
+            }
+            // By sequence: the order in which each id was first given.
+            let mut rows = store.list_events(&EventFilter { limit: 1000, ..Default::default() }).await.unwrap();
+            rows.sort_by_key(|r| r.seq);
+            let stored: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            let want: Vec<String> = seen.iter().map(|id| format!("e{id}")).collect();
+            assert_eq!(stored, want);
+            for r in &rows {
+                assert_eq!(r.deliveries.len(), 1, "{}", r.id);
+            }
+            // Each keeps the data it was first published with.
+            for (b, ids) in [&first, &second].into_iter().enumerate() {
+                for (i, id) in ids.iter().enumerate() {
+                    let first_at = [&first, &second].into_iter().enumerate()
+                        .flat_map(|(b, ids)| ids.iter().enumerate().map(move |(i, x)| (b, i, *x)))
+                        .find(|(_, _, x)| x == id)
+                        .map(|(b, i, _)| (b, i));
+                    if first_at == Some((b, i)) {
+                        let d = store.event_detail(&format!("e{id}")).await.unwrap().unwrap();
+                        assert_eq!(d.event.data.value(), &serde_json::json!({ "batch": b, "at": i }));
+                        assert_eq!(d.deliveries.len(), 1);
+                    }
+                }
             }
         });
     }

