@@ -76,29 +76,41 @@ impl Sql {
 /// row, measured with this schema in a scratch program).
 pub const CHUNK: usize = 32;
 
-/// The texts of `head VALUES row, row, … tail` for `CHUNK` rows and for one: `row` is a
-/// parenthesised list whose `?`s are numbered in order, row after row.
-pub fn multi_row_insert(head: &str, row: &str, tail: &str) -> (String, String) {
-    let text = |rows: usize| format!("{head} VALUES {} {tail}", vec![row; rows].join(", "));
-    (text(CHUNK), text(1))
+/// An insert of many rows: its text for `CHUNK` rows and for one, and how many parameters
+/// each row takes (the `?`s of its row, counted from the text so they cannot disagree).
+pub struct MultiRowInsert {
+    chunk: String,
+    one: String,
+    per_row: usize,
 }
 
-/// Stores `items` with one multi-row statement (`sql.0`) per `CHUNK` of them and a
-/// single-row one (`sql.1`) per item left over. `bind(q, r, item)` binds an item as row `r`
-/// of its statement; `stored(items, changes)` hears what each statement changed.
+/// `head VALUES row, row, … tail`: `row` is a parenthesised list whose `?`s are numbered
+/// in order, row after row.
+pub fn multi_row_insert(head: &str, row: &str, tail: &str) -> MultiRowInsert {
+    let text = |rows: usize| format!("{head} VALUES {} {tail}", vec![row; rows].join(", "));
+    MultiRowInsert {
+        chunk: text(CHUNK),
+        one: text(1),
+        per_row: row.matches('?').count(),
+    }
+}
+
+/// Stores `items` with one multi-row statement per `CHUNK` of them and a single-row one
+/// per item left over. `bind(q, at, item)` binds an item's values to parameters `at`,
+/// `at + 1`, …; `stored(items, changes)` hears what each statement changed.
 pub fn insert_in_chunks<T>(
     conn: &Connection,
     items: &[T],
-    sql: &(String, String),
+    sql: &MultiRowInsert,
     mut bind: impl FnMut(&mut Statement<'_>, usize, &T) -> rusqlite::Result<()>,
     mut stored: impl FnMut(&[T], usize) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let mut chunks = items.chunks_exact(CHUNK);
     if chunks.len() > 0 {
-        let mut q = conn.prepare_cached(&sql.0)?;
+        let mut q = conn.prepare_cached(&sql.chunk)?;
         for chunk in chunks.by_ref() {
             for (r, item) in chunk.iter().enumerate() {
-                bind(&mut q, r, item)?;
+                bind(&mut q, 1 + r * sql.per_row, item)?;
             }
             let changes = q.raw_execute()?;
             stored(chunk, changes)?;
@@ -106,9 +118,9 @@ pub fn insert_in_chunks<T>(
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut q = conn.prepare_cached(&sql.1)?;
+        let mut q = conn.prepare_cached(&sql.one)?;
         for item in rest {
-            bind(&mut q, 0, item)?;
+            bind(&mut q, 1, item)?;
             let changes = q.raw_execute()?;
             stored(std::slice::from_ref(item), changes)?;
         }

@@ -4,7 +4,7 @@
 //! and stores nothing partial.
 
 use super::rows;
-use super::sql::{Sql, insert_in_chunks, multi_row_insert};
+use super::sql::{MultiRowInsert, Sql, insert_in_chunks, multi_row_insert};
 use crate::model::*;
 use crate::store::*;
 use anyhow::{Result, anyhow};
@@ -676,7 +676,7 @@ fn publish(conn: &Connection, events: &[NewEvent]) -> Result<Vec<Published>> {
 // No RETURNING: with it SQLite kept a statement journal (a copy of each page the statement
 // touches) inside the transaction; without it, and without OR REPLACE in `record`, the
 // writer spent 17 % less CPU on workload 1.
-static EVENTS: LazyLock<(String, String)> = LazyLock::new(|| {
+static EVENTS: LazyLock<MultiRowInsert> = LazyLock::new(|| {
     multi_row_insert(
         "INSERT INTO events (seq, id, type, location_id, timestamp, data, received_at)",
         "(?, ?, ?, ?, ?, ?, ?)",
@@ -693,16 +693,15 @@ fn insert_events(conn: &Connection, events: &[NewEvent], now: Millis) -> Result<
         .query_row([], |r| r.get(0))?;
     let seq = std::cell::Cell::new(last);
     let mut stored = Vec::with_capacity(events.len());
-    let bind = |q: &mut Statement<'_>, r: usize, e: &NewEvent| {
+    let bind = |q: &mut Statement<'_>, at: usize, e: &NewEvent| {
         seq.set(seq.get() + 1);
-        let at = r * 7;
-        q.raw_bind_parameter(at + 1, seq.get())?;
-        q.raw_bind_parameter(at + 2, &e.id)?;
-        q.raw_bind_parameter(at + 3, &e.event_type)?;
-        q.raw_bind_parameter(at + 4, &e.location_id)?;
-        q.raw_bind_parameter(at + 5, e.timestamp)?;
-        q.raw_bind_parameter(at + 6, e.data.to_string())?;
-        q.raw_bind_parameter(at + 7, e.received_at.unwrap_or(now))
+        q.raw_bind_parameter(at, seq.get())?;
+        q.raw_bind_parameter(at + 1, &e.id)?;
+        q.raw_bind_parameter(at + 2, &e.event_type)?;
+        q.raw_bind_parameter(at + 3, &e.location_id)?;
+        q.raw_bind_parameter(at + 4, e.timestamp)?;
+        q.raw_bind_parameter(at + 5, e.data.to_string())?;
+        q.raw_bind_parameter(at + 6, e.received_at.unwrap_or(now))
     };
     let note = |chunk: &[NewEvent], changes: usize| -> Result<()> {
         let (first, last) = (seq.get() - chunk.len() as i64 + 1, seq.get());
@@ -722,7 +721,7 @@ fn insert_events(conn: &Connection, events: &[NewEvent], now: Millis) -> Result<
     Ok(stored)
 }
 
-static DELIVERIES: LazyLock<(String, String)> = LazyLock::new(|| {
+static DELIVERIES: LazyLock<MultiRowInsert> = LazyLock::new(|| {
     multi_row_insert(
         "INSERT INTO deliveries (id, event_seq, subscription_id, status, attempts, next_at, \
            created_at, updated_at)",
@@ -743,13 +742,12 @@ fn insert_deliveries(conn: &Connection, rows: &[(i64, &str)], now: Millis) -> Re
         .prepare_cached("SELECT coalesce(max(id), 0) FROM deliveries")?
         .query_row([], |r| r.get(0))?;
     let mut id = last;
-    let bind = |q: &mut Statement<'_>, r: usize, (seq, sub): &(i64, &str)| {
+    let bind = |q: &mut Statement<'_>, at: usize, (seq, sub): &(i64, &str)| {
         id += 1;
-        let at = r * 6;
-        q.raw_bind_parameter(at + 1, id)?;
-        q.raw_bind_parameter(at + 2, seq)?;
-        q.raw_bind_parameter(at + 3, sub)?;
-        for t in at + 4..=at + 6 {
+        q.raw_bind_parameter(at, id)?;
+        q.raw_bind_parameter(at + 1, seq)?;
+        q.raw_bind_parameter(at + 2, sub)?;
+        for t in at + 3..=at + 5 {
             q.raw_bind_parameter(t, now)?;
         }
         Ok(())
@@ -1158,7 +1156,7 @@ fn claim(
 // An upsert, not INSERT OR REPLACE: a replace that may delete index entries makes SQLite
 // keep a statement journal (see `insert_events`). The same attempt recorded again replaces
 // the first record either way.
-static ATTEMPTS: LazyLock<(String, String)> = LazyLock::new(|| {
+static ATTEMPTS: LazyLock<MultiRowInsert> = LazyLock::new(|| {
     multi_row_insert(
         "INSERT INTO attempts (delivery_id, n, at, status_code, error_class, error, latency_ms, \
            request_headers, response_headers, response_body)",
@@ -1171,8 +1169,8 @@ static ATTEMPTS: LazyLock<(String, String)> = LazyLock::new(|| {
     )
 });
 
-/// Binds one attempt as row `r` of its statement.
-fn bind_attempt(q: &mut Statement<'_>, r: usize, o: &Outcome) -> rusqlite::Result<()> {
+/// Binds one attempt's values to parameters `at`, `at + 1`, ….
+fn bind_attempt(q: &mut Statement<'_>, at: usize, o: &Outcome) -> rusqlite::Result<()> {
     let a = &o.attempt;
     let made;
     let (request_headers, response_headers) = match &o.kept_headers {
@@ -1185,17 +1183,16 @@ fn bind_attempt(q: &mut Statement<'_>, r: usize, o: &Outcome) -> rusqlite::Resul
             (made.request.as_str(), made.response.as_deref())
         }
     };
-    let at = r * 10;
-    q.raw_bind_parameter(at + 1, o.delivery_id)?;
-    q.raw_bind_parameter(at + 2, a.n)?;
-    q.raw_bind_parameter(at + 3, a.at)?;
-    q.raw_bind_parameter(at + 4, a.status_code)?;
-    q.raw_bind_parameter(at + 5, a.error_class.map(|c| c.as_str()))?;
-    q.raw_bind_parameter(at + 6, &a.error)?;
-    q.raw_bind_parameter(at + 7, a.latency_ms as i64)?;
-    q.raw_bind_parameter(at + 8, request_headers)?;
-    q.raw_bind_parameter(at + 9, response_headers)?;
-    q.raw_bind_parameter(at + 10, &a.response_body)
+    q.raw_bind_parameter(at, o.delivery_id)?;
+    q.raw_bind_parameter(at + 1, a.n)?;
+    q.raw_bind_parameter(at + 2, a.at)?;
+    q.raw_bind_parameter(at + 3, a.status_code)?;
+    q.raw_bind_parameter(at + 4, a.error_class.map(|c| c.as_str()))?;
+    q.raw_bind_parameter(at + 5, &a.error)?;
+    q.raw_bind_parameter(at + 6, a.latency_ms as i64)?;
+    q.raw_bind_parameter(at + 7, request_headers)?;
+    q.raw_bind_parameter(at + 8, response_headers)?;
+    q.raw_bind_parameter(at + 9, &a.response_body)
 }
 
 fn record(conn: &Connection, outcomes: &[Outcome], circuit_threshold: u32) -> Result<()> {
