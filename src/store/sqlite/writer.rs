@@ -648,25 +648,33 @@ fn publish(conn: &Connection, events: &[NewEvent]) -> Result<Vec<Published>> {
     let now = now_ms();
     let routes = routes(conn)?;
     let stored = insert_events(conn, events, now)?;
-    // (event_seq, subscription_id) for every new event × matching subscription.
+    // (event_seq, subscription_id) for every new event × matching subscription, one
+    // subscription after another (each in event order): the deliveries' indexes begin with
+    // the subscription, so rows in this order go in next to one another, where event by
+    // event each row landed in another subscription's part of them. A scratch program on
+    // this schema, 500 events × 10 subscriptions a transaction: 6.0 → 3.4 µs a row.
     let mut fan: Vec<(i64, &str)> = Vec::new();
-    let mut out = Vec::with_capacity(events.len());
-    for (e, seq) in events.iter().zip(stored) {
-        let before = fan.len();
-        if let Some(seq) = seq {
-            for r in routes
-                .iter()
-                .filter(|r| r.matches(&e.event_type, e.location_id.as_deref()))
+    let mut per_event = vec![0; events.len()];
+    for r in &routes {
+        for ((e, seq), n) in events.iter().zip(&stored).zip(&mut per_event) {
+            if let Some(seq) = seq
+                && r.matches(&e.event_type, e.location_id.as_deref())
             {
-                fan.push((seq, r.id.as_str()));
+                fan.push((*seq, r.id.as_str()));
+                *n += 1;
             }
         }
-        out.push(Published {
+    }
+    let out: Vec<Published> = events
+        .iter()
+        .zip(&stored)
+        .zip(per_event)
+        .map(|((e, seq), deliveries)| Published {
             id: e.id.clone(),
             duplicate: seq.is_none(),
-            deliveries: fan.len() - before,
-        });
-    }
+            deliveries,
+        })
+        .collect();
     insert_deliveries(conn, &fan, now)?;
     let fresh = out.iter().filter(|p| !p.duplicate).count() as i64;
     bump(conn, &[("events_published".into(), fresh)])?;
