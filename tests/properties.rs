@@ -43,10 +43,10 @@ const LOCATIONS: &[Option<&str>] = &[None, Some("loc-a"), Some("loc-b")];
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
-    #[test]
     /// Each event gets one delivery per matching subscription, and each subscription gets
     /// its deliveries in the order of the events (the writer inserts them subscription by
     /// subscription, in 32-row statements: batches up to 80 events cross them).
+    #[test]
     fn fan_out_is_exactly_the_matching_subscriptions(
         subs in proptest::collection::vec((proptest::option::of(proptest::sample::subsequence(TYPES.to_vec(), 1..4)), 0usize..3), 0..6),
         events in proptest::collection::vec((0usize..4, 0usize..3), 1..80),
