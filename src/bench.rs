@@ -399,44 +399,28 @@ impl Bench {
     async fn finish(self) -> Result<()> {
         let Bench { dir, store, engine } = self;
         engine.drain(Duration::from_secs(5)).await?;
-        drop(store);
-        retire(dir).await
+        retire(store, dir).await
     }
 }
 
-/// Deletes a workload's database once the store's threads have closed it. Left to
-/// `TempDir`'s drop, the file was unlinked while they still had it open, so its blocks
-/// were freed (and, on a file system mounted with `discard`, trimmed) at their last close,
+/// Deletes a workload's database once its store has closed it. Left to `TempDir`'s drop,
+/// the file was unlinked while the store's threads still had it open, so its blocks were
+/// freed (and, on a file system mounted with `discard`, trimmed) at their last close,
 /// inside the next raw HTTP round: on this VM freeing workload 4's 1.7 GB took about a
 /// second and up to half a core as steal, and the round before workload 5 ran at 0.71–0.81
 /// of the median in each of five runs (1.01 in the first run since).
-async fn retire(dir: tempfile::TempDir) -> Result<()> {
-    // The last handle on the store drops on another task (the engine's recorder, an API
-    // connection finishing): its threads end shortly after, not at once.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while store_threads_running() {
-        if Instant::now() > deadline {
-            anyhow::bail!("a workload's database was still open 60 s after it ended");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+async fn retire(store: Arc<SqliteStore>, dir: tempfile::TempDir) -> Result<()> {
+    // The last handle on the store may drop on another task (the engine's recorder, an API
+    // connection finishing), shortly after this one.
+    let closed = store.on_closed();
+    drop(store);
+    tokio::time::timeout(Duration::from_secs(60), closed)
+        .await
+        .context("a workload's database was still open 60 s after it ended")?;
     tokio::task::spawn_blocking(move || dir.close())
         .await
         .context("removing a workload's database stopped")?
         .context("cannot remove a workload's database")
-}
-
-/// Whether a store's writer or checkpoint thread is still running in this process (at most
-/// one store is open at a time here).
-fn store_threads_running() -> bool {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return false;
-    };
-    tasks.flatten().any(|t| {
-        std::fs::read_to_string(t.path().join("comm")).is_ok_and(|name| {
-            name.starts_with("hookctl-writer") || name.starts_with("hookctl-checkpo")
-        })
-    })
 }
 
 async fn fresh(synchronous_full: bool, endpoint_in_flight: usize) -> Result<Bench> {
@@ -683,8 +667,7 @@ async fn store_only(n: usize) -> Result<(f64, f64)> {
     }
     let cpu_per_1k = (rusage_cpu() - cpu0) / (done.max(1) as f64 / 1000.0);
     let rate = done as f64 / start.elapsed().as_secs_f64();
-    drop(store);
-    retire(dir).await?;
+    retire(store, dir).await?;
     Ok((rate, cpu_per_1k))
 }
 

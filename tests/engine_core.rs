@@ -447,6 +447,38 @@ fn a_dropped_engine_stops_its_scheduler() {
     });
 }
 
+/// `on_closed` resolves only after the store's last connection has closed the database:
+/// SQLite's last close copies the WAL back and deletes it, so the WAL file must be gone by
+/// then (`hookctl bench` deletes each workload's database at that moment).
+#[test]
+fn a_dropped_store_reports_when_its_database_is_closed() {
+    use hookctl::store::Store;
+    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
+    let rt = runtime();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("closed.db");
+        let store = SqliteStore::open(&db, OpenOptions::default())
+            .await
+            .expect("open");
+        store
+            .set_value("greeting", None, "hello")
+            .await
+            .expect("a write");
+        let wal = dir.path().join("closed.db-wal");
+        assert!(wal.exists(), "a write in WAL mode leaves a WAL file");
+        let closed = store.on_closed();
+        drop(store);
+        tokio::time::timeout(std::time::Duration::from_secs(20), closed)
+            .await
+            .expect("the store closed its database");
+        assert!(
+            !wal.exists(),
+            "the WAL is still there: a connection is open"
+        );
+    });
+}
+
 /// Endpoints that share a host share its connection pool: connections are reused across
 /// all of them, not closed and opened again once more than one endpoint's share is idle.
 #[test]

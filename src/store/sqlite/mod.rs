@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use writer::Op;
 
 /// Deliveries (by id) or events (by sequence) looked at per step of a purge.
@@ -64,14 +64,20 @@ impl Default for OpenOptions {
 
 pub struct SqliteStore {
     path: PathBuf,
-    ops: mpsc::Sender<Op>,
     read: Arc<ReadPool>,
     /// Point reads run inline here: a trip through the read pool (a permit, a blocking
     /// thread) cost an API request 1.6–1.9 ms under load, the query a few microseconds.
     /// In WAL mode a reader never waits for a writer.
     point: std::sync::Mutex<Connection>,
+    /// Declared after the read connections, so that they are closed (fields drop in
+    /// order) before the writer hears it is done: it is then the database's last
+    /// connection, and its close is the last thing [`SqliteStore::on_closed`] waits for.
+    ops: mpsc::Sender<Op>,
     /// Signalled after every local commit, so an in-process engine reacts at once.
     committed: Arc<LocalCommits>,
+    /// Nothing is ever sent: the writer thread drops the sender once its connection and
+    /// the checkpointer's are closed.
+    closed: watch::Receiver<()>,
 }
 
 /// Prepared statements kept per connection: every statement the store runs, with room.
@@ -183,27 +189,38 @@ impl SqliteStore {
         let committed = Arc::new(LocalCommits::default());
         // Without its checkpointer the store still works: the writer checkpoints itself
         // at its (larger) threshold.
-        let checkpoints = match connect(path, &o, OpenFlags::SQLITE_OPEN_READ_WRITE) {
+        let (checkpoints, checkpointer) = match connect(path, &o, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        {
             Ok(c) => {
                 let (tx, rx) = std::sync::mpsc::sync_channel(1);
                 std::thread::Builder::new()
                     .name("hookctl-checkpoint".into())
                     .spawn(move || checkpoint::run(c, rx))
                     .ok()
-                    .map(|_| tx)
+                    .map(|t| (tx, t))
+                    .unzip()
             }
             Err(e) => {
                 tracing::debug!("no background checkpoints: {e}");
-                None
+                (None, None)
             }
         };
         // The writer is the engine's serial path: a thread of its own runs each batch's
         // statements back to back, never queued behind HTTP work on the runtime.
         let (tx, rx) = mpsc::channel(4096);
+        let (closed_tx, closed) = watch::channel(());
         let c = committed.clone();
         std::thread::Builder::new()
             .name("hookctl-writer".into())
-            .spawn(move || writer::run(conn, rx, c, checkpoints))
+            .spawn(move || {
+                // Returns when the store's last handle is gone, its connection closed and
+                // its end of `checkpoints` dropped, which stops the checkpointer.
+                writer::run(conn, rx, c, checkpoints);
+                if let Some(t) = checkpointer {
+                    let _ = t.join();
+                }
+                drop(closed_tx);
+            })
             .context("cannot start the store's writer")?;
         let read = Arc::new(ReadPool {
             path: path.to_path_buf(),
@@ -217,7 +234,20 @@ impl SqliteStore {
             read,
             point: std::sync::Mutex::new(point),
             committed,
+            closed,
         }))
+    }
+
+    /// Resolves once the database file is closed by this store: take it before dropping
+    /// the store's last handle (a read still in flight then may keep its own connection
+    /// open a moment longer). Deleting the file before that would leave its space to be
+    /// freed at the last close, whenever that comes.
+    pub fn on_closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closed = self.closed.clone();
+        async move {
+            // Nothing is ever sent: this returns (an error) when the sender is dropped.
+            let _ = closed.changed().await;
+        }
     }
 
     pub fn path(&self) -> &Path {
