@@ -419,15 +419,9 @@ fn quick_benchmark_completes_and_prints_figures() {
 #[test]
 fn a_dropped_engine_stops_its_scheduler() {
     use hookctl::engine::{Engine, EngineConfig, lock};
-    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
-    use std::sync::Arc;
     let rt = runtime();
     rt.block_on(async {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("drop.db");
-        let store = SqliteStore::open(&db, OpenOptions::default())
-            .await
-            .expect("open");
+        let (_dir, db, store) = fresh_store("drop.db").await;
         let lock = lock::try_acquire(&db).expect("lock").expect("free");
         let cfg = EngineConfig::from_config(&hookctl::config::Config::defaults());
         let engine = Engine::start(store.clone(), store.committed(), lock, cfg)
@@ -453,14 +447,9 @@ fn a_dropped_engine_stops_its_scheduler() {
 #[test]
 fn a_dropped_store_reports_when_its_database_is_closed() {
     use hookctl::store::Store;
-    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
     let rt = runtime();
     rt.block_on(async {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("closed.db");
-        let store = SqliteStore::open(&db, OpenOptions::default())
-            .await
-            .expect("open");
+        let (dir, _db, store) = fresh_store("closed.db").await;
         store
             .set_value("greeting", None, "hello")
             .await
@@ -625,6 +614,16 @@ fn a_publish_failing_among_many_stored_together_fails_alone() {
     });
 }
 
+/// A store on a new database `name` in a fresh directory, and the database's path.
+async fn fresh_store(name: &str) -> (tempfile::TempDir, std::path::PathBuf, Arc<SqliteStore>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join(name);
+    let store = SqliteStore::open(&db, OpenOptions::default())
+        .await
+        .expect("open");
+    (dir, db, store)
+}
+
 /// A store in a fresh directory with one subscription of `events` types (all with
 /// `None`), paused or active, to a port nothing listens on; and a second connection to
 /// arrange its rows as long runs would leave them.
@@ -632,11 +631,7 @@ async fn store_with(
     events: Option<&[&str]>,
     state: SubState,
 ) -> (tempfile::TempDir, Arc<SqliteStore>, rusqlite::Connection) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("store.db");
-    let store = SqliteStore::open(&db, OpenOptions::default())
-        .await
-        .expect("open");
+    let (dir, db, store) = fresh_store("store.db").await;
     let mut sub = Subscription::new(
         "sub_1".into(),
         "one".into(),
