@@ -408,7 +408,7 @@ impl Bench {
 /// freed (and, on a file system mounted with `discard`, trimmed) at their last close,
 /// inside the next raw HTTP round: on this VM freeing workload 4's 1.7 GB took about a
 /// second and up to half a core as steal, and the round before workload 5 ran at 0.71–0.81
-/// of the median in each of five runs (1.01 in the first run since).
+/// of the median in each of five runs (0.80–1.16 in the five since).
 async fn retire(store: Arc<SqliteStore>, dir: tempfile::TempDir) -> Result<()> {
     // The last handle on the store may drop on another task (the engine's recorder, an API
     // connection finishing), shortly after this one.
