@@ -218,6 +218,82 @@ fn proc_cpu(path: &str) -> f64 {
     (ticks(11) + ticks(12)) / hz
 }
 
+/// This process's CPU seconds by thread, from /proc/self/task, to show where a workload's
+/// CPU went: workload 1 costs what the drain costs plus what storing its events costs (the
+/// writer's and checkpointer's share of the backlog's load), and the progress lines show
+/// it run by run.
+struct Threads {
+    total: f64,
+    /// (thread id, kind, CPU seconds)
+    each: Vec<(u64, Kind, f64)>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Writer,
+    Checkpoint,
+    Runtime,
+    Other,
+}
+
+impl Threads {
+    fn now() -> Threads {
+        let mut each = Vec::new();
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for task in tasks.flatten() {
+                let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                    continue;
+                };
+                let path = task.path();
+                let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+                // Names as set in store/sqlite/mod.rs, and tokio's; Linux keeps 15 bytes.
+                let kind = match name.trim_end() {
+                    "hookctl-writer" => Kind::Writer,
+                    n if n.starts_with("hookctl-checkp") => Kind::Checkpoint,
+                    n if n.starts_with("tokio-") => Kind::Runtime,
+                    _ => Kind::Other,
+                };
+                each.push((tid, kind, proc_cpu(&path.join("stat").to_string_lossy())));
+            }
+        }
+        Threads {
+            total: rusage_cpu(),
+            each,
+        }
+    }
+
+    /// Seconds per 1,000 of `n` since `self`, by kind, as a progress line's suffix. A
+    /// thread that ended meanwhile (an idle blocking thread) is counted under "other",
+    /// which is the process's total less the threads named.
+    fn per_1k_since(&self, n: u64) -> String {
+        let now = Threads::now();
+        let k = n.max(1) as f64 / 1000.0;
+        let spent = |kind: Kind| -> f64 {
+            now.each
+                .iter()
+                .filter(|t| t.1 == kind)
+                .map(|&(tid, _, cpu)| {
+                    let before = self.each.iter().find(|t| t.0 == tid).map_or(0.0, |t| t.2);
+                    cpu - before
+                })
+                .sum()
+        };
+        let (w, c, r) = (
+            spent(Kind::Writer),
+            spent(Kind::Checkpoint),
+            spent(Kind::Runtime),
+        );
+        let other = (now.total - self.total - w - c - r).max(0.0);
+        format!(
+            "writer {:.4}, checkpoint {:.4}, runtime {:.4}, other {:.4}",
+            w / k,
+            c / k,
+            r / k,
+            other / k
+        )
+    }
+}
+
 async fn start_sink(child: bool, slow: Option<Duration>) -> Result<Receiver> {
     if !child {
         let seen = Arc::new(Seen::default());
@@ -485,6 +561,7 @@ async fn run_load(
     pace: Option<f64>,
 ) -> Result<Row> {
     let cpu0 = Cpu::now(seen);
+    let threads0 = Threads::now();
     let start = Instant::now();
     let mut acked = 0usize;
     let batch = if pace.is_some() { 10 } else { 500 };
@@ -506,8 +583,9 @@ async fn run_load(
         .wait_for(deliveries, Duration::from_secs(600), &b.store)
         .await?;
     let took = start.elapsed().as_secs_f64();
+    let threads = threads0.per_1k_since(got);
     eprintln!(
-        "  {name}: {got}/{deliveries} in {took:.1} s{}",
+        "  {name}: {got}/{deliveries} in {took:.1} s{} · cpu s/1k: {threads}",
         failures(b).await
     );
     measured(
@@ -814,6 +892,7 @@ async fn backlog(p: &Plan) -> Result<Row> {
     s.state = SubState::Paused;
     b.store.add_subscription(s).await?;
     let (load_cpu, load_start) = (rusage_cpu(), Instant::now());
+    let load_threads = Threads::now();
     let mut i = 0;
     while i < n {
         let events: Vec<NewEvent> = (i..(i + 500).min(n)).map(event).collect();
@@ -822,11 +901,13 @@ async fn backlog(p: &Plan) -> Result<Row> {
     }
     // What storing an event costs alone: the part of workload 1 that a drain never pays.
     eprintln!(
-        "  4 backlog loaded: {n} events in {:.1} s, {:.3} cpu s/1k",
+        "  4 backlog loaded: {n} events in {:.1} s, {:.3} cpu s/1k ({})",
         load_start.elapsed().as_secs_f64(),
-        (rusage_cpu() - load_cpu) / (n as f64 / 1000.0)
+        (rusage_cpu() - load_cpu) / (n as f64 / 1000.0),
+        load_threads.per_1k_since(n as u64)
     );
     let cpu0 = Cpu::now(&seen);
+    let threads0 = Threads::now();
     let start = Instant::now();
     b.store
         .set_subscription_state("backlog", SubState::Active)
@@ -835,8 +916,9 @@ async fn backlog(p: &Plan) -> Result<Row> {
         .wait_for(n as u64, Duration::from_secs(900), &b.store)
         .await?;
     let took = start.elapsed().as_secs_f64();
+    let threads = threads0.per_1k_since(got);
     eprintln!(
-        "  4 backlog drain: {got}/{n} in {took:.1} s{}",
+        "  4 backlog drain: {got}/{n} in {took:.1} s{} · cpu s/1k: {threads}",
         failures(&b).await
     );
     let row = Row {
