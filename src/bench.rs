@@ -1297,6 +1297,33 @@ mod tests {
         }
     }
 
+    /// The split finds the store's threads by the names the store gives them: renaming
+    /// one would silently move its CPU to "other".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_thread_split_finds_the_writer_and_checkpointer_and_counts_their_work() {
+        let b = fresh(false, 64).await.unwrap();
+        let before = Threads::now();
+        for i in 0..40 {
+            let events = (i * 500..(i + 1) * 500).map(event).collect();
+            b.store.publish(events).await.unwrap();
+        }
+        let now = Threads::now();
+        let has = |kind: Kind| now.each.iter().any(|t| t.1 == kind);
+        assert!(has(Kind::Writer) && has(Kind::Checkpoint) && has(Kind::Runtime));
+        let writers = |t: &Threads| -> f64 {
+            t.each
+                .iter()
+                .filter(|t| t.1 == Kind::Writer)
+                .map(|t| t.2)
+                .sum()
+        };
+        // 20,000 events of ~1 KiB keep a writer busy for a tenth of a second or more, and
+        // a thread's utime + stime is its exact run time in 10 ms ticks.
+        assert!(writers(&now) > writers(&before), "no writer CPU counted");
+        assert!(before.per_1k_since(20_000).starts_with("writer "));
+        b.finish().await.unwrap();
+    }
+
     #[test]
     fn a_repeated_workload_reports_its_median_run_and_its_largest_peak() {
         let runs = vec![
