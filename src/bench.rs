@@ -9,7 +9,7 @@ use crate::engine::{Engine, EngineConfig, lock, request};
 use crate::model::*;
 use crate::netguard::Policy;
 use crate::payload::Shape;
-use crate::store::sqlite::{OpenOptions, SqliteStore};
+use crate::store::sqlite::{CHECKPOINT_THREAD, OpenOptions, SqliteStore, WRITER_THREAD};
 use crate::store::{Job, KeptHeaders, NewEvent, Outcome, SentBody, Store, header_text};
 use anyhow::{Context, Result};
 use axum::body::Bytes;
@@ -245,13 +245,18 @@ impl Threads {
                     continue;
                 };
                 let path = task.path();
-                let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-                // Names as set in store/sqlite/mod.rs, and tokio's; Linux keeps 15 bytes.
-                let kind = match name.trim_end() {
-                    "hookctl-writer" => Kind::Writer,
-                    n if n.starts_with("hookctl-checkp") => Kind::Checkpoint,
-                    n if n.starts_with("tokio-") => Kind::Runtime,
-                    _ => Kind::Other,
+                let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+                let comm = comm.trim_end();
+                // Linux keeps the first 15 bytes of a thread's name.
+                let named = |name: &str| comm == name.get(..15).unwrap_or(name);
+                let kind = if named(WRITER_THREAD) {
+                    Kind::Writer
+                } else if named(CHECKPOINT_THREAD) {
+                    Kind::Checkpoint
+                } else if comm.starts_with("tokio-") {
+                    Kind::Runtime
+                } else {
+                    Kind::Other
                 };
                 each.push((tid, kind, proc_cpu(&path.join("stat").to_string_lossy())));
             }
@@ -1297,8 +1302,8 @@ mod tests {
         }
     }
 
-    /// The split finds the store's threads by the names the store gives them: renaming
-    /// one would silently move its CPU to "other".
+    /// The split finds the store's threads by their names as /proc shows them (cut to
+    /// 15 bytes): missing them would silently move their CPU to "other".
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_thread_split_finds_the_writer_and_checkpointer_and_counts_their_work() {
         let b = fresh(false, 64).await.unwrap();

@@ -80,6 +80,10 @@ pub struct SqliteStore {
     closed: watch::Receiver<()>,
 }
 
+/// The store's thread names, as `hookctl bench` finds them in /proc to split its CPU.
+pub const WRITER_THREAD: &str = "hookctl-writer";
+pub const CHECKPOINT_THREAD: &str = "hookctl-checkpoint";
+
 /// Prepared statements kept per connection: every statement the store runs, with room.
 const STATEMENT_CACHE: usize = 64;
 
@@ -194,7 +198,7 @@ impl SqliteStore {
             Ok(c) => {
                 let (tx, rx) = std::sync::mpsc::sync_channel(1);
                 std::thread::Builder::new()
-                    .name("hookctl-checkpoint".into())
+                    .name(CHECKPOINT_THREAD.into())
                     .spawn(move || checkpoint::run(c, rx))
                     .ok()
                     .map(|t| (tx, t))
@@ -211,7 +215,7 @@ impl SqliteStore {
         let (closed_tx, closed) = watch::channel(());
         let c = committed.clone();
         std::thread::Builder::new()
-            .name("hookctl-writer".into())
+            .name(WRITER_THREAD.into())
             .spawn(move || {
                 // Returns when the store's last handle is gone, its connection closed and
                 // its end of `checkpoints` dropped, which stops the checkpointer.
