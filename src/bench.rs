@@ -267,10 +267,10 @@ impl Threads {
         }
     }
 
-    /// Seconds per 1,000 of `n` since `self`, by kind, as a progress line's suffix. A
-    /// thread that ended meanwhile (an idle blocking thread) is counted under "other",
-    /// which is the process's total less the threads named.
-    fn per_1k_since(&self, n: u64) -> String {
+    /// Seconds per 1,000 of `n` since `self`, in all and by kind. A thread that ended
+    /// meanwhile (an idle blocking thread) is counted under "other", which is the
+    /// process's total less the threads named.
+    fn per_1k_since(&self, n: u64) -> Split {
         let now = Threads::now();
         let k = n.max(1) as f64 / 1000.0;
         let spent = |kind: Kind| -> f64 {
@@ -281,20 +281,41 @@ impl Threads {
                     let before = self.each.iter().find(|t| t.0 == tid).map_or(0.0, |t| t.2);
                     cpu - before
                 })
-                .sum()
+                .sum::<f64>()
+                / k
         };
-        let (w, c, r) = (
+        let total = (now.total - self.total) / k;
+        let (writer, checkpoint, runtime) = (
             spent(Kind::Writer),
             spent(Kind::Checkpoint),
             spent(Kind::Runtime),
         );
-        let other = (now.total - self.total - w - c - r).max(0.0);
-        format!(
+        Split {
+            total,
+            writer,
+            checkpoint,
+            runtime,
+            other: (total - writer - checkpoint - runtime).max(0.0),
+        }
+    }
+}
+
+/// CPU seconds per 1,000, from [`Threads::per_1k_since`]; shown as a progress line's
+/// suffix.
+struct Split {
+    total: f64,
+    writer: f64,
+    checkpoint: f64,
+    runtime: f64,
+    other: f64,
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
             "writer {:.4}, checkpoint {:.4}, runtime {:.4}, other {:.4}",
-            w / k,
-            c / k,
-            r / k,
-            other / k
+            self.writer, self.checkpoint, self.runtime, self.other
         )
     }
 }
@@ -896,8 +917,7 @@ async fn backlog(p: &Plan) -> Result<Row> {
     let mut s = sub("backlog", format!("http://{}/backlog", seen.addr()));
     s.state = SubState::Paused;
     b.store.add_subscription(s).await?;
-    let (load_cpu, load_start) = (rusage_cpu(), Instant::now());
-    let load_threads = Threads::now();
+    let (load_threads, load_start) = (Threads::now(), Instant::now());
     let mut i = 0;
     while i < n {
         let events: Vec<NewEvent> = (i..(i + 500).min(n)).map(event).collect();
@@ -905,11 +925,11 @@ async fn backlog(p: &Plan) -> Result<Row> {
         b.store.publish(events).await?;
     }
     // What storing an event costs alone: the part of workload 1 that a drain never pays.
+    let load = load_threads.per_1k_since(n as u64);
     eprintln!(
-        "  4 backlog loaded: {n} events in {:.1} s, {:.3} cpu s/1k ({})",
+        "  4 backlog loaded: {n} events in {:.1} s, {:.3} cpu s/1k ({load})",
         load_start.elapsed().as_secs_f64(),
-        (rusage_cpu() - load_cpu) / (n as f64 / 1000.0),
-        load_threads.per_1k_since(n as u64)
+        load.total,
     );
     let cpu0 = Cpu::now(&seen);
     let threads0 = Threads::now();
@@ -1325,7 +1345,12 @@ mod tests {
         // 20,000 events of ~1 KiB keep a writer busy for a tenth of a second or more, and
         // a thread's utime + stime is its exact run time in 10 ms ticks.
         assert!(writers(&now) > writers(&before), "no writer CPU counted");
-        assert!(before.per_1k_since(20_000).starts_with("writer "));
+        assert!(
+            before
+                .per_1k_since(20_000)
+                .to_string()
+                .starts_with("writer ")
+        );
         b.finish().await.unwrap();
     }
 
