@@ -469,6 +469,47 @@ fn bad_input_gets_one_line_and_writes_nothing() {
     assert_eq!(d[0]["deliveries"][0]["status"], "cancelled");
 }
 
+/// A bad line stops a stream where it stands: the lines before it are published and
+/// acknowledged, nothing from it on is stored, and the error names the line to resume from.
+#[test]
+fn a_bad_ndjson_line_keeps_the_lines_before_it_and_names_where_to_resume() {
+    let env = Env::new();
+    env.sub_add(&["--url", "http://127.0.0.1:9/x", "--all"]);
+    let (file, ids) = ndjson(&env, "in.ndjson", 1500, "s");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    // Past two full batches and into a third; a blank line counts as a line.
+    lines[1100] = "";
+    lines[1201] = "{\"type\": broken";
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+
+    let out = env.run(&["emit", "--ndjson", path_str(&file)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    for want in [
+        "line 1202: not JSON",
+        "lines 1-1201 are published (1200 events",
+        "resume from line 1202",
+    ] {
+        assert!(err.contains(want), "'{err}' lacks '{want}'");
+    }
+    let (_, status) = env.json_any(&["status"]);
+    assert_eq!(status["queue"]["events"], 1200, "{status}");
+    assert!(env.run(&["event", "show", &ids[1199]]).status.success());
+    assert!(!env.run(&["event", "show", &ids[1202]]).status.success());
+
+    let first = env.path("first.ndjson");
+    std::fs::write(&first, "\n{\"type\": \"Nope\"}\n").unwrap();
+    let out = env.run(&["emit", "--ndjson", path_str(&first)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("line 2:"), "{err}");
+    assert!(err.contains("nothing before it was stored either"), "{err}");
+    let (_, status) = env.json_any(&["status"]);
+    assert_eq!(status["queue"]["events"], 1200, "{status}");
+}
+
 #[test]
 fn secrets_never_appear_in_full() {
     let env = Env::new();

@@ -288,7 +288,9 @@ pub struct EmitArgs {
     #[arg(long, value_name = "EVENT_ID")]
     pub id: Option<String>,
     /// Publish many events: one JSON object per line ({type, locationId?, id?, timestamp?,
-    /// data?}) from FILE or - for stdin, committed in batches.
+    /// data?}) from FILE or - for stdin, streamed and committed in batches. A bad line stops
+    /// the stream: the lines before it are published and the error names the line to
+    /// resume from; nothing from the bad line on is stored.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["event_type", "data", "id", "location"])]
     pub ndjson: Option<String>,
 }

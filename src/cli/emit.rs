@@ -11,6 +11,9 @@ use std::io::BufRead;
 
 /// Events per commit when publishing a stream.
 const BATCH: usize = 500;
+/// Parsed batches waiting for their commit: enough to keep the writer busy while the
+/// reader parses, few enough that memory stays flat on any input.
+const READ_AHEAD: usize = 4;
 
 fn read_data(arg: &str) -> Result<Value> {
     let text = if let Some(path) = arg.strip_prefix('@') {
@@ -59,41 +62,151 @@ pub async fn run(ctx: &Ctx, a: EmitArgs) -> Result<Exit> {
     Ok(0)
 }
 
+/// What a stream of lines has published so far.
+#[derive(Default)]
+struct Tally {
+    lines: usize,
+    fresh: usize,
+    duplicates: usize,
+    deliveries: usize,
+}
+
+impl Tally {
+    fn add(&mut self, published: &[Published], lines: usize) {
+        let fresh = published.iter().filter(|p| !p.duplicate).count();
+        self.fresh += fresh;
+        self.duplicates += published.len() - fresh;
+        self.deliveries += published.iter().map(|p| p.deliveries).sum::<usize>();
+        self.lines = lines;
+    }
+}
+
+/// One batch of parsed lines, or the line that stopped the stream.
+enum Batch {
+    Events {
+        events: Vec<NewEvent>,
+        /// The number of the batch's last line.
+        last_line: usize,
+    },
+    Bad(anyhow::Error),
+}
+
+/// Reads and parses on a thread of its own, a batch at a time, so that parsing the next
+/// batch overlaps committing this one and memory holds a few batches whatever the size
+/// of the input.
+fn spawn_reader(
+    reader: Box<dyn BufRead + Send>,
+    src: String,
+) -> tokio::sync::mpsc::Receiver<Batch> {
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    std::thread::spawn(move || {
+        let mut events = Vec::with_capacity(BATCH);
+        let mut last_line = 0;
+        for (i, line) in reader.lines().enumerate() {
+            let n = i + 1;
+            let parsed = line
+                .with_context(|| format!("line {n}: reading {src}"))
+                .and_then(|l| {
+                    if l.trim().is_empty() {
+                        Ok(None)
+                    } else {
+                        parse_line(&l, n).map(Some)
+                    }
+                });
+            match parsed {
+                Ok(Some(e)) => events.push(e),
+                Ok(None) => {}
+                Err(e) => {
+                    if !events.is_empty() {
+                        let full = std::mem::take(&mut events);
+                        if tx
+                            .blocking_send(Batch::Events {
+                                events: full,
+                                last_line,
+                            })
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    let _ = tx.blocking_send(Batch::Bad(e));
+                    return;
+                }
+            }
+            last_line = n;
+            if events.len() == BATCH {
+                let full = std::mem::replace(&mut events, Vec::with_capacity(BATCH));
+                if tx
+                    .blocking_send(Batch::Events {
+                        events: full,
+                        last_line,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        if !events.is_empty() {
+            let _ = tx.blocking_send(Batch::Events { events, last_line });
+        }
+    });
+    rx
+}
+
 async fn run_ndjson(ctx: &Ctx, src: &str) -> Result<Exit> {
-    let reader: Box<dyn BufRead> = if src == "-" {
+    let reader: Box<dyn BufRead + Send> = if src == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
         Box::new(std::io::BufReader::new(
             std::fs::File::open(src).with_context(|| format!("--ndjson {src}"))?,
         ))
     };
-    // Every line is checked before anything is stored: bad input stores nothing.
-    let mut events = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("reading {src}"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        events.push(parse_line(&line, i + 1)?);
-    }
     let store = ctx.open_store().await?;
-    let mut all: Vec<Published> = Vec::with_capacity(events.len());
-    for chunk in events.chunks(BATCH) {
-        all.extend(store.publish(chunk.to_vec()).await?);
+    let mut batches = spawn_reader(reader, src.to_string());
+    let mut done = Tally::default();
+    while let Some(batch) = batches.recv().await {
+        match batch {
+            Batch::Events { events, last_line } => {
+                let published = store
+                    .publish(events)
+                    .await
+                    .with_context(|| stopped_after(&done, src, "storing the next batch failed"))?;
+                done.add(&published, last_line);
+            }
+            Batch::Bad(e) => {
+                bail!(
+                    "{e}; {}",
+                    stopped_after(&done, src, "nothing from this line on was stored")
+                );
+            }
+        }
     }
-    let fresh = all.iter().filter(|p| !p.duplicate).count();
-    let deliveries: usize = all.iter().map(|p| p.deliveries).sum();
     if ctx.json {
         print_json(&serde_json::json!({
-            "published": fresh,
-            "duplicates": all.len() - fresh,
-            "deliveries": deliveries,
+            "published": done.fresh,
+            "duplicates": done.duplicates,
+            "deliveries": done.deliveries,
         }))?;
     } else {
         println!(
-            "published {fresh} events ({} duplicates) → {deliveries} deliveries",
-            all.len() - fresh
+            "published {} events ({} duplicates) → {} deliveries",
+            done.fresh, done.duplicates, done.deliveries
         );
     }
     Ok(0)
+}
+
+/// Where a stream stopped, and how to go on without publishing anything twice.
+fn stopped_after(done: &Tally, src: &str, what: &str) -> String {
+    if done.lines == 0 {
+        return format!("{what}; nothing before it was stored either");
+    }
+    let next = done.lines + 1;
+    let file = if src == "-" { "FILE" } else { src };
+    format!(
+        "{what}; lines 1-{} are published ({} events, {} duplicates, {} deliveries): \
+         resume from line {next} (tail -n +{next} {file} | hookctl emit --ndjson -)",
+        done.lines, done.fresh, done.duplicates, done.deliveries,
+    )
 }
