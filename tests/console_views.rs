@@ -2,8 +2,11 @@
 //! 80×24 and 120×40, a sweep of sizes that must never panic, and the README screenshots
 //! checked against what the code draws today.
 
+mod common;
+use common::{Env, path_str};
+use hookctl::store::sqlite::{OpenOptions, SqliteStore};
 use hookctl::tui::state::{Action, App};
-use hookctl::tui::{fixture, render, svg, theme::Theme};
+use hookctl::tui::{fixture, render, snapshot::Query, svg, theme::Theme};
 
 fn fixture_app() -> App {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -107,5 +110,95 @@ fn screenshots_are_current() {
             "{} is not what the console draws today: run `cargo run --example screenshots`",
             path.display()
         );
+    }
+}
+
+/// More deliveries wait than a five-column count holds: the pane widens to the exact
+/// figure, shows a marked lower bound past seven digits, and `status` agrees in both forms.
+#[test]
+fn a_backlog_past_its_column_shows_exact_or_a_marked_bound() {
+    const WAITING: usize = 123_457;
+    let env = Env::new();
+    let id = env.sub_add(&[
+        "--url",
+        "http://127.0.0.1:9/x",
+        "--all",
+        "--name",
+        "backlog",
+    ]);
+    env.ok(&["sub", "pause", &id]);
+    let path = env.path("backlog.ndjson");
+    let mut text = String::with_capacity(WAITING * 80);
+    for i in 0..WAITING {
+        text.push_str(&format!(
+            "{{\"type\":\"ContactCreate\",\"id\":\"evt_backlog{i:07}\",\"timestamp\":{}}}\n",
+            fixture::NOW - 60_000
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    env.ok(&["emit", "--ndjson", path_str(&path)]);
+
+    let status = env.run(&["status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("123457 pending"), "{status}");
+    assert!(status.contains("123457 waiting"), "{status}");
+    let (_, json) = env.json_any(&["status"]);
+    assert_eq!(json["queue"]["pending"], WAITING, "{json}");
+    assert_eq!(json["subscriptions"][0]["pending"], WAITING, "{json}");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut app = rt.block_on(async {
+        let store = SqliteStore::open(&env.db, OpenOptions::default())
+            .await
+            .unwrap();
+        let mut app = App::default();
+        app.set_snapshot(fixture::snapshot(&store, &Query::default()).await.unwrap());
+        app
+    });
+    let draw = |app: &App| {
+        render::text(&render::buffer(app, 80, 24, Theme { color: false })).replace(&id, "sub_ID")
+    };
+    let exact = draw(&app);
+    insta::assert_snapshot!("backlog_exact_80x24", exact);
+    assert!(exact.contains("queue 123457"), "{exact}");
+    assert!(exact.contains(" 123457 "), "{exact}");
+
+    let snap = app.snapshot.as_mut().unwrap();
+    snap.subs[0].stats.pending = 12_345_678;
+    let bound = draw(&app);
+    insta::assert_snapshot!("backlog_bound_80x24", bound);
+    assert!(bound.contains(" 12345k+ "), "{bound}");
+    assert!(!bound.contains("1234567"), "{bound}");
+}
+
+/// The retry and dead-letter panes read a window of rows; when more exist, their titles
+/// and tabs give the full count and say that the rows are a part of it.
+#[test]
+fn windows_smaller_than_the_queue_say_so() {
+    let mut app = fixture_app();
+    let snap = app.snapshot.as_mut().unwrap();
+    snap.counts.retrying = 5_000;
+    snap.counts.dead = 2_500;
+    for (name, view) in render::views(&app) {
+        let text = render::text(&render::buffer(&view, 120, 40, Theme { color: false }));
+        assert!(text.contains("Retries (5000)"), "{name}: {text}");
+        assert!(text.contains("Dead letters (2500)"), "{name}: {text}");
+        match name {
+            "retries" => assert!(
+                text.contains("5 of the soonest shown, 5000 waiting"),
+                "{text}"
+            ),
+            "dead-letters" => {
+                assert!(
+                    text.contains("2 of the newest shown, 2500 gave up"),
+                    "{text}"
+                );
+                assert!(text.contains("connect × 2+"), "{text}");
+            }
+            _ => {}
+        }
     }
 }

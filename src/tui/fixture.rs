@@ -146,7 +146,8 @@ pub async fn seed(path: &Path) -> Result<std::sync::Arc<SqliteStore>> {
         .map(|(i, t)| {
             let at = NOW - (types.len() - i) as i64 * 40_000;
             NewEvent {
-                id: format!("evt_01jhf{:02}x7k2m9q4r8t", i),
+                // Made in the same moment: the ids share their start and differ at the end.
+                id: format!("evt_01jhf7k2m9q4r8tb6v3k{:02}x5w", i),
                 event_type: t.to_string(),
                 location_id: Some(crate::catalog::SAMPLE_LOCATION.into()),
                 timestamp: at,
@@ -179,7 +180,13 @@ pub async fn seed(path: &Path) -> Result<std::sync::Arc<SqliteStore>> {
             _ => vec![],
         }
     };
-    let event_index = |id: &str| -> usize { id[9..11].parse().unwrap_or(0) };
+    let event_index = |id: &str| -> usize {
+        id.len()
+            .checked_sub(5)
+            .and_then(|at| id.get(at..at + 2))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
     loop {
         // Claiming with a far-future clock: every delivery is due.
         let wants = vec![

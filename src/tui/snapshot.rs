@@ -11,6 +11,10 @@ use std::collections::HashMap;
 
 /// Rows kept in memory for the stream; older ones are read from the store on demand.
 pub const STREAM_WINDOW: u32 = 200;
+/// Retries and dead letters read per snapshot, soonest and newest first; the counts in
+/// [`Snapshot::counts`] say how many there are in all.
+pub const RETRY_WINDOW: u32 = 500;
+pub const DEAD_WINDOW: u32 = 1000;
 /// Sparkline buckets over the last hour (2 minutes each).
 pub const SPARK_BUCKETS: usize = 30;
 const HOUR_MS: i64 = 3_600_000;
@@ -86,6 +90,16 @@ impl Snapshot {
             .find(|s| s.sub.id == id)
             .map(|s| s.sub.name.clone())
             .unwrap_or_else(|| id.to_string())
+    }
+
+    /// More retries wait than the snapshot holds.
+    pub fn retries_cut(&self) -> bool {
+        (self.retries.len() as i64) < self.counts.retrying
+    }
+
+    /// More dead letters exist than the snapshot holds.
+    pub fn dead_cut(&self) -> bool {
+        (self.dead.len() as i64) < self.counts.dead
     }
 
     pub fn sub(&self, id: &str) -> Option<&Subscription> {
@@ -179,8 +193,8 @@ pub async fn load(
         stream,
         stream_query: query.stream.clone(),
         newest_seq,
-        retries: store.retry_queue(500).await?,
-        dead: store.dead_letters(1000).await?,
+        retries: store.retry_queue(RETRY_WINDOW).await?,
+        dead: store.dead_letters(DEAD_WINDOW).await?,
         inspected,
         inspect_missing,
     })

@@ -13,6 +13,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let groups = dead_groups(&snap.dead);
     let mut body: Vec<Row> = Vec::new();
     // Group headers are rows too; the selection index counts only dead letters.
+    let id_w = super::stream::id_width(area);
     let mut selected_row = None;
     let mut last_key = None;
     for (i, d) in rows.iter().enumerate() {
@@ -30,7 +31,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                         theme.title(),
                     ),
                     Span::styled(
-                        format!("{error} × {}", groups.get(&key).copied().unwrap_or(0)),
+                        format!(
+                            "{error} × {}{}",
+                            groups.get(&key).copied().unwrap_or(0),
+                            if snap.dead_cut() { "+" } else { "" }
+                        ),
                         theme.bad(),
                     ),
                 ])])
@@ -43,7 +48,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         }
         body.push(Row::new(vec![
             Line::from(format!("  {}", d.event_type)),
-            Line::from(Span::styled(d.event_id.clone(), theme.dim())),
+            Line::from(Span::styled(fmt::id(&d.event_id, id_w), theme.dim())),
             Line::from(format!("{} tries", d.attempts)),
             Line::from(format!("{} ago", fmt::age(snap.now, d.died_at))),
             Line::from(Span::styled(
@@ -53,12 +58,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         ]));
     }
     let count = rows.len();
-    let id_w = if area.width >= 110 { 30 } else { 14 };
     let table = Table::new(
         body,
         [
             Constraint::Length(26),
-            Constraint::Length(id_w),
+            Constraint::Length(id_w as u16),
             Constraint::Length(8),
             Constraint::Length(8),
             Constraint::Min(4),
@@ -67,7 +71,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     .row_highlight_style(theme.selected())
     .block(Block::default().borders(Borders::TOP).title(super::title(
         "Dead letters",
-        format!("{count} gave up, by endpoint and error "),
+        if snap.dead_cut() {
+            format!(
+                "{count} of the newest shown, {} gave up, by endpoint and error ",
+                snap.counts.dead
+            )
+        } else {
+            format!("{count} gave up, by endpoint and error ")
+        },
         theme,
     )));
     let mut state = TableState::default().with_selected(selected_row);

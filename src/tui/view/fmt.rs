@@ -82,6 +82,44 @@ pub fn cut(s: &str, width: usize) -> String {
     out
 }
 
+/// Keeps the end of an id, where ids made in the same moment differ (their start is the
+/// time), marking the cut at the front.
+pub fn id(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width {
+        return s.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out = String::from("…");
+    out.extend(s.chars().skip(n - (width - 1)));
+    out
+}
+
+/// A count in `width` columns: exact when it fits, otherwise a lower bound marked with
+/// `+` (rounded down, so `1.2M+` never claims more than there is).
+pub fn count(n: i64, width: usize) -> String {
+    let exact = n.to_string();
+    if exact.len() <= width || n < 1000 {
+        return exact;
+    }
+    let units = [(1_000, 'k'), (1_000_000, 'M'), (1_000_000_000, 'G')];
+    let mut short = exact;
+    for (unit, suffix) in units {
+        let tenths = n / (unit / 10);
+        short = if tenths < 100 {
+            format!("{}.{}{suffix}+", tenths / 10, tenths % 10)
+        } else {
+            format!("{}{suffix}+", n / unit)
+        };
+        if short.len() <= width {
+            break;
+        }
+    }
+    short
+}
+
 pub fn sparkline(values: &[u64], width: usize) -> String {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let vals = &values[values.len().saturating_sub(width)..];
@@ -179,10 +217,24 @@ mod tests {
     }
 
     #[test]
+    fn counts_are_exact_or_a_marked_lower_bound() {
+        assert_eq!(count(99_999, 5), "99999");
+        assert_eq!(count(1_000_000, 7), "1000000");
+        assert_eq!(count(1_000_000, 5), "1.0M+");
+        assert_eq!(count(1_999_999, 5), "1.9M+");
+        assert_eq!(count(123_456, 5), "123k+");
+        assert_eq!(count(12_345_678, 5), "12M+");
+        assert_eq!(count(-3, 1), "-3");
+    }
+
+    #[test]
     fn cuts_and_bars() {
         assert_eq!(cut("abcdef", 4), "abc…");
         assert_eq!(cut("abc", 4), "abc");
         assert_eq!(cut("abc", 0), "");
+        assert_eq!(id("evt_01m95vhr1nx637jx5", 9), "…nx637jx5");
+        assert_eq!(id("evt_01m95vhr1nx637jx5", 9).chars().count(), 9);
+        assert_eq!(id("evt_1", 9), "evt_1");
         assert_eq!(sparkline(&[0, 1, 2, 4], 4).chars().count(), 4);
         assert_eq!(sparkline(&[0, 0], 2), "  ");
     }

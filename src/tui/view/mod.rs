@@ -121,11 +121,11 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
 
 fn draw_tabs(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let s = app.snapshot.as_ref();
-    let count = |p: Pane| -> Option<usize> {
+    let count = |p: Pane| -> Option<i64> {
         let s = s?;
         match p {
-            Pane::Retries => Some(s.retries.len()),
-            Pane::Dead => Some(s.dead.len()),
+            Pane::Retries => Some(s.counts.retrying),
+            Pane::Dead => Some(s.counts.dead),
             _ => None,
         }
     };

@@ -9,6 +9,8 @@ use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState};
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let rows = app.visible_retries();
     let Some(snap) = &app.snapshot else { return };
+    let wide = area.width >= 110;
+    let id_w = if wide { 30 } else { 10 };
     let body: Vec<Row> = rows
         .iter()
         .map(|r| {
@@ -27,8 +29,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 .map(|c| format!("[{c}] "))
                 .unwrap_or_default();
             Row::new(vec![
-                Line::from(fmt::cut(&snap.sub_name(&r.subscription_id), 14)),
+                Line::from(fmt::cut(
+                    &snap.sub_name(&r.subscription_id),
+                    if wide { 14 } else { 12 },
+                )),
                 Line::from(r.event_type.clone()),
+                Line::from(Span::styled(fmt::id(&r.event_id, id_w), theme.dim())),
                 Line::from(Span::styled(format!("{spent}/{max}"), theme.warn())),
                 Line::from(fmt::countdown(snap.now, r.next_at)),
                 Line::from(Span::styled(format!("{class}{error}"), theme.bad())),
@@ -39,18 +45,36 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let table = Table::new(
         body,
         [
-            Constraint::Length(14),
+            Constraint::Length(if wide { 14 } else { 12 }),
             Constraint::Length(22),
+            Constraint::Length(id_w as u16),
             Constraint::Length(5),
             Constraint::Length(7),
             Constraint::Min(10),
         ],
     )
-    .header(Row::new(["ENDPOINT", "EVENT TYPE", "TRY", "NEXT", "LAST ERROR"]).style(theme.header()))
+    .header(
+        Row::new([
+            "ENDPOINT",
+            "EVENT TYPE",
+            "EVENT",
+            "TRY",
+            "NEXT",
+            "LAST ERROR",
+        ])
+        .style(theme.header()),
+    )
     .row_highlight_style(theme.selected())
     .block(Block::default().borders(Borders::TOP).title(super::title(
         "Retries",
-        format!("{count} waiting for their next attempt "),
+        if snap.retries_cut() {
+            format!(
+                "{count} of the soonest shown, {} waiting for their next attempt ",
+                snap.counts.retrying
+            )
+        } else {
+            format!("{count} waiting for their next attempt ")
+        },
         theme,
     )));
     let mut state = TableState::default().with_selected((count > 0).then_some(app.sel()));

@@ -11,8 +11,10 @@ use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState};
 pub fn event_rows<'a>(
     rows: &[crate::store::EventRow],
     snap: &crate::tui::snapshot::Snapshot,
+    area: Rect,
     theme: Theme,
 ) -> Vec<Row<'a>> {
+    let id_w = id_width(area);
     rows.iter()
         .map(|e| {
             let mut spans: Vec<Span> = Vec::new();
@@ -36,19 +38,23 @@ pub fn event_rows<'a>(
             Row::new(vec![
                 Line::from(Span::styled(fmt::hhmmss(e.timestamp), theme.dim())),
                 Line::from(e.event_type.clone()),
-                Line::from(Span::styled(e.id.clone(), theme.dim())),
+                Line::from(Span::styled(fmt::id(&e.id, id_w), theme.dim())),
                 Line::from(spans),
             ])
         })
         .collect()
 }
 
+/// Room for a whole id on a wide screen; otherwise its tail.
+pub fn id_width(area: Rect) -> usize {
+    if area.width >= 110 { 30 } else { 14 }
+}
+
 pub fn widths(area: Rect) -> [Constraint; 4] {
-    let id_w = if area.width >= 110 { 30 } else { 14 };
     [
         Constraint::Length(8),
         Constraint::Length(24),
-        Constraint::Length(id_w),
+        Constraint::Length(id_width(area) as u16),
         Constraint::Min(10),
     ]
 }
@@ -70,7 +76,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         .as_ref()
         .map(|f| format!(" · “{f}”"))
         .unwrap_or_default();
-    let body = event_rows(rows, snap, theme);
+    let body = event_rows(rows, snap, area, theme);
     let table = Table::new(body, widths(area))
         .header(Row::new(["TIME", "TYPE", "EVENT", "DELIVERIES"]).style(theme.header()))
         .row_highlight_style(theme.selected())

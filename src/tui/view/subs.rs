@@ -23,7 +23,19 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         Constraint::Length(detail_h),
     ])
     .areas(area);
-    let spark_w = table_area.width.saturating_sub(64).clamp(4, 30) as usize;
+    // Counts widen their columns up to 7 digits, so that they are exact below ten million;
+    // past that they show a marked lower bound.
+    let digits = |n: i64| n.to_string().len().clamp(4, 7);
+    let wait_w = rows
+        .iter()
+        .map(|r| digits(r.stats.pending + r.stats.retrying))
+        .max()
+        .unwrap_or(4);
+    let dead_w = rows.iter().map(|r| digits(r.stats.dead)).max().unwrap_or(4);
+    let spark_w = table_area
+        .width
+        .saturating_sub(56 + (wait_w + dead_w) as u16)
+        .clamp(4, 30) as usize;
     let header = Row::new([
         "NAME",
         "STATE",
@@ -58,7 +70,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 None => Span::styled("-", theme.dim()),
             };
             let dead = Span::styled(
-                r.stats.dead.to_string(),
+                fmt::count(r.stats.dead, dead_w),
                 if r.stats.dead > 0 {
                     theme.bad()
                 } else {
@@ -72,7 +84,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 Line::from(fmt::ms(r.p50_ms)),
                 Line::from(fmt::ms(r.p95_ms)),
                 Line::from(last),
-                Line::from((r.stats.pending + r.stats.retrying).to_string()),
+                Line::from(fmt::count(r.stats.pending + r.stats.retrying, wait_w)),
                 Line::from(dead),
                 Line::from(Span::styled(
                     fmt::sparkline(&r.spark, spark_w),
@@ -91,8 +103,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             Constraint::Length(6),
             Constraint::Length(6),
             Constraint::Length(4),
-            Constraint::Length(5),
-            Constraint::Length(5),
+            Constraint::Length(wait_w as u16 + 1),
+            Constraint::Length(dead_w as u16 + 1),
             Constraint::Min(4),
         ],
     )
@@ -123,7 +135,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     {
         let latest = &snap.stream[..snap.stream.len().min(latest_area.height as usize)];
         let table = Table::new(
-            super::stream::event_rows(latest, snap, theme),
+            super::stream::event_rows(latest, snap, latest_area, theme),
             super::stream::widths(latest_area),
         )
         .block(Block::default().borders(Borders::TOP).title(super::title(
