@@ -335,7 +335,7 @@ impl Subscription {
     }
 }
 
-/// Default retry delays (DESIGN §3): 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
+/// Default retry delays, after the first attempt at once: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
 pub const DEFAULT_RETRY_SCHEDULE_MS: &[u64] = &[
     5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 50_400_000, 72_000_000,
     86_400_000,

@@ -389,6 +389,7 @@ fn verify_accepts_what_was_sent_and_rejects_one_changed_byte() {
 }
 
 #[test]
+#[cfg(feature = "bench")]
 fn quick_benchmark_completes_and_prints_figures() {
     let env = Env::new();
     let out = env.run(&["bench", "--quick"]);

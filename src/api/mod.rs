@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN §4): publish events, manage webhooks, inbound webhooks, health,
+//! The HTTP API: publish events, manage webhooks, inbound webhooks, health,
 //! metrics and its own OpenAPI description. Every route is in `ROUTES`, which both the
 //! router's tests and `/openapi.json` are made from.
 

@@ -104,7 +104,7 @@ catalog! {
     ],
 }
 
-/// The guide's names for the same events (DESIGN §3).
+/// The guide's names for the same events (accepted wherever a type is).
 pub const ALIASES: &[(&str, &str)] = &[
     ("ContactCreated", "ContactCreate"),
     ("ContactUpdated", "ContactUpdate"),

@@ -1,12 +1,16 @@
-//! The command line (DESIGN §2). Parsing only: each command lives in its own module.
+//! The command line. Parsing only: each command lives in its own module.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// The version `--version` prints, with the database schema this build knows (a unit
+/// test keeps the number equal to the last migration).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (database schema 8)");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "hookctl",
-    version,
+    version = VERSION,
     about = "Webhook delivery engine and its terminal console",
     propagate_version = true
 )]
@@ -60,6 +64,7 @@ pub enum Command {
     #[command(subcommand)]
     Inbound(InboundCommand),
     /// The benchmark: the engine against raw HTTP and store-only rates, in one run.
+    #[cfg(feature = "bench")]
     Bench {
         /// A short run (under a minute) that checks the benchmark works.
         #[arg(long)]
@@ -71,7 +76,15 @@ pub enum Command {
         #[arg(long)]
         sink_in_process: bool,
     },
+    /// Shell completions, to be sourced (bash) or installed (zsh, fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// The manual page, in roff: hookctl man > hookctl.1 && man -l hookctl.1
+    Man,
     /// The benchmark's counting receiver, run by `bench` as a child process.
+    #[cfg(feature = "bench")]
     #[command(hide = true)]
     BenchSink {
         /// Answer requests to /slow… after this many milliseconds.
@@ -443,4 +456,11 @@ pub struct CatalogArgs {
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("'{s}' is not a duration ({e}); use e.g. 500ms, 5s, 2h"))
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }

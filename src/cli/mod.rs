@@ -54,6 +54,12 @@ impl Ctx {
 pub type Exit = i32;
 
 pub async fn run(cli: Cli) -> Result<Exit> {
+    // Made from the definitions alone: no settings or database needed.
+    match cli.command {
+        Some(Command::Completions { shell }) => return tools::completions(shell),
+        Some(Command::Man) => return tools::man(),
+        _ => {}
+    }
     let mut cfg = Config::load(cli.config.as_deref())?;
     let default_db = cli.db.is_none();
     if let Some(db) = cli.db {
@@ -81,6 +87,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Values(c) => values::run(&ctx, c).await,
         Command::Token(c) => access::token(&ctx, c).await,
         Command::Inbound(c) => access::inbound(&ctx, c).await,
+        #[cfg(feature = "bench")]
         Command::Bench {
             quick,
             only,
@@ -88,6 +95,8 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         } => crate::bench::run(quick, &only, ctx.cfg.synchronous_full, sink_in_process)
             .await
             .map(|_| 0),
+        Command::Completions { .. } | Command::Man => Ok(0),
+        #[cfg(feature = "bench")]
         Command::BenchSink { slow_ms } => {
             crate::bench::serve_sink(slow_ms.map(Duration::from_millis))
                 .await

@@ -165,3 +165,37 @@ pub async fn catalog(ctx: &Ctx, a: CatalogArgs) -> Result<Exit> {
     println!("`hookctl catalog TYPE` shows a sample payload");
     Ok(0)
 }
+
+pub fn completions(shell: super::args::Shell) -> Result<Exit> {
+    use clap::CommandFactory;
+    use clap_complete::Shell as S;
+    let shell = match shell {
+        super::args::Shell::Bash => S::Bash,
+        super::args::Shell::Zsh => S::Zsh,
+        super::args::Shell::Fish => S::Fish,
+    };
+    let mut cmd = super::Cli::command();
+    clap_complete::generate(shell, &mut cmd, "hookctl", &mut std::io::stdout().lock());
+    Ok(0)
+}
+
+pub fn man() -> Result<Exit> {
+    use clap::CommandFactory;
+    let cmd = super::Cli::command();
+    let mut out = Vec::new();
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render(&mut out)?;
+    // A section per command, so that the page documents every flag, not only the top level.
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("hookctl {}", sub.get_name());
+        let page = clap_mangen::Man::new(sub.clone());
+        out.extend_from_slice(format!(".SH \"{}\"\n", name.to_uppercase()).as_bytes());
+        page.render_description_section(&mut out)?;
+        page.render_options_section(&mut out)?;
+        if sub.has_subcommands() {
+            page.render_subcommands_section(&mut out)?;
+        }
+    }
+    std::io::stdout().lock().write_all(&out)?;
+    Ok(0)
+}

@@ -9,14 +9,9 @@ use tokio::sync::mpsc;
 /// Most outcomes in one `record` call.
 const MAX_BATCH: usize = 1000;
 /// How long outcomes are gathered before they are committed, unless ENOUGH came sooner.
-/// Twice the 2 ms and 128 this once was: in six ABAB rounds of `hookctl bench --only 1,2`
-/// each pair went the same way, workload 1 13,087 against 11,422 deliveries/s on average
-/// and workload 2 11,215 against 10,260, the engine's CPU per delivery 14 % lower (three
-/// later rounds of workload 1 alone, in a slower phase of the machine, split 2–1 the other
-/// way, 10,078 against 10,711 on average: the gain is smaller than those six say). Twice
-/// again (8 ms, 512) was no better, in three rounds; likely because outcomes awaiting
-/// their commit hold leases, and with 512 requests on the wire that leaves the lanes
-/// little of the lease budget (twice `max_in_flight`) to keep ready.
+/// Larger batches cost less per outcome to commit, but outcomes awaiting their commit hold
+/// leases: with hundreds of requests on the wire, a longer wait leaves the lanes little of
+/// the lease budget (twice `max_in_flight`) to keep ready.
 const GATHER: Duration = Duration::from_millis(4);
 const ENOUGH: usize = 256;
 

@@ -4,7 +4,7 @@
 use crate::model::Millis;
 use rand::Rng;
 
-/// Statuses whose `Retry-After` is honoured (DESIGN §3).
+/// Statuses whose `Retry-After` is honoured (the statuses a receiver uses to say "later").
 pub fn honours_retry_after(status: u16) -> bool {
     matches!(status, 429 | 502 | 503 | 504)
 }

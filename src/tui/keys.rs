@@ -1,4 +1,4 @@
-//! Keys to actions (DESIGN §5). Whatever is on top takes the key: a message shown once,
+//! Keys to actions. Whatever is on top takes the key: a message shown once,
 //! a confirmation, the subscription form, the command line, the filter, then the panes.
 
 use super::state::{Action, App, FormKey, LineKey, Pane};

@@ -44,6 +44,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// The schema this build creates and reads: its last migration.
+pub const SCHEMA_VERSION: i64 = 8;
+
 /// Holds the migration lock while alive.
 pub struct MigrationLock {
     _file: File,
@@ -93,7 +96,7 @@ fn applied(conn: &Connection) -> Result<i64> {
 
 fn run_upto(conn: &Connection, last: i64) -> Result<()> {
     let applied = applied(conn).context("cannot read the database's schema version")?;
-    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    let known = SCHEMA_VERSION;
     if applied > known {
         bail!(
             "the database's schema (version {applied}) is newer than this hookctl knows ({known}); use a newer hookctl"
@@ -125,6 +128,18 @@ fn run_upto(conn: &Connection, last: i64) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_schema_version_is_the_last_migration() {
+        assert_eq!(
+            super::MIGRATIONS.last().map(|m| m.0),
+            Some(super::SCHEMA_VERSION)
+        );
+        assert!(
+            crate::cli::args::VERSION
+                .ends_with(&format!("(database schema {})", super::SCHEMA_VERSION))
+        );
+    }
+
     use rusqlite::Connection;
 
     /// Every delivery's kept body, by delivery id.

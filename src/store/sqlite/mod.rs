@@ -275,9 +275,9 @@ impl SqliteStore {
 
     /// Runs work of many steps in a task of its own, to its end even when the caller stops
     /// waiting: an API client that hangs up drops its request's future, and a removal
-    /// stopped there left its subscription paused with most of its backlog still waiting
-    /// (measured: `curl -m 1` on a removal of 990,000 stopped it after 80,000). A single
-    /// writer operation never had this problem: once queued, the writer carries it out.
+    /// stopped there would leave its subscription paused with most of its backlog still
+    /// waiting. A single writer operation needs none of this: once queued, the writer
+    /// carries it out.
     async fn to_the_end<T, F>(&self, work: impl FnOnce(Detached) -> F) -> Result<T>
     where
         T: Send + 'static,
