@@ -396,7 +396,10 @@ fn bad_input_gets_one_line_and_writes_nothing() {
             vec!["sub", "add", "--url", "ftp://example.com/x", "--all"],
             "scheme 'ftp'",
         ),
-        (vec!["sub", "add", "--url", "not a url", "--all"], "--url"),
+        (
+            vec!["sub", "add", "--url", "not a url", "--all"],
+            "url: 'not a url'",
+        ),
         (
             vec![
                 "sub",
@@ -418,7 +421,7 @@ fn bad_input_gets_one_line_and_writes_nothing() {
                 "--retry-schedule",
                 "5x",
             ],
-            "retry-schedule",
+            "retry_schedule: '5x'",
         ),
         (
             vec![

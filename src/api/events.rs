@@ -1,8 +1,8 @@
 //! `POST /v2/events` and `GET /v2/events/{id}`.
 
 use super::{ApiError, ApiResult, ApiState, auth, body};
-use crate::cli::output as cli_shapes;
 use crate::ingest::event_from_json;
+use crate::shapes;
 use crate::store::TokenRevoked;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -102,5 +102,5 @@ pub async fn show(
                 .any(|x| x.id == d.subscription_id && auth::sees(&token, x.location_id.as_deref()))
         });
     }
-    Ok(Json(cli_shapes::event_detail(&detail)).into_response())
+    Ok(Json(shapes::event_detail(&detail)).into_response())
 }

@@ -2,10 +2,10 @@
 //! Webhooks made here start `pending` until their endpoint echoes a confirmation token.
 
 use super::{ApiError, ApiResult, ApiState, auth, body};
-use crate::cli::output;
 use crate::model::*;
+use crate::shapes;
 use crate::store::{ApiToken, RedeliverTarget};
-use crate::{catalog, ids};
+use crate::{catalog, ids, subscription};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -43,130 +43,43 @@ struct WebhookIn {
     signature_header: Option<String>,
 }
 
-fn parse<T: std::str::FromStr<Err = String>>(field: &str, v: &str) -> Result<T, ApiError> {
-    v.parse()
-        .map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
+impl From<subscription::Refused> for ApiError {
+    fn from(r: subscription::Refused) -> ApiError {
+        ApiError::bad_request(r.to_string())
+    }
 }
 
-/// Applies a request's fields over `sub`, checking each as `sub add` does.
-fn apply(
-    state: &ApiState,
-    token: &ApiToken,
-    input: WebhookIn,
-    mut sub: Subscription,
-) -> Result<Subscription, ApiError> {
-    if let Some(url) = input.url {
-        let u = reqwest::Url::parse(url.trim())
-            .map_err(|e| ApiError::bad_request(format!("url: {e}")))?;
-        state
-            .policy
-            .check_url(&u)
-            .map_err(|e| ApiError::bad_request(format!("url: {e}")))?;
-        sub.url = u.to_string();
-    }
-    if let Some(n) = input.name {
-        sub.name = n;
-    }
-    if let Some(events) = input.events {
-        sub.events = if events.iter().any(|e| e == "*") {
-            None
-        } else {
-            let mut types = Vec::new();
-            for e in &events {
-                let t = catalog::resolve(e)
-                    .map_err(|e| ApiError::bad_request(format!("events: {e}")))?;
-                if !types.iter().any(|x| x == t) {
-                    types.push(t.to_string());
-                }
-            }
-            if types.is_empty() {
-                return Err(ApiError::bad_request(
-                    "events: name at least one type, or [\"*\"]",
-                ));
-            }
-            Some(types)
-        };
-    }
-    match (&token.location_id, input.location_id) {
+/// A request's fields as the subscription rules take them, with the token's location: a
+/// token bound to one may only manage that location's webhooks.
+fn changes(token: &ApiToken, input: WebhookIn) -> Result<subscription::Changes, ApiError> {
+    let location_id = match (&token.location_id, input.location_id) {
         (Some(mine), Some(theirs)) if *mine != theirs => {
             return Err(ApiError::forbidden(format!(
                 "this token may only manage location {mine}"
             )));
         }
-        (Some(mine), _) => sub.location_id = Some(mine.clone()),
-        (None, Some(l)) => sub.location_id = Some(l),
-        (None, None) => {}
-    }
-    if let Some(h) = input.headers {
-        let mut out = Vec::new();
-        for HeaderIn { name, value } in h {
-            reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                ApiError::bad_request(format!("headers: '{name}' is not a header name"))
-            })?;
-            reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
-                ApiError::bad_request(format!("headers: the value of '{name}' is not valid"))
-            })?;
-            // A masked value sent back unchanged keeps the real one.
-            let kept = sub
-                .headers
-                .iter()
-                .find(|(k, v)| *k == name && ids::mask_header_value(k, v) == value)
-                .map(|(_, v)| v.clone());
-            out.push((name, kept.unwrap_or(value)));
-        }
-        sub.headers = out;
-    }
-    if let Some(m) = input.method {
-        sub.method = parse("method", &m)?;
-    }
-    if let Some(f) = input.format {
-        sub.format = parse("format", &f)?;
-    }
-    if let Some(p) = input.payload {
-        sub.payload = parse("payload", &p)?;
-    }
-    if let Some(t) = input.template {
-        if t.is_empty() {
-            sub.template = None;
-        } else {
-            crate::template::check(&t)
-                .map_err(|e| ApiError::bad_request(format!("template: {e}")))?;
-            sub.template = Some(t);
-        }
-    }
-    if let Some(r) = input.retry_schedule {
-        sub.retry_schedule_ms = crate::cli::parse_schedule(&r.join(","))
-            .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
-    }
-    if let Some(t) = input.timeout_ms {
-        if t == 0 {
-            return Err(ApiError::bad_request("timeout_ms must be more than zero"));
-        }
-        sub.timeout_ms = t;
-    }
-    if let Some(r) = input.rate {
-        sub.rate_per_sec = if r.is_empty() {
-            None
-        } else {
-            Some(crate::cli::parse_rate(&r).map_err(|e| ApiError::bad_request(format!("{e:#}")))?)
-        };
-    }
-    if let Some(s) = input.signature_scheme {
-        sub.signature_scheme = parse("signature_scheme", &s)?;
-    }
-    if let Some(h) = input.signature_header {
-        reqwest::header::HeaderName::from_bytes(h.as_bytes())
-            .map_err(|_| ApiError::bad_request("signature_header is not a header name"))?;
-        sub.signature_header = h.to_ascii_lowercase();
-    }
-    if let Some(s) = input.secret {
-        if s.trim().is_empty() {
-            return Err(ApiError::bad_request("secret is empty"));
-        }
-        sub.secret = s;
-    }
-    sub.updated_at = now_ms();
-    Ok(sub)
+        (Some(mine), _) => Some(mine.clone()),
+        (None, l) => l,
+    };
+    Ok(subscription::Changes {
+        url: input.url,
+        name: input.name,
+        events: input.events,
+        location_id,
+        secret: input.secret,
+        headers: input
+            .headers
+            .map(|h| h.into_iter().map(|h| (h.name, h.value)).collect()),
+        method: input.method,
+        format: input.format,
+        payload: input.payload,
+        template: input.template,
+        retry_schedule: input.retry_schedule,
+        timeout_ms: input.timeout_ms,
+        rate: input.rate,
+        signature_scheme: input.signature_scheme,
+        signature_header: input.signature_header,
+    })
 }
 
 fn decode(v: Value) -> Result<WebhookIn, ApiError> {
@@ -211,7 +124,7 @@ pub async fn list(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
     let v: Vec<Value> = subs
         .iter()
         .filter(|x| auth::sees(&token, x.location_id.as_deref()))
-        .map(|x| output::subscription(x, false))
+        .map(|x| shapes::subscription(x, false))
         .collect();
     Ok(Json(Value::Array(v)).into_response())
 }
@@ -219,36 +132,14 @@ pub async fn list(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
 pub async fn create(State(s): State<ApiState>, headers: HeaderMap, body: Body) -> ApiResult {
     let token = auth::require(&s, &headers, &["webhooks:write"]).await?;
     let input = decode(body::json(&headers, body, s.body_cap).await?)?;
-    if input.url.is_none() {
-        return Err(ApiError::bad_request("url is required"));
-    }
-    let events_given = input.events.is_some();
-    let base = Subscription::new(
-        ids::subscription_id(),
-        String::new(),
-        String::new(),
-        None,
-        ids::secret(),
-    );
-    let mut sub = apply(&s, &token, input, base)?;
-    if !events_given {
-        return Err(ApiError::bad_request(
-            "events is required (a list of types, or [\"*\"])",
-        ));
-    }
-    if sub.name.is_empty() {
-        sub.name = reqwest::Url::parse(&sub.url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
-            .unwrap_or_else(|| "endpoint".into());
-    }
+    let mut sub = subscription::create(&s.policy, changes(&token, input)?)?;
     // Made through the API: pending until the endpoint confirms it.
     sub.state = SubState::Pending;
     s.store.add_subscription(sub.clone()).await?;
     s.store
         .set_verify_token(&sub.id, Some(format!("vt_{}", &ids::secret()[6..])))
         .await?;
-    Ok((StatusCode::CREATED, Json(output::subscription(&sub, true))).into_response())
+    Ok((StatusCode::CREATED, Json(shapes::subscription(&sub, true))).into_response())
 }
 
 pub async fn show(
@@ -258,7 +149,7 @@ pub async fn show(
 ) -> ApiResult {
     let token = auth::require(&s, &headers, &["webhooks:read"]).await?;
     let sub = visible(&s, &token, &id).await?;
-    Ok(Json(output::subscription(&sub, false)).into_response())
+    Ok(Json(shapes::subscription(&sub, false)).into_response())
 }
 
 pub async fn update(
@@ -275,9 +166,9 @@ pub async fn update(
             "secret cannot be set by an update: rotate it (hookctl sub rotate-secret)",
         ));
     }
-    let updated = apply(&s, &token, input, sub)?;
+    let updated = subscription::apply(&s.policy, changes(&token, input)?, sub)?;
     s.store.update_subscription(updated.clone()).await?;
-    Ok(Json(output::subscription(&updated, false)).into_response())
+    Ok(Json(shapes::subscription(&updated, false)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -313,7 +204,7 @@ async fn set_state(s: ApiState, headers: HeaderMap, id: String, state: SubState)
     let mut sub = visible(&s, &token, &id).await?;
     s.store.set_subscription_state(&sub.id, state).await?;
     sub.state = state;
-    Ok(Json(output::subscription(&sub, false)).into_response())
+    Ok(Json(shapes::subscription(&sub, false)).into_response())
 }
 
 pub async fn pause(

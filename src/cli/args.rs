@@ -453,10 +453,7 @@ pub struct CatalogArgs {
     pub event_type: Option<String>,
 }
 
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("'{s}' is not a duration ({e}); use e.g. 500ms, 5s, 2h"))
-}
+pub use crate::subscription::parse_duration;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Shell {

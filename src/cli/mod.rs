@@ -20,7 +20,6 @@ pub use args::Cli;
 use args::Command;
 use std::sync::Arc;
 use std::time::Duration;
-pub use subs::{parse_rate, parse_schedule};
 
 /// What every command gets: settings and the output mode.
 pub struct Ctx {

@@ -6,7 +6,7 @@ use super::{Ctx, Exit};
 use crate::model::*;
 use crate::netguard::Policy;
 use crate::store::Store;
-use crate::{catalog, ids};
+use crate::{catalog, ids, subscription};
 use anyhow::{Context, Result, anyhow, bail};
 
 pub async fn run(ctx: &Ctx, cmd: SubCommand) -> Result<Exit> {
@@ -34,93 +34,13 @@ pub async fn find(store: &dyn Store, key: &str) -> Result<Subscription> {
         .ok_or_else(|| anyhow!("no subscription '{key}' (see `hookctl sub list`)"))
 }
 
-/// `50/s`, `120/m`, `3000/h`, or a bare number per second.
-pub fn parse_rate(s: &str) -> Result<f64> {
-    let (n, per) = s.trim().split_once('/').unwrap_or((s.trim(), "s"));
-    let n: f64 = n
-        .trim()
-        .parse()
-        .map_err(|_| anyhow!("--rate '{s}': expected N/s, N/m or N/h"))?;
-    let secs = match per.trim() {
-        "s" | "sec" | "second" => 1.0,
-        "m" | "min" | "minute" => 60.0,
-        "h" | "hour" => 3600.0,
-        other => bail!("--rate '{s}': unknown unit '{other}' (s, m or h)"),
-    };
-    if !(n > 0.0 && n.is_finite()) {
-        bail!("--rate '{s}': must be more than zero");
-    }
-    Ok(n / secs)
-}
-
-pub fn parse_schedule(list: &str) -> Result<Vec<u64>> {
-    let list = list.trim();
-    if list.is_empty() || list == "none" {
-        return Ok(Vec::new());
-    }
-    list.split(',')
-        .map(|d| {
-            super::args::parse_duration(d)
-                .map(|d| d.as_millis() as u64)
-                .map_err(|e| anyhow!("--retry-schedule: {e}"))
-        })
-        .collect()
-}
-
-fn parse_header(h: &str) -> Result<(String, String)> {
-    let (k, v) = h
-        .split_once(':')
-        .ok_or_else(|| anyhow!("--header '{h}' is not 'Name: value'"))?;
-    let (k, v) = (k.trim(), v.trim());
-    reqwest::header::HeaderName::from_bytes(k.as_bytes())
-        .map_err(|_| anyhow!("--header: '{k}' is not a valid header name"))?;
-    reqwest::header::HeaderValue::from_str(v).map_err(|_| {
-        anyhow!("--header: the value of '{k}' has characters a header cannot carry")
-    })?;
-    Ok((k.to_string(), v.to_string()))
+/// The name clap shows for a value, which the subscription rules parse back.
+fn value_name(v: impl clap::ValueEnum) -> Option<String> {
+    v.to_possible_value().map(|p| p.get_name().to_string())
 }
 
 async fn add(ctx: &Ctx, a: SubAddArgs) -> Result<Exit> {
     // Everything is checked before the database is touched: a refusal writes nothing.
-    let url = reqwest::Url::parse(a.url.trim()).map_err(|e| anyhow!("--url '{}': {e}", a.url))?;
-    Policy::new(ctx.cfg.allow_networks.clone())
-        .check_url(&url)
-        .map_err(|e| anyhow!("--url {url}: {e}"))?;
-    let events = if a.all {
-        None
-    } else {
-        let mut types = Vec::new();
-        for t in a.events.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
-            let canon = catalog::resolve(t)?;
-            if !types.iter().any(|x| x == canon) {
-                types.push(canon.to_string());
-            }
-        }
-        if types.is_empty() {
-            bail!("--events names no event type (or use --all)");
-        }
-        Some(types)
-    };
-    let headers = a
-        .headers
-        .iter()
-        .map(|h| parse_header(h))
-        .collect::<Result<Vec<_>>>()?;
-    let signature_header = a.signature_header.trim().to_ascii_lowercase();
-    reqwest::header::HeaderName::from_bytes(signature_header.as_bytes()).map_err(|_| {
-        anyhow!("--signature-header '{signature_header}' is not a valid header name")
-    })?;
-    let retry_schedule_ms = match &a.retry_schedule {
-        Some(s) => parse_schedule(s)?,
-        None => DEFAULT_RETRY_SCHEDULE_MS.to_vec(),
-    };
-    let timeout_ms = a
-        .timeout
-        .map(|t| t.as_millis() as u64)
-        .unwrap_or(DEFAULT_TIMEOUT_MS);
-    if timeout_ms == 0 {
-        bail!("--timeout must be more than zero");
-    }
     let template = match (&a.template, &a.template_text) {
         (Some(path), _) => Some(
             std::fs::read_to_string(path)
@@ -129,59 +49,30 @@ async fn add(ctx: &Ctx, a: SubAddArgs) -> Result<Exit> {
         (None, Some(text)) => Some(text.clone()),
         (None, None) => None,
     };
-    if let Some(t) = &template {
-        crate::template::check(t).map_err(|e| anyhow!("--template: {e}"))?;
-    }
-    let rate_per_sec = a.rate.as_deref().map(parse_rate).transpose()?;
-    let secret = match a.secret {
-        Some(s) if s.trim().is_empty() => bail!("--secret is empty"),
-        Some(s) => s,
-        None => ids::secret(),
-    };
-    let now = now_ms();
-    let sub = Subscription {
-        id: ids::subscription_id(),
-        name: a
-            .name
-            .unwrap_or_else(|| url.host_str().unwrap_or("endpoint").to_string()),
-        url: url.to_string(),
-        events,
+    let changes = subscription::Changes {
+        url: Some(a.url),
+        name: a.name,
+        events: Some(if a.all { vec!["all".into()] } else { a.events }),
         location_id: a.location,
-        secret,
-        method: match a.method {
-            MethodArg::Post => Method::Post,
-            MethodArg::Put => Method::Put,
-            MethodArg::Get => Method::Get,
-            MethodArg::Delete => Method::Delete,
-        },
-        headers,
-        format: match a.format {
-            FormatArg::Json => BodyFormat::Json,
-            FormatArg::Form => BodyFormat::Form,
-        },
-        payload: match a.payload {
-            PayloadArg::Flat => PayloadStyle::Flat,
-            PayloadArg::Envelope => PayloadStyle::Envelope,
-        },
+        secret: a.secret,
+        headers: Some(
+            a.headers
+                .iter()
+                .map(|h| subscription::parse_header(h))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        method: value_name(a.method),
+        format: value_name(a.format),
+        payload: value_name(a.payload),
         template,
-        retry_schedule_ms,
-        timeout_ms,
-        rate_per_sec,
-        signature_scheme: match a.signature_scheme {
-            SchemeArg::Wl => SignatureScheme::Wl,
-            SchemeArg::Standard => SignatureScheme::Standard,
-        },
-        signature_header,
-        state: SubState::Active,
-        state_reason: None,
-        previous_secret: None,
-        previous_secret_until: None,
-        consecutive_failures: 0,
-        circuit_open: false,
-        circuit_changed_at: None,
-        created_at: now,
-        updated_at: now,
+        retry_schedule: a.retry_schedule.map(|s| vec![s]),
+        timeout_ms: a.timeout.map(|t| t.as_millis() as u64),
+        rate: a.rate,
+        signature_scheme: value_name(a.signature_scheme),
+        signature_header: Some(a.signature_header),
     };
+    let policy = Policy::new(ctx.cfg.allow_networks.clone());
+    let sub = subscription::create(&policy, changes)?;
     let mut sub = sub;
     if a.verify {
         sub.state = SubState::Pending;

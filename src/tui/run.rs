@@ -183,7 +183,10 @@ async fn loader(
 pub async fn run(launch: Launch) -> Result<()> {
     let theme = Theme::from_env();
     let (mut term, guard) = terminal::enter()?;
-    let mut app = App::default();
+    let mut app = App {
+        policy: (*launch.policy).clone(),
+        ..App::default()
+    };
     let size = term.size()?;
     app.apply(Action::Resize(size.height));
     let (query_tx, query_rx) = watch::channel(app.query());

@@ -4,9 +4,10 @@
 use super::commands::{Command, Outcome};
 use super::snapshot::{Query, STREAM_WINDOW, Snapshot, StreamQuery, SubRow};
 use crate::catalog;
-use crate::ids;
 use crate::model::{DeliveryStatus, SubState, Subscription, now_ms};
+use crate::netguard::Policy;
 use crate::store::{DeadItem, EventRow, RetryItem};
+use crate::subscription;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
@@ -117,6 +118,8 @@ pub struct App {
     pub clipboard: Option<String>,
     /// Commands the executor has answered (see `Query::actions_done`).
     pub actions_done: u64,
+    /// Where deliveries may go: the form checks URLs as `sub add` does.
+    pub policy: Policy,
 }
 
 impl Default for App {
@@ -145,6 +148,7 @@ impl Default for App {
             commands: Vec::new(),
             clipboard: None,
             actions_done: 0,
+            policy: Policy::default(),
         }
     }
 }
@@ -569,41 +573,24 @@ impl SubForm {
         }
     }
 
-    /// The subscription this form describes, or what is wrong with it.
-    pub fn build(&self) -> Result<Subscription, String> {
-        let url = reqwest::Url::parse(self.url.trim()).map_err(|e| format!("URL: {e}"))?;
-        if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(format!(
-                "URL: scheme '{}' is not http or https",
-                url.scheme()
-            ));
+    /// The subscription this form describes, or what is wrong with it, by the rules
+    /// every way of making one follows.
+    pub fn build(&self, policy: &Policy) -> Result<Subscription, String> {
+        let changes = subscription::Changes {
+            url: Some(self.url.clone()),
+            name: Some(self.name.clone()),
+            events: Some(if self.all {
+                vec!["all".into()]
+            } else {
+                self.events.iter().map(|e| e.to_string()).collect()
+            }),
+            ..Default::default()
+        };
+        match &self.editing {
+            Some(old) => subscription::apply(policy, changes, old.clone()),
+            None => subscription::create(policy, changes),
         }
-        let events = if self.all {
-            None
-        } else if self.events.is_empty() {
-            return Err("pick at least one event type, or all".into());
-        } else {
-            Some(self.events.iter().map(|e| e.to_string()).collect())
-        };
-        let name = match self.name.trim() {
-            "" => url.host_str().unwrap_or("endpoint").to_string(),
-            n => n.to_string(),
-        };
-        Ok(match &self.editing {
-            Some(old) => Subscription {
-                url: url.to_string(),
-                name,
-                events,
-                ..old.clone()
-            },
-            None => Subscription::new(
-                ids::subscription_id(),
-                name,
-                url.to_string(),
-                events,
-                ids::secret(),
-            ),
-        })
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -856,7 +843,7 @@ impl App {
                     field.pop();
                 }
             }
-            FormKey::Submit => match f.build() {
+            FormKey::Submit => match f.build(&self.policy) {
                 Ok(sub) => {
                     let cmd = if f.editing.is_some() {
                         Command::Edit(Box::new(sub))
