@@ -23,7 +23,7 @@ db=$PWD/$out/store-$events.db
 if [ ! -e "$db" ]; then
   cargo run --release --locked -q --example console_bench -- "$events" "$db" >/dev/null
 fi
-port=${HOOKCTL_SINK_PORT:-18800}
+port=${SINK_PORT:-18800}
 sqlite3 "$db" "UPDATE subscriptions SET url = 'http://127.0.0.1:$port/hook'"
 pids=()
 session=hookctl-console-cpu

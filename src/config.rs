@@ -2,8 +2,10 @@
 //! then command-line flags (applied by the caller).
 
 use anyhow::{Context, Result, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -37,27 +39,73 @@ pub struct Config {
     pub verify_interval: std::time::Duration,
 }
 
-/// The file's shape; every key is optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
+/// Every setting as the file and the environment give it, and the defaults: the one list
+/// of keys. An unknown key, in the file or as `HOOKCTL_<KEY>`, is refused by name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Settings {
     db: Option<PathBuf>,
-    allow_networks: Option<Vec<String>>,
-    synchronous: Option<String>,
-    listen: Option<String>,
-    max_in_flight: Option<usize>,
-    endpoint_in_flight: Option<usize>,
-    busy_timeout_ms: Option<u64>,
-    response_body_cap: Option<usize>,
+    #[serde(deserialize_with = "list")]
+    allow_networks: Vec<String>,
+    synchronous: String,
+    listen: String,
+    max_in_flight: usize,
+    endpoint_in_flight: usize,
+    busy_timeout_ms: u64,
+    response_body_cap: usize,
     log: Option<String>,
-    circuit_threshold: Option<u32>,
-    circuit_probe_interval: Option<String>,
-    retention_days: Option<u32>,
+    circuit_threshold: u32,
+    circuit_probe_interval: String,
+    retention_days: u32,
     retention: Option<String>,
     outbound_bind_address: Option<String>,
-    api_body_cap: Option<usize>,
-    inbound_allow_networks: Option<Vec<String>>,
-    verify_interval: Option<String>,
+    api_body_cap: usize,
+    #[serde(deserialize_with = "list")]
+    inbound_allow_networks: Vec<String>,
+    verify_interval: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            db: None,
+            allow_networks: Vec::new(),
+            synchronous: "normal".into(),
+            listen: "127.0.0.1:8700".into(),
+            max_in_flight: 512,
+            endpoint_in_flight: 32,
+            busy_timeout_ms: 10_000,
+            response_body_cap: 64 * 1024,
+            log: None,
+            circuit_threshold: 10,
+            circuit_probe_interval: "30s".into(),
+            retention_days: 30,
+            retention: None,
+            outbound_bind_address: None,
+            api_body_cap: 1024 * 1024,
+            inbound_allow_networks: Vec::new(),
+            verify_interval: "10s".into(),
+        }
+    }
+}
+
+/// A list as TOML writes it, or comma-separated text as the environment gives it.
+fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Many(Vec<String>),
+        One(String),
+    }
+    Ok(match List::deserialize(d)? {
+        List::Many(v) => v,
+        List::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
 }
 
 fn parse_duration(key: &str, v: &str) -> Result<std::time::Duration> {
@@ -106,23 +154,6 @@ pub fn parse_network(s: &str) -> Result<IpNet> {
         .map_err(|_| anyhow::anyhow!("'{s}' is not a network (expected CIDR like 127.0.0.0/8)"))
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>>
-where
-    T::Err: std::fmt::Display,
-{
-    match env(name) {
-        None => Ok(None),
-        Some(v) => v
-            .parse()
-            .map(Some)
-            .map_err(|e| anyhow::anyhow!("{name}={v}: {e}")),
-    }
-}
-
 impl Config {
     /// How long finished events are kept.
     pub fn retention(&self) -> std::time::Duration {
@@ -132,154 +163,105 @@ impl Config {
     }
 
     pub fn defaults() -> Config {
-        Config {
-            db: default_db_path(),
-            allow_networks: Vec::new(),
-            synchronous_full: false,
-            listen: "127.0.0.1:8700".to_string(),
-            max_in_flight: 512,
-            endpoint_in_flight: 32,
-            busy_timeout_ms: 10_000,
-            response_body_cap: 64 * 1024,
-            log: None,
-            circuit_threshold: 10,
-            circuit_probe_interval: std::time::Duration::from_secs(30),
-            retention_days: 30,
-            retention: None,
-            outbound_bind_address: None,
-            api_body_cap: 1024 * 1024,
-            inbound_allow_networks: Vec::new(),
-            verify_interval: std::time::Duration::from_secs(10),
-        }
+        Config::from_settings(Settings::default()).expect("the defaults are valid")
     }
 
     /// Loads the file at `path` (an explicit path must exist; the default may not) and the
     /// environment on top of the defaults.
     pub fn load(path: Option<&Path>) -> Result<Config> {
-        let mut cfg = Config::defaults();
         let (file, explicit) = match path {
             Some(p) => (p.to_path_buf(), true),
             None => (default_config_path(), false),
         };
-        match std::fs::read_to_string(&file) {
-            Ok(text) => cfg.apply_file(&file, &text)?,
+        let mut layers = Figment::from(Serialized::defaults(Settings::default()));
+        match std::fs::metadata(&file) {
+            Ok(_) => layers = layers.merge(Toml::file_exact(&file)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {}
             Err(e) => bail!("cannot read config {}: {e}", file.display()),
         }
-        cfg.apply_env()?;
-        Ok(cfg)
+        // HOOKCTL_CONFIG names the file itself; an empty variable counts as unset.
+        let empty: Vec<String> = std::env::vars()
+            .filter(|(k, v)| k.starts_with("HOOKCTL_") && v.is_empty())
+            .map(|(k, _)| k["HOOKCTL_".len()..].to_string())
+            .collect();
+        let env = Env::prefixed("HOOKCTL_")
+            .ignore(&["config"])
+            .filter(move |k| !empty.iter().any(|e| k == e.as_str()));
+        let settings: Settings = layers
+            .merge(env)
+            .extract()
+            .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
+        Config::from_settings(settings)
     }
 
-    fn apply_file(&mut self, path: &Path, text: &str) -> Result<()> {
-        let f: FileConfig =
-            toml::from_str(text).with_context(|| format!("config {}", path.display()))?;
-        if let Some(v) = f.db {
-            self.db = v;
-        }
-        if let Some(v) = f.allow_networks {
-            self.allow_networks = v.iter().map(|s| parse_network(s)).collect::<Result<_>>()?;
-        }
-        if let Some(v) = f.synchronous {
-            self.synchronous_full = parse_synchronous(&v)?;
-        }
-        if let Some(v) = f.listen {
-            self.listen = v;
-        }
-        if let Some(v) = f.max_in_flight {
-            self.max_in_flight = v;
-        }
-        if let Some(v) = f.endpoint_in_flight {
-            self.endpoint_in_flight = v;
-        }
-        if let Some(v) = f.busy_timeout_ms {
-            self.busy_timeout_ms = v;
-        }
-        if let Some(v) = f.response_body_cap {
-            self.response_body_cap = v;
-        }
-        if f.log.is_some() {
-            self.log = f.log;
-        }
-        if let Some(v) = f.circuit_threshold {
-            self.circuit_threshold = v;
-        }
-        if let Some(v) = f.circuit_probe_interval {
-            self.circuit_probe_interval = parse_duration("circuit_probe_interval", &v)?;
-        }
-        if let Some(v) = f.retention_days {
-            self.retention_days = v;
-        }
-        if let Some(v) = f.retention {
-            self.retention = Some(parse_duration("retention", &v)?);
-        }
-        if let Some(v) = f.api_body_cap {
-            self.api_body_cap = v;
-        }
-        if let Some(v) = f.inbound_allow_networks {
-            self.inbound_allow_networks =
-                v.iter().map(|s| parse_network(s)).collect::<Result<_>>()?;
-        }
-        if let Some(v) = f.verify_interval {
-            self.verify_interval = parse_duration("verify_interval", &v)?;
-        }
-        if let Some(v) = f.outbound_bind_address {
-            self.outbound_bind_address = Some(parse_ip("outbound_bind_address", &v)?);
-        }
-        Ok(())
+    fn from_settings(s: Settings) -> Result<Config> {
+        let networks = |key: &str, v: &[String]| -> Result<Vec<IpNet>> {
+            v.iter()
+                .map(|n| parse_network(n).with_context(|| key.to_string()))
+                .collect()
+        };
+        Ok(Config {
+            db: s.db.unwrap_or_else(default_db_path),
+            allow_networks: networks("allow_networks", &s.allow_networks)?,
+            synchronous_full: parse_synchronous(&s.synchronous)?,
+            listen: s.listen,
+            max_in_flight: s.max_in_flight,
+            endpoint_in_flight: s.endpoint_in_flight,
+            busy_timeout_ms: s.busy_timeout_ms,
+            response_body_cap: s.response_body_cap,
+            log: s.log,
+            circuit_threshold: s.circuit_threshold,
+            circuit_probe_interval: parse_duration(
+                "circuit_probe_interval",
+                &s.circuit_probe_interval,
+            )?,
+            retention_days: s.retention_days,
+            retention: s
+                .retention
+                .map(|r| parse_duration("retention", &r))
+                .transpose()?,
+            outbound_bind_address: s
+                .outbound_bind_address
+                .map(|a| parse_ip("outbound_bind_address", &a))
+                .transpose()?,
+            api_body_cap: s.api_body_cap,
+            inbound_allow_networks: networks("inbound_allow_networks", &s.inbound_allow_networks)?,
+            verify_interval: parse_duration("verify_interval", &s.verify_interval)?,
+        })
     }
+}
 
-    fn apply_env(&mut self) -> Result<()> {
-        if let Some(v) = env("HOOKCTL_ALLOW_NETWORKS") {
-            self.allow_networks = parse_networks(&v).context("HOOKCTL_ALLOW_NETWORKS")?;
+/// One line: the key, where it came from (the file or `HOOKCTL_<KEY>`), what is wrong.
+fn describe(e: &figment::Error) -> String {
+    let key = e.path.join(".");
+    let source = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+        Some(figment::Source::File(f)) => format!("config {}", f.display()),
+        _ if e
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.name.contains("environment")) =>
+        {
+            format!("HOOKCTL_{}", key.to_ascii_uppercase())
         }
-        if let Some(v) = env("HOOKCTL_SYNCHRONOUS") {
-            self.synchronous_full = parse_synchronous(&v).context("HOOKCTL_SYNCHRONOUS")?;
+        _ => "settings".to_string(),
+    };
+    let what = match &e.kind {
+        figment::error::Kind::UnknownField(name, known) => {
+            return format!(
+                "{}: '{name}' is not a setting (the settings: {})",
+                match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                    Some(figment::Source::File(f)) => format!("config {}", f.display()),
+                    _ => format!("HOOKCTL_{}", name.to_ascii_uppercase()),
+                },
+                known.join(", ")
+            );
         }
-        if let Some(v) = env("HOOKCTL_LISTEN") {
-            self.listen = v;
-        }
-        if let Some(v) = env_parse("HOOKCTL_MAX_IN_FLIGHT")? {
-            self.max_in_flight = v;
-        }
-        if let Some(v) = env_parse("HOOKCTL_ENDPOINT_IN_FLIGHT")? {
-            self.endpoint_in_flight = v;
-        }
-        if let Some(v) = env_parse("HOOKCTL_BUSY_TIMEOUT_MS")? {
-            self.busy_timeout_ms = v;
-        }
-        if let Some(v) = env_parse("HOOKCTL_RESPONSE_BODY_CAP")? {
-            self.response_body_cap = v;
-        }
-        if let Some(v) = env("HOOKCTL_LOG") {
-            self.log = Some(v);
-        }
-        if let Some(v) = env_parse("HOOKCTL_CIRCUIT_THRESHOLD")? {
-            self.circuit_threshold = v;
-        }
-        if let Some(v) = env("HOOKCTL_CIRCUIT_PROBE_INTERVAL") {
-            self.circuit_probe_interval = parse_duration("HOOKCTL_CIRCUIT_PROBE_INTERVAL", &v)?;
-        }
-        if let Some(v) = env_parse("HOOKCTL_RETENTION_DAYS")? {
-            self.retention_days = v;
-        }
-        if let Some(v) = env("HOOKCTL_RETENTION") {
-            self.retention = Some(parse_duration("HOOKCTL_RETENTION", &v)?);
-        }
-        if let Some(v) = env_parse("HOOKCTL_API_BODY_CAP")? {
-            self.api_body_cap = v;
-        }
-        if let Some(v) = env("HOOKCTL_INBOUND_ALLOW_NETWORKS") {
-            self.inbound_allow_networks =
-                parse_networks(&v).context("HOOKCTL_INBOUND_ALLOW_NETWORKS")?;
-        }
-        if let Some(v) = env("HOOKCTL_VERIFY_INTERVAL") {
-            self.verify_interval = parse_duration("HOOKCTL_VERIFY_INTERVAL", &v)?;
-        }
-        if let Some(v) = env("HOOKCTL_OUTBOUND_BIND_ADDRESS") {
-            self.outbound_bind_address = Some(parse_ip("HOOKCTL_OUTBOUND_BIND_ADDRESS", &v)?);
-        }
-        // HOOKCTL_DB is read by the command line parser, which gives --db precedence.
-        Ok(())
+        other => other.to_string(),
+    };
+    if key.is_empty() {
+        format!("{source}: {what}")
+    } else {
+        format!("{source}: {key}: {what}")
     }
 }
 
@@ -297,18 +279,23 @@ mod tests {
 
     #[test]
     fn file_keys_apply_and_unknown_keys_are_refused() {
-        let mut c = Config::defaults();
-        c.apply_file(
-            Path::new("x.toml"),
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(
+            &path,
             "allow_networks = [\"127.0.0.0/8\", \"::1\"]\nsynchronous = \"full\"\n",
         )
         .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
         assert_eq!(c.allow_networks.len(), 2);
         assert!(c.synchronous_full);
-        let err = c
-            .apply_file(Path::new("x.toml"), "alow_networks = []")
-            .unwrap_err();
-        assert!(format!("{err:#}").contains("alow_networks"));
+        std::fs::write(&path, "alow_networks = []").unwrap();
+        let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(err.contains("'alow_networks' is not a setting"), "{err}");
+        assert!(err.contains("x.toml"), "{err}");
+        std::fs::write(&path, "max_in_flight = \"many\"").unwrap();
+        let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(err.contains("max_in_flight"), "{err}");
     }
 
     #[test]

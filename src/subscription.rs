@@ -50,6 +50,13 @@ fn refuse(field: &'static str, reason: impl Into<String>) -> Refused {
 
 /// The longest name: enough for any label, short enough for a console row and a log line.
 pub const NAME_MAX: usize = 100;
+/// The longest attempt: a receiver slower than this holds a slot for nothing.
+pub const TIMEOUT_MAX_MS: u64 = 600_000;
+/// The units a duration may be written in.
+const UNITS: &[&str] = &["ms", "s", "sec", "min", "m", "h", "hr", "d", "day", "days"];
+/// [`parse_duration`]'s grammar as a regular expression, for the API's schema.
+pub const DURATION_PATTERN: &str =
+    "^[0-9]{1,6}(ms|s|sec|min|m|h|hr|d|day|days)( [0-9]{1,6}(ms|s|sec|min|m|h|hr|d|day|days))*$";
 
 /// A new subscription from `changes`, which must give a URL and the events.
 pub fn create(policy: &Policy, changes: Changes) -> Result<Subscription, Refused> {
@@ -100,8 +107,8 @@ pub fn apply(
         };
     }
     if let Some(s) = changes.secret {
-        if s.trim().is_empty() {
-            return Err(refuse("secret", "is empty"));
+        if !s.chars().any(|c| c.is_ascii_graphic()) {
+            return Err(refuse("secret", "has no visible character"));
         }
         sub.secret = s;
     }
@@ -126,11 +133,21 @@ pub fn apply(
         };
     }
     if let Some(r) = changes.retry_schedule {
-        sub.retry_schedule_ms = parse_schedule(&r.join(","))?;
+        sub.retry_schedule_ms = r
+            .iter()
+            .map(|d| {
+                parse_duration(d)
+                    .map(|d| d.as_millis() as u64)
+                    .map_err(|e| refuse("retry_schedule", e))
+            })
+            .collect::<Result<_, _>>()?;
     }
     if let Some(t) = changes.timeout_ms {
-        if t == 0 {
-            return Err(refuse("timeout", "must be more than zero"));
+        if t == 0 || t > TIMEOUT_MAX_MS {
+            return Err(refuse(
+                "timeout",
+                "must be more than zero and at most 10 minutes",
+            ));
         }
         sub.timeout_ms = t;
     }
@@ -156,10 +173,22 @@ pub fn apply(
     Ok(sub)
 }
 
+/// A URL as written: `http://` or `https://`, a host that is a DNS name (letters, digits
+/// and hyphens, the last label starting with a letter) or an IP address the policy
+/// allows, then visible ASCII without a fragment. The parser would quietly repair
+/// anything else (spaces around it included), so it is refused instead.
 fn check_url(policy: &Policy, url: &str) -> Result<String, Refused> {
-    let text = url.trim();
+    let text = url;
     if text.is_empty() {
         return Err(refuse("url", "is empty"));
+    }
+    if !text.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(refuse(
+            "url",
+            format!(
+                "'{text}' has spaces or characters that are not visible ASCII (percent-encode them)"
+            ),
+        ));
     }
     let u = reqwest::Url::parse(text).map_err(|e| refuse("url", format!("'{text}': {e}")))?;
     if !u.username().is_empty() || u.password().is_some() {
@@ -171,7 +200,69 @@ fn check_url(policy: &Policy, url: &str) -> Result<String, Refused> {
     policy
         .check_url(&u)
         .map_err(|e| refuse("url", format!("{u}: {e}")))?;
+    if !(text.starts_with("http://") || text.starts_with("https://")) {
+        return Err(refuse(
+            "url",
+            format!("'{text}': write the scheme as http:// or https://"),
+        ));
+    }
+    if text.contains('#') {
+        return Err(refuse(
+            "url",
+            format!("'{text}': a fragment (#…) is never sent"),
+        ));
+    }
+    if !path_is_rfc3986(text) {
+        return Err(refuse(
+            "url",
+            format!(
+                "'{text}': the path and query may hold letters, digits, -._~!$&'()*+,;=:@/? and %XX escapes"
+            ),
+        ));
+    }
+    if let Some(url::Host::Domain(d)) = u.host() {
+        let labels: Vec<&str> = d.split('.').collect();
+        let ldh =
+            |l: &&str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let last_is_name = labels
+            .last()
+            .and_then(|l| l.bytes().next())
+            .is_some_and(|b| b.is_ascii_alphabetic());
+        if !labels.iter().all(ldh) || !last_is_name {
+            return Err(refuse(
+                "url",
+                format!("'{d}' is not a host name (letters, digits and hyphens between dots)"),
+            ));
+        }
+    }
     Ok(u.to_string())
+}
+
+/// The path and query, after the scheme and authority, in RFC 3986's characters.
+fn path_is_rfc3986(text: &str) -> bool {
+    let after = text.split_once("://").map_or("", |(_, r)| r);
+    let Some(at) = after.find(['/', '?']) else {
+        return true;
+    };
+    let rest = &after.as_bytes()[at..];
+    let mut i = 0;
+    while i < rest.len() {
+        let b = rest[i];
+        if b == b'%' {
+            if !(rest.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && rest.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?".contains(&b)) {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 fn check_name(name: &str) -> Result<String, Refused> {
@@ -224,12 +315,13 @@ fn headers_of(
         let (name, value) = (name.trim().to_string(), value.trim().to_string());
         reqwest::header::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| refuse("headers", format!("'{name}' is not a header name")))?;
-        reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
-            refuse(
+        // Visible ASCII, spaces and tabs: what every receiver reads the same way.
+        if !value.chars().all(|c| c == '\t' || (' '..='~').contains(&c)) {
+            return Err(refuse(
                 "headers",
                 format!("the value of '{name}' has characters a header cannot carry"),
-            )
-        })?;
+            ));
+        }
         let kept = old
             .iter()
             .find(|(k, v)| *k == name && ids::mask_header_value(k, v) == value)
@@ -271,13 +363,19 @@ pub fn parse_rate(s: &str) -> Result<f64, Refused> {
     Ok(n / secs)
 }
 
-/// A comma-separated list of delays; empty or `none` means no retries.
-pub fn parse_schedule(list: &str) -> Result<Vec<u64>, Refused> {
+/// A comma-separated list of delays, as a flag gives it: empty or `none` means no retries.
+pub fn schedule_items(list: &str) -> Vec<String> {
     let list = list.trim();
     if list.is_empty() || list == "none" {
-        return Ok(Vec::new());
+        return Vec::new();
     }
-    list.split(',')
+    list.split(',').map(|d| d.trim().to_string()).collect()
+}
+
+/// The delays of [`schedule_items`], in milliseconds.
+pub fn parse_schedule(list: &str) -> Result<Vec<u64>, Refused> {
+    schedule_items(list)
+        .iter()
         .map(|d| {
             parse_duration(d)
                 .map(|d| d.as_millis() as u64)
@@ -286,10 +384,18 @@ pub fn parse_schedule(list: &str) -> Result<Vec<u64>, Refused> {
         .collect()
 }
 
-/// `500ms`, `5s`, `2h`, `1day`.
+/// `500ms`, `5s`, `2h`, `1day`, `1h 30m`: numbers of at most six digits, each with its
+/// unit, separated by single spaces (the form durations are shown in).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("'{s}' is not a duration ({e}); use e.g. 500ms, 5s, 2h"))
+    let wrong = || format!("'{s}' is not a duration; use e.g. 500ms, 5s, 2h, 1day");
+    let s = s.trim();
+    for part in s.split(' ') {
+        let digits = part.bytes().take_while(u8::is_ascii_digit).count();
+        if !(1..=6).contains(&digits) || !UNITS.contains(&&part[digits..]) {
+            return Err(wrong());
+        }
+    }
+    humantime::parse_duration(s).map_err(|_| wrong())
 }
 
 #[cfg(test)]
@@ -307,7 +413,7 @@ mod tests {
         let ok = create(
             &open(),
             Changes {
-                url: Some(" http://127.0.0.1:9/x ".into()),
+                url: Some("http://127.0.0.1:9/x".into()),
                 events: Some(vec!["all".into()]),
                 ..Default::default()
             },
@@ -325,6 +431,11 @@ mod tests {
         assert_eq!(parse_schedule("5s,1m").unwrap(), vec![5_000, 60_000]);
         assert!(parse_schedule("none").unwrap().is_empty());
         assert_eq!(parse_schedule("5x").unwrap_err().field, "retry_schedule");
+        assert_eq!(parse_duration("1h 30m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_duration("1day").unwrap().as_secs(), 86_400);
+        for bad in ["", "5", "s", "5 s", "1h  30m", "1234567s", "5min30s", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
         assert_eq!(parse_header("no colon").unwrap_err().field, "headers");
     }
 }

@@ -398,7 +398,7 @@ fn bad_input_gets_one_line_and_writes_nothing() {
         ),
         (
             vec!["sub", "add", "--url", "not a url", "--all"],
-            "url: 'not a url'",
+            "url: 'not a url' has spaces",
         ),
         (
             vec![

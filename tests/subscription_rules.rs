@@ -53,7 +53,12 @@ fn cases() -> Vec<Case> {
             "crm",
             Some(&["ContactCreate"]),
         ),
-        ok("  http://127.0.0.1:9/trimmed  ", "trimmed", None),
+        no(
+            "  http://127.0.0.1:9/spaced  ",
+            "spaced",
+            None,
+            "url: '  http://127.0.0.1:9/spaced  ' has spaces",
+        ),
         ok(
             "http://127.0.0.1:9/b",
             "orders",
@@ -71,7 +76,7 @@ fn cases() -> Vec<Case> {
             "not a url",
             "",
             None,
-            "url: 'not a url': relative URL without a base",
+            "url: 'not a url' has spaces or characters that are not visible ASCII (percent-encode them)",
         ),
         no("", "", None, "url: is empty"),
         no("http://10.0.0.1/x", "", None, "url: http://10.0.0.1/x: "),

@@ -38,10 +38,17 @@ pub async fn publish(State(s): State<ApiState>, req: axum::extract::Request) -> 
     if items.is_empty() {
         return Err(ApiError::bad_request("the array is empty"));
     }
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|k| k.to_str().ok())
-        .map(str::to_string);
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(k) => match k.to_str() {
+            Ok(k) if !k.trim().is_empty() => Some(k.to_string()),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "Idempotency-Key: visible ASCII characters, not empty",
+                ));
+            }
+        },
+    };
     // Everything is checked before anything is stored.
     let mut events = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {

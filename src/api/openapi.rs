@@ -1,9 +1,24 @@
-//! The API's description, made from the route table below (OpenAPI 3.0).
+//! The API's contract (OpenAPI 3.0), made from the route table below, which the router
+//! is tested against: every route, its parameters and body, and every answer it can give.
+//! The request schemas state the subscription rules and the event rules as far as JSON
+//! Schema can; what it cannot say (a host that resolves to a private network) is a 400.
 
 use super::ApiResult;
+use crate::catalog;
 use axum::Json;
 use axum::response::IntoResponse;
 use serde_json::{Map, Value, json};
+
+/// What a successful answer carries.
+#[derive(Clone, Copy)]
+pub enum Answer {
+    /// JSON with this schema (a name under `components/schemas`).
+    Json(&'static str),
+    /// Prometheus text.
+    Text,
+    /// This document.
+    Document,
+}
 
 pub struct Route {
     pub method: &'static str,
@@ -11,9 +26,31 @@ pub struct Route {
     pub summary: &'static str,
     /// Scopes that grant access; empty: no token needed.
     pub scopes: &'static [&'static str],
-    pub body: Option<&'static str>,
+    /// The request body's schema, and whether it must be sent.
+    pub body: Option<(&'static str, bool)>,
     pub ok: u16,
+    pub answer: Answer,
+    /// Every error status the route can answer, each with the error schema.
+    pub errors: &'static [u16],
+    /// Query parameters: (name, schema).
+    pub query: &'static [(&'static str, &'static str)],
+    /// Operations that take the id this one returns: (link, operation, request body).
+    pub links: &'static [(&'static str, &'static str, Option<&'static str>)],
 }
+
+/// The errors of a route that reads a token, finds a webhook by id and takes a JSON body.
+const WITH_BODY: &[u16] = &[400, 401, 403, 404, 413, 415, 500];
+const BY_ID: &[u16] = &[401, 403, 404, 500];
+
+/// What a created webhook's id is good for: (link, operation, request body).
+const WEBHOOK_LINKS: &[(&str, &str, Option<&str>)] = &[
+    ("GetWebhook", "get_webhook", None),
+    ("UpdateWebhook", "update_webhook", None),
+    ("DeleteWebhook", "delete_webhook", None),
+    ("PauseWebhook", "pause_webhook", None),
+    ("ResumeWebhook", "resume_webhook", None),
+    ("TestWebhook", "test_webhook", Some(r#"{"dry_run": true}"#)),
+];
 
 pub const ROUTES: &[Route] = &[
     Route {
@@ -23,6 +60,10 @@ pub const ROUTES: &[Route] = &[
         scopes: &[],
         body: None,
         ok: 200,
+        answer: Answer::Json("Health"),
+        errors: &[500],
+        query: &[],
+        links: &[],
     },
     Route {
         method: "get",
@@ -31,6 +72,10 @@ pub const ROUTES: &[Route] = &[
         scopes: &[],
         body: None,
         ok: 200,
+        answer: Answer::Text,
+        errors: &[500],
+        query: &[],
+        links: &[],
     },
     Route {
         method: "get",
@@ -39,22 +84,34 @@ pub const ROUTES: &[Route] = &[
         scopes: &[],
         body: None,
         ok: 200,
+        answer: Answer::Document,
+        errors: &[],
+        query: &[],
+        links: &[],
     },
     Route {
         method: "post",
         path: "/hooks/in/{token}",
         summary: "Inbound webhook: a JSON body becomes an event (authorised by its token, optional HMAC and source allowlist)",
         scopes: &[],
-        body: Some("InboundBody"),
+        body: Some(("InboundBody", true)),
         ok: 202,
+        answer: Answer::Json("Published"),
+        errors: &[400, 401, 403, 404, 413, 415, 500],
+        query: &[],
+        links: &[],
     },
     Route {
         method: "post",
         path: "/v2/events",
         summary: "Publish an event or an array of events (Idempotency-Key honoured); answered after commit",
         scopes: &["events:write"],
-        body: Some("EventIn"),
+        body: Some(("EventsIn", true)),
         ok: 202,
+        answer: Answer::Json("PublishedAny"),
+        errors: &[400, 401, 403, 413, 415, 500],
+        query: &[],
+        links: &[("GetEvent", "get_event", None)],
     },
     Route {
         method: "get",
@@ -63,6 +120,10 @@ pub const ROUTES: &[Route] = &[
         scopes: &["events:read", "webhooks:read"],
         body: None,
         ok: 200,
+        answer: Answer::Json("EventDetail"),
+        errors: BY_ID,
+        query: &[],
+        links: &[],
     },
     Route {
         method: "get",
@@ -71,14 +132,22 @@ pub const ROUTES: &[Route] = &[
         scopes: &["webhooks:read"],
         body: None,
         ok: 200,
+        answer: Answer::Json("WebhookList"),
+        errors: &[401, 403, 500],
+        query: &[],
+        links: &[],
     },
     Route {
         method: "post",
         path: "/v2/webhooks",
         summary: "Create a webhook (pending until its endpoint echoes the confirmation token); the secret is returned once",
         scopes: &["webhooks:write"],
-        body: Some("WebhookIn"),
+        body: Some(("WebhookCreate", true)),
         ok: 201,
+        answer: Answer::Json("Webhook"),
+        errors: &[400, 401, 403, 413, 415, 500],
+        query: &[],
+        links: WEBHOOK_LINKS,
     },
     Route {
         method: "get",
@@ -87,22 +156,34 @@ pub const ROUTES: &[Route] = &[
         scopes: &["webhooks:read"],
         body: None,
         ok: 200,
+        answer: Answer::Json("Webhook"),
+        errors: BY_ID,
+        query: &[],
+        links: &[],
     },
     Route {
         method: "patch",
         path: "/v2/webhooks/{id}",
-        summary: "Change a webhook's settings",
+        summary: "Change a webhook's settings (its secret is changed by rotation only)",
         scopes: &["webhooks:write"],
-        body: Some("WebhookIn"),
+        body: Some(("WebhookPatch", true)),
         ok: 200,
+        answer: Answer::Json("Webhook"),
+        errors: WITH_BODY,
+        query: &[],
+        links: &[],
     },
     Route {
         method: "delete",
         path: "/v2/webhooks/{id}",
-        summary: "Delete a webhook (?force=true cancels unfinished deliveries)",
+        summary: "Delete a webhook; refused while deliveries are unfinished unless force=true cancels them",
         scopes: &["webhooks:write"],
         body: None,
         ok: 200,
+        answer: Answer::Json("Deleted"),
+        errors: &[400, 401, 403, 404, 409, 500],
+        query: &[("force", "boolean")],
+        links: &[],
     },
     Route {
         method: "post",
@@ -111,6 +192,10 @@ pub const ROUTES: &[Route] = &[
         scopes: &["webhooks:write"],
         body: None,
         ok: 200,
+        answer: Answer::Json("Webhook"),
+        errors: BY_ID,
+        query: &[],
+        links: &[],
     },
     Route {
         method: "post",
@@ -119,93 +204,301 @@ pub const ROUTES: &[Route] = &[
         scopes: &["webhooks:write"],
         body: None,
         ok: 200,
+        answer: Answer::Json("Webhook"),
+        errors: BY_ID,
+        query: &[],
+        links: &[],
     },
     Route {
         method: "post",
         path: "/v2/webhooks/{id}/redeliver",
         summary: "Redeliver one event or in bulk by status and age (dry_run counts)",
         scopes: &["webhooks:write"],
-        body: Some("RedeliverIn"),
+        body: Some(("RedeliverIn", false)),
         ok: 200,
+        answer: Answer::Json("Redelivered"),
+        errors: WITH_BODY,
+        query: &[],
+        links: &[],
     },
     Route {
         method: "post",
         path: "/v2/webhooks/{id}/test",
         summary: "Render (and unless dry_run send once) a sample event",
         scopes: &["webhooks:write"],
-        body: Some("TestIn"),
+        body: Some(("TestIn", false)),
         ok: 200,
+        answer: Answer::Json("TestResult"),
+        errors: WITH_BODY,
+        query: &[],
+        links: &[],
     },
 ];
 
+/// The operation's id: a name for the link targets, otherwise made from the route.
+fn operation_id(r: &Route) -> String {
+    let named = match (r.method, r.path) {
+        ("get", "/v2/events/{id}") => "get_event",
+        ("get", "/v2/webhooks/{id}") => "get_webhook",
+        ("patch", "/v2/webhooks/{id}") => "update_webhook",
+        ("delete", "/v2/webhooks/{id}") => "delete_webhook",
+        ("post", "/v2/webhooks/{id}/pause") => "pause_webhook",
+        ("post", "/v2/webhooks/{id}/resume") => "resume_webhook",
+        ("post", "/v2/webhooks/{id}/redeliver") => "redeliver_webhook",
+        ("post", "/v2/webhooks/{id}/test") => "test_webhook",
+        _ => "",
+    };
+    if !named.is_empty() {
+        return named.to_string();
+    }
+    format!(
+        "{}_{}",
+        r.method,
+        r.path.trim_matches('/').replace(['/', '{', '}', '.'], "_")
+    )
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        400 => "Malformed JSON, an invalid field or parameter",
+        401 => "No token, or an unknown or revoked one (inbound: a bad signature)",
+        403 => "The token lacks the scope, or another location's data was asked for",
+        404 => "No such resource (or another location's)",
+        409 => "Deliveries are unfinished",
+        413 => "The body is over api_body_cap",
+        415 => "The body is not application/json",
+        500 => "The store failed",
+        _ => "Error",
+    }
+}
+
+/// Every event type name the API accepts: the catalog's and the guide's aliases.
+fn event_type_names() -> Vec<&'static str> {
+    catalog::TYPES
+        .iter()
+        .map(|t| t.name)
+        .chain(catalog::ALIASES.iter().map(|(a, _)| *a))
+        .collect()
+}
+
 fn schemas() -> Value {
     let string = json!({"type": "string"});
-    json!({
-        "Error": {"type": "object", "required": ["error", "detail"], "properties": {"error": string, "detail": string}},
-        "EventIn": {"type": "object", "required": ["type"], "properties": {
-            "type": {"type": "string", "description": "Catalog event type or alias"},
-            "id": {"type": "string", "description": "Producer's id; generated when absent"},
-            "locationId": string,
-            "timestamp": {"type": "string", "format": "date-time"},
-            "data": {"type": "object"}
+    let header_name = json!({"type": "string", "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"});
+    let types = event_type_names();
+    let url = json!({
+        "type": "string",
+        "format": "uri",
+        "description": "https://, or http:// to an allowlisted network; a host name, or an IP address (a loopback, private, link-local, CGNAT or multicast one is refused unless allowlisted); no credentials, no fragment",
+        "pattern": "^(?!.*xn--)https?://([A-Za-z0-9-]+\\.)*[A-Za-z][A-Za-z0-9-]*(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?]([A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$"
+    });
+    let events = json!({
+        "description": "Event types (catalog names or aliases), or [\"*\"] for all",
+        "oneOf": [
+            {"type": "array", "items": {"type": "string", "enum": ["*"]}, "minItems": 1, "maxItems": 1},
+            {"type": "array", "items": {"type": "string", "enum": types}, "minItems": 1}
+        ]
+    });
+    let mut webhook_fields = json!({
+        "url": url,
+        "name": {"type": "string", "maxLength": crate::subscription::NAME_MAX, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$", "description": "Defaults to the URL's host"},
+        "events": events,
+        "location_id": {"type": "string", "description": "Only events of this location; empty: all"},
+        "headers": {"type": "array", "items": {
+            "type": "object", "additionalProperties": false, "required": ["name", "value"],
+            "properties": {"name": header_name, "value": {"type": "string", "pattern": "^[\\t -~]*$"}}
         }},
-        "WebhookIn": {"type": "object", "properties": {
-            "url": string, "name": string,
-            "events": {"type": "array", "items": string, "description": "Types, or [\"*\"] for all"},
-            "location_id": string, "secret": string,
-            "headers": {"type": "array", "items": {"type": "object", "properties": {"name": string, "value": string}}},
+        "method": {"type": "string", "enum": ["POST", "PUT", "GET", "DELETE"]},
+        "format": {"type": "string", "enum": ["json", "form"]},
+        "payload": {"type": "string", "enum": ["flat", "envelope"]},
+        "template": {"type": "string", "description": "A body with merge tags ({{contact.email}}); empty removes it. Checked when set: a syntax error is a 400"},
+        "retry_schedule": {"type": "array", "items": {"type": "string", "pattern": crate::subscription::DURATION_PATTERN}, "description": "Delays after the first attempt; empty: no retries"},
+        "timeout_ms": {"type": "integer", "minimum": 1, "maximum": crate::subscription::TIMEOUT_MAX_MS},
+        "rate": {"type": "string", "pattern": "^([1-9][0-9]{0,5}/(s|m|h))?$", "example": "50/s", "description": "Requests per second, minute or hour; empty removes the limit"},
+        "signature_scheme": {"type": "string", "enum": ["wl", "standard"]},
+        "signature_header": header_name
+    });
+    let patch_fields = webhook_fields.clone();
+    webhook_fields["secret"] = json!({"type": "string", "pattern": "[!-~]", "description": "Generated when absent; returned once"});
+    let webhook = json!({
+        "type": "object",
+        "required": ["id", "name", "url", "state", "events", "method", "format", "payload", "headers", "retry_schedule", "timeout_ms", "signature_scheme", "signature_header", "secret", "circuit", "created_at", "updated_at"],
+        "properties": {
+            "id": string, "name": string, "url": string,
+            "state": {"type": "string", "enum": ["pending", "active", "paused", "disabled"]},
+            "events": {"type": "array", "items": string},
+            "location_id": {"type": "string", "nullable": true},
             "method": {"type": "string", "enum": ["POST", "PUT", "GET", "DELETE"]},
             "format": {"type": "string", "enum": ["json", "form"]},
             "payload": {"type": "string", "enum": ["flat", "envelope"]},
-            "template": string,
+            "headers": {"type": "array", "items": {"type": "object", "properties": {"name": string, "value": {"type": "string", "description": "Credentials masked"}}}},
             "retry_schedule": {"type": "array", "items": string},
             "timeout_ms": {"type": "integer"},
-            "rate": {"type": "string", "example": "50/s"},
+            "template": {"type": "string", "nullable": true},
+            "rate": {"type": "string", "nullable": true},
             "signature_scheme": {"type": "string", "enum": ["wl", "standard"]},
-            "signature_header": string
+            "signature_header": string,
+            "secret": {"type": "string", "description": "In full only in the answer to the create; masked elsewhere"},
+            "circuit": {"type": "string", "enum": ["open", "closed"]},
+            "consecutive_failures": {"type": "integer"},
+            "state_reason": {"type": "string", "nullable": true},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"}
+        }
+    });
+    let published = json!({
+        "type": "object", "required": ["id", "duplicate", "deliveries"],
+        "properties": {"id": string, "duplicate": {"type": "boolean"}, "deliveries": {"type": "integer", "minimum": 0}}
+    });
+    let event_in = json!({
+        "type": "object", "required": ["type"],
+        "properties": {
+            "type": {"type": "string", "enum": types},
+            "id": {"type": "string", "nullable": true, "minLength": 1, "maxLength": 200, "pattern": "[!-~]", "description": "The producer's id; generated when absent (from Idempotency-Key when given). An id stored before is accepted once"},
+            "locationId": {"type": "string", "nullable": true},
+            "location_id": {"type": "string", "nullable": true, "description": "The same as locationId"},
+            "timestamp": {"anyOf": [
+                {"type": "string", "format": "date-time", "nullable": true},
+                {"type": "integer", "minimum": crate::ingest::TIMESTAMP_MIN, "maximum": crate::ingest::TIMESTAMP_MAX, "nullable": true, "description": "Epoch milliseconds"}
+            ]},
+            "data": {"type": "object", "description": "The event's payload; the catalog's sample when absent"}
+        }
+    });
+    json!({
+        "Error": {"type": "object", "required": ["error", "detail"], "properties": {"error": string, "detail": string}},
+        "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string", "enum": ["ok"]}}},
+        "EventIn": event_in,
+        "EventsIn": {"oneOf": [
+            {"$ref": "#/components/schemas/EventIn"},
+            {"type": "array", "items": {"$ref": "#/components/schemas/EventIn"}, "minItems": 1}
+        ]},
+        "Published": published,
+        "PublishedAny": {"oneOf": [
+            {"$ref": "#/components/schemas/Published"},
+            {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Published"}}}}
+        ]},
+        "EventDetail": {"type": "object", "required": ["event", "deliveries"], "properties": {
+            "event": {"type": "object", "required": ["id", "type", "timestamp", "data"], "properties": {
+                "id": string, "type": string, "location_id": {"type": "string", "nullable": true},
+                "timestamp": {"type": "string", "format": "date-time"}, "data": {"type": "object"}
+            }},
+            "deliveries": {"type": "array", "items": {"type": "object"}}
         }},
-        "RedeliverIn": {"type": "object", "properties": {"event_id": string, "status": {"type": "string", "enum": ["dead", "retrying"]}, "since": string, "dry_run": {"type": "boolean"}}},
-        "TestIn": {"type": "object", "properties": {"type": string, "dry_run": {"type": "boolean"}}},
+        "WebhookCreate": {"type": "object", "additionalProperties": false, "required": ["url", "events"], "properties": webhook_fields},
+        "WebhookPatch": {"type": "object", "additionalProperties": false, "properties": patch_fields},
+        "Webhook": webhook,
+        "WebhookList": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}},
+        "Deleted": {"type": "object", "required": ["id", "deleted", "cancelled"], "properties": {"id": string, "deleted": {"type": "boolean"}, "cancelled": {"type": "integer", "minimum": 0}}},
+        "RedeliverIn": {"description": "One event by its id, or in bulk by status (dead by default) and age", "anyOf": [
+            {"type": "object", "additionalProperties": false, "properties": {
+                "event_id": string,
+                "dry_run": {"type": "boolean"}
+            }},
+            {"type": "object", "additionalProperties": false, "properties": {
+                "status": {"type": "string", "enum": ["dead", "retrying"]},
+                "since": {"type": "string", "pattern": crate::subscription::DURATION_PATTERN, "example": "2h"},
+                "dry_run": {"type": "boolean"}
+            }}
+        ]},
+        "Redelivered": {"type": "object", "required": ["dry_run", "count", "deliveries"], "properties": {
+            "dry_run": {"type": "boolean"}, "count": {"type": "integer", "minimum": 0}, "deliveries": {"type": "array", "items": {"type": "object"}}
+        }},
+        "TestIn": {"type": "object", "additionalProperties": false, "properties": {"type": {"type": "string", "enum": types}, "dry_run": {"type": "boolean"}}},
+        "TestResult": {"type": "object", "required": ["sent", "request", "response"], "properties": {
+            "sent": {"type": "boolean"},
+            "request": {"type": "object", "nullable": true, "description": "null when the template could not render the sample event"},
+            "response": {"type": "object", "nullable": true, "description": "null for a dry run"},
+            "render_error": {"type": "string", "description": "Why the template could not render the sample event (a delivery of it would fail with error class render)"}
+        }},
         "InboundBody": {"type": "object"}
     })
+}
+
+fn error_response(code: u16) -> Value {
+    json!({"description": reason(code), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn ok_response(r: &Route) -> Value {
+    let content = match r.answer {
+        Answer::Json(schema) => {
+            json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}})
+        }
+        Answer::Text => json!({"text/plain": {"schema": {"type": "string"}}}),
+        Answer::Document => json!({"application/json": {"schema": {"type": "object"}}}),
+    };
+    let mut ok = json!({"description": "OK", "content": content});
+    if !r.links.is_empty() {
+        let links: Map<String, Value> = r
+            .links
+            .iter()
+            .map(|(name, op, body)| {
+                let mut link =
+                    json!({"operationId": op, "parameters": {"id": "$response.body#/id"}});
+                if let Some(b) = body.and_then(|b| serde_json::from_str::<Value>(b).ok()) {
+                    link["requestBody"] = b;
+                }
+                (name.to_string(), link)
+            })
+            .collect();
+        ok["links"] = Value::Object(links);
+    }
+    ok
+}
+
+fn operation(r: &Route) -> Value {
+    let mut responses = Map::new();
+    responses.insert(r.ok.to_string(), ok_response(r));
+    for code in r.errors {
+        responses.insert(code.to_string(), error_response(*code));
+    }
+    let mut op = json!({
+        "summary": r.summary,
+        "operationId": operation_id(r),
+        "responses": responses,
+    });
+    let mut params: Vec<Value> = r
+        .path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    for (name, ty) in r.query {
+        params
+            .push(json!({"name": name, "in": "query", "required": false, "schema": {"type": ty}}));
+    }
+    if r.path == "/v2/events" {
+        params.push(
+            json!({"name": "Idempotency-Key", "in": "header", "required": false,
+            "description": "A retried request with the same key stores nothing new",
+            "schema": {"type": "string", "pattern": "^[\\t -~]*[!-~][\\t -~]*$"}}),
+        );
+    }
+    if !params.is_empty() {
+        op["parameters"] = Value::Array(params);
+    }
+    if let Some((body, required)) = r.body {
+        op["requestBody"] = json!({"required": required, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
+    }
+    if r.scopes.is_empty() {
+        op["security"] = json!([]);
+    } else {
+        op["description"] = Value::String(format!(
+            "Needs a bearer token with {}.",
+            r.scopes.join(" or ")
+        ));
+    }
+    op
 }
 
 pub fn spec() -> Value {
     let mut paths: Map<String, Value> = Map::new();
     for r in ROUTES {
-        let mut op = json!({
-            "summary": r.summary,
-            "operationId": format!("{}_{}", r.method, r.path.trim_matches('/').replace(['/', '{', '}', '.'], "_")),
-            "responses": {
-                r.ok.to_string(): {"description": "OK"},
-                "default": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }
-        });
-        let params: Vec<Value> = r
-            .path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        if !params.is_empty() {
-            op["parameters"] = Value::Array(params);
-        }
-        if let Some(body) = r.body {
-            op["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
-        }
-        if r.scopes.is_empty() {
-            op["security"] = json!([]);
-        } else {
-            op["description"] = Value::String(format!(
-                "Needs a bearer token with {}.",
-                r.scopes.join(" or ")
-            ));
-        }
-        paths
+        if let Some(m) = paths
             .entry(r.path.to_string())
             .or_insert_with(|| json!({}))
             .as_object_mut()
-            .map(|m| m.insert(r.method.to_string(), op));
+        {
+            m.insert(r.method.to_string(), operation(r));
+        }
     }
     json!({
         "openapi": "3.0.3",

@@ -82,8 +82,37 @@ fn changes(token: &ApiToken, input: WebhookIn) -> Result<subscription::Changes, 
     })
 }
 
-fn decode(v: Value) -> Result<WebhookIn, ApiError> {
+/// A request body as its type: unknown fields and nulls are refused (a field is either
+/// given a value or left out), with the field named.
+fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    let Value::Object(fields) = &v else {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    };
+    if let Some((k, _)) = fields.iter().find(|(_, v)| v.is_null()) {
+        return Err(ApiError::bad_request(format!(
+            "{k}: null is not a value (leave the field out to keep it)"
+        )));
+    }
     serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("{e}")))
+}
+
+/// What a redelivery asks for: one event, or in bulk by state and age.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedeliverIn {
+    event_id: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    dry_run: Option<bool>,
+}
+
+/// What a test send asks for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestIn {
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    dry_run: Option<bool>,
 }
 
 /// A webhook the token may see, or 404 (never 403: another location's ids are not confirmed).
@@ -131,7 +160,7 @@ pub async fn list(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
 
 pub async fn create(State(s): State<ApiState>, headers: HeaderMap, body: Body) -> ApiResult {
     let token = auth::require(&s, &headers, &["webhooks:write"]).await?;
-    let input = decode(body::json(&headers, body, s.body_cap).await?)?;
+    let input: WebhookIn = decode(body::json(&headers, body, s.body_cap).await?)?;
     let mut sub = subscription::create(&s.policy, changes(&token, input)?)?;
     // Made through the API: pending until the endpoint confirms it.
     sub.state = SubState::Pending;
@@ -160,7 +189,7 @@ pub async fn update(
 ) -> ApiResult {
     let token = auth::require(&s, &headers, &["webhooks:write"]).await?;
     let sub = visible(&s, &token, &id).await?;
-    let input = decode(body::json(&headers, body, s.body_cap).await?)?;
+    let input: WebhookIn = decode(body::json(&headers, body, s.body_cap).await?)?;
     if input.secret.is_some() {
         return Err(ApiError::bad_request(
             "secret cannot be set by an update: rotate it (hookctl sub rotate-secret)",
@@ -181,8 +210,10 @@ pub async fn delete(
     State(s): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<DeleteQuery>,
+    q: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
+    // Answered in the API's own error shape, not axum's plain-text rejection.
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let token = auth::require(&s, &headers, &["webhooks:write"]).await?;
     let sub = visible(&s, &token, &id).await?;
     let out = s.store.delete_subscription(&sub.id, q.force).await?;
@@ -231,16 +262,20 @@ pub async fn redeliver(
 ) -> ApiResult {
     let token = auth::require(&s, &headers, &["webhooks:write"]).await?;
     let sub = visible(&s, &token, &id).await?;
-    let v = optional_json(&s, &headers, body).await?;
-    let str_of = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-    let dry_run = v.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
-    let target = match str_of("event_id") {
+    let input: RedeliverIn = decode(optional_json(&s, &headers, body).await?)?;
+    let dry_run = input.dry_run.unwrap_or(false);
+    let target = match input.event_id {
+        Some(_) if input.status.is_some() || input.since.is_some() => {
+            return Err(ApiError::bad_request(
+                "event_id redelivers one event; status and since are for redelivering in bulk",
+            ));
+        }
         Some(event_id) => RedeliverTarget::Event {
             event_id,
             subscription_id: Some(sub.id.clone()),
         },
         None => {
-            let status = match str_of("status").as_deref() {
+            let status = match input.status.as_deref() {
                 None | Some("dead") => DeliveryStatus::Dead,
                 Some("retrying") => DeliveryStatus::Retrying,
                 Some(other) => {
@@ -249,10 +284,10 @@ pub async fn redeliver(
                     )));
                 }
             };
-            let since = match str_of("since") {
+            let since = match input.since {
                 Some(d) => Some(
                     now_ms()
-                        - humantime::parse_duration(&d)
+                        - subscription::parse_duration(&d)
                             .map_err(|e| ApiError::bad_request(format!("since: {e}")))?
                             .as_millis() as i64,
                 ),
@@ -281,8 +316,8 @@ pub async fn test(
 ) -> ApiResult {
     let token = auth::require(&s, &headers, &["webhooks:write"]).await?;
     let sub = visible(&s, &token, &id).await?;
-    let v = optional_json(&s, &headers, body).await?;
-    let t = match v.get("type").and_then(Value::as_str) {
+    let input: TestIn = decode(optional_json(&s, &headers, body).await?)?;
+    let t = match input.event_type.as_deref() {
         Some(t) => catalog::resolve(t)
             .map_err(|e| ApiError::bad_request(format!("type: {e}")))?
             .to_string(),
@@ -292,7 +327,7 @@ pub async fn test(
             .and_then(|e| e.first().cloned())
             .unwrap_or_else(|| "ContactCreate".into()),
     };
-    let dry_run = v.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
+    let dry_run = input.dry_run.unwrap_or(false);
     let out = crate::engine::testsend::run(
         &s.store,
         &sub,
@@ -301,6 +336,11 @@ pub async fn test(
         s.policy.clone(),
         s.bind_address,
     )
-    .await?;
+    .await
+    .or_else(|e| match e.downcast_ref::<crate::engine::testsend::RenderFailed>() {
+        // The test ran and found what a delivery would: reported, not an error of the call.
+        Some(r) => Ok(json!({"sent": false, "request": null, "response": null, "render_error": r.to_string()})),
+        None => Err(ApiError::from(e)),
+    })?;
     Ok(Json(out).into_response())
 }

@@ -65,7 +65,10 @@ async fn add(ctx: &Ctx, a: SubAddArgs) -> Result<Exit> {
         format: value_name(a.format),
         payload: value_name(a.payload),
         template,
-        retry_schedule: a.retry_schedule.map(|s| vec![s]),
+        retry_schedule: a
+            .retry_schedule
+            .as_deref()
+            .map(subscription::schedule_items),
         timeout_ms: a.timeout.map(|t| t.as_millis() as u64),
         rate: a.rate,
         signature_scheme: value_name(a.signature_scheme),

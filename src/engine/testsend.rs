@@ -11,6 +11,12 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The subscription's template cannot make a body for the sample event: a fault of the
+/// subscription's settings, not of the request that asked for the test.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RenderFailed(pub String);
+
 pub struct TestSend {
     pub request: Request,
     /// `None` on a dry run.
@@ -66,7 +72,7 @@ pub async fn send(
     };
     let values = crate::store::values_for(&store.values().await?, event.location_id.as_deref());
     let payload = request::render_payload(sub, &event, &values)
-        .map_err(|e| anyhow::anyhow!("rendering {event_type} for {}: {e}", sub.name))?;
+        .map_err(|e| RenderFailed(format!("rendering {event_type} for {}: {e}", sub.name)))?;
     let request = request::build(sub, &event, &payload, 1, now_ms());
     let response = if dry_run {
         None

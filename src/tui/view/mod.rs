@@ -10,7 +10,7 @@ mod stream;
 mod subs;
 
 use super::snapshot::EngineMode;
-use super::state::{App, Pane};
+use super::state::{App, Overlay, Pane};
 use super::theme::Theme;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -48,14 +48,12 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
         Pane::Inspector => inspector::draw(frame, body, app, theme),
     }
     draw_footer(frame, footer, app, theme);
-    if let Some(f) = &app.form {
-        form::draw_form(frame, body, f, theme);
-    }
-    if app.help {
-        help::draw(frame, body, theme);
-    }
-    if let Some(m) = &app.modal {
-        form::draw_modal(frame, body, m, theme);
+    // The confirmation, the command line and the filter live in the footer.
+    match app.overlay() {
+        Some(Overlay::Modal(m)) => form::draw_modal(frame, body, m, theme),
+        Some(Overlay::Form(f)) => form::draw_form(frame, body, f, theme),
+        Some(Overlay::Help) => help::draw(frame, body, theme),
+        _ => {}
     }
 }
 
