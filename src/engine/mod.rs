@@ -4,6 +4,7 @@
 //! commits outcomes in batches.
 
 pub mod attempt;
+mod housekeeping;
 pub mod http;
 pub mod lock;
 mod recorder;

@@ -8,6 +8,7 @@
 //! (ready, sending, awaiting its commit) stays within a fixed budget, so a backlog waits
 //! in the database, not here.
 
+use super::housekeeping::Housekeeping;
 use super::{EngineConfig, attempt, http, verify};
 use crate::model::{Millis, SubState, Subscription, now_ms};
 use crate::store::{Job, LocalCommits, Outcome, Release, Store};
@@ -20,13 +21,6 @@ use tokio::sync::{mpsc, watch};
 
 /// How long leases last beyond the attempt's own timeout; expired leases are swept back.
 const LEASE_MARGIN_MS: i64 = 60_000;
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-/// Events deleted per retention step (one writer transaction each, with their deliveries
-/// and attempts). An hour's worth at once (3.6 million events at 1,000/s) held the writer
-/// for minutes, and every publish and record behind it: 100,000 took 3.6 s on the 2-core
-/// machine. A step of this size takes milliseconds, and other work runs between steps.
-const PRUNE_STEP: u32 = 200;
 /// How much work a rate-limited endpoint may have claimed ahead, in seconds of its rate.
 const RATE_HORIZON_S: f64 = 1.0;
 /// A lane holds up to this many times its endpoint's limit (sending and ready): a claim
@@ -442,12 +436,7 @@ impl Scheduler {
         self.refresh_subs().await?;
         let mut counter = self.store.change_counter().await?;
         let mut last_poll = Instant::now();
-        let mut last_sweep = Instant::now();
-        let mut last_prune: Option<Instant> = None;
-        // Retention runs beside the loop, in steps, so that neither claims nor the writer's
-        // other work wait for it.
-        let mut pruning: Option<tokio::task::JoinHandle<()>> = None;
-        let mut last_expire = Instant::now();
+        let mut chores = Housekeeping::new();
         let mut dirty = true;
         // The next time something becomes due, if that is in the future. Work already due
         // but not claimable (endpoint saturated, circuit open) wakes us through freed slots,
@@ -481,30 +470,10 @@ impl Scheduler {
                 }
             }
             self.dispatch().await;
-            // Hourly, or more often when events are kept for less than ten hours.
-            let prune_every = PRUNE_EVERY
-                .min(self.cfg.retention / 10)
-                .max(Duration::from_secs(1));
-            if last_prune.is_none_or(|t| t.elapsed() >= prune_every)
-                && pruning.as_ref().is_none_or(|t| t.is_finished())
-            {
-                last_prune = Some(Instant::now());
-                pruning = Some(tokio::spawn(prune(
-                    self.store.clone(),
-                    now_ms() - self.cfg.retention.as_millis() as i64,
-                )));
-            }
             self.verify_pending();
-            if last_expire.elapsed() >= Duration::from_secs(1)
-                && self.subs.values().any(|s| s.circuit_open)
-            {
-                last_expire = Instant::now();
-                self.expire_held().await;
-            }
-            if last_sweep.elapsed() >= SWEEP_EVERY {
-                last_sweep = Instant::now();
-                self.sweep_expired_leases().await;
-            }
+            chores
+                .run_due(&self.store, self.cfg.retention, &self.subs)
+                .await;
             let wake_at = match (next_due, self.next_probe()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -596,10 +565,7 @@ impl Scheduler {
                 }
             }
         }
-        // A step already with the writer finishes; no new one starts.
-        if let Some(t) = pruning {
-            t.abort();
-        }
+        chores.stop();
         self.finish().await
     }
 
@@ -621,44 +587,6 @@ impl Scheduler {
                     tracing::warn!(subscription = %sub.id, "confirmation failed: {e:#}");
                 }
             });
-        }
-    }
-
-    /// An endpoint whose circuit has stayed open longer than its whole retry schedule
-    /// does not hold its deliveries forever: those older than the schedule go dead.
-    async fn expire_held(&self) {
-        let now = now_ms();
-        for sub in self
-            .subs
-            .values()
-            .filter(|s| s.circuit_open && s.state == SubState::Active)
-        {
-            let schedule: u64 = sub.retry_schedule_ms.iter().sum::<u64>().max(1_000);
-            // Jitter may stretch each delay by a fifth; allow for it.
-            let max_age = (schedule + schedule / 5) as i64;
-            if sub.circuit_changed_at.is_none_or(|t| now - t < max_age) {
-                continue;
-            }
-            let reason = format!(
-                "the endpoint's circuit stayed open longer than the retry schedule ({})",
-                humantime::format_duration(Duration::from_millis(max_age as u64))
-            );
-            match self.store.expire_held(&sub.id, now - max_age, reason).await {
-                Ok(n) if n > 0 => {
-                    tracing::warn!(subscription = %sub.id, expired = n, "held deliveries outlived the retry schedule")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("expiring held deliveries failed: {e:#}"),
-            }
-        }
-    }
-
-    /// Leases outlive their attempt only when recording failed; return them to the queue.
-    /// A lease runs LEASE_MARGIN_MS past its attempt's timeout, and attempts are bounded by
-    /// that timeout, so an expired lease is not in flight any more.
-    async fn sweep_expired_leases(&self) {
-        if let Err(e) = self.store.release(Release::ExpiredBefore(now_ms())).await {
-            tracing::warn!("returning expired leases failed: {e:#}");
         }
     }
 
@@ -699,32 +627,6 @@ impl Scheduler {
         let released = self.store.release(Release::All).await?;
         tracing::info!(released, "engine stopped");
         Ok(())
-    }
-}
-
-/// Retention: old events whose deliveries are all final go, with their attempts, a step
-/// at a time.
-async fn prune(store: Arc<dyn Store>, before: Millis) {
-    let (mut from, mut events) = (Millis::MIN, 0u64);
-    loop {
-        let started = Instant::now();
-        match store.prune(before, from, PRUNE_STEP).await {
-            Ok(step) => {
-                events += step.events;
-                match step.next_from {
-                    Some(next) => from = next,
-                    None => break,
-                }
-                crate::store::leave_the_lock_free(started.elapsed()).await;
-            }
-            Err(e) => {
-                tracing::warn!("retention pruning failed: {e:#}");
-                break;
-            }
-        }
-    }
-    if events > 0 {
-        tracing::info!(events, "retention: pruned old events");
     }
 }
 

@@ -8,6 +8,7 @@ mod migrate;
 mod read;
 mod rows;
 mod sql;
+mod steps;
 mod writer;
 
 use super::*;
@@ -18,32 +19,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use steps::Detached;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use writer::Op;
-
-/// Deliveries (by id) or events (by sequence) looked at per step of a purge.
-const PURGE_STEP: i64 = 5_000;
-/// Deliveries replaced per transaction of a bulk redelivery.
-const REDELIVER_PAGE: u32 = 2_000;
-/// Unfinished deliveries cancelled per transaction when a subscription is removed by force.
-const CANCEL_STEP: u32 = 5_000;
-
-/// The first and last key a `SELECT MIN(k), MAX(k) FROM t` finds (0, 0 in an empty table).
-fn key_span(c: &Connection, sql: &str) -> Result<(i64, i64)> {
-    Ok(c.query_row(sql, [], |r| {
-        Ok((
-            r.get::<_, Option<i64>>(0)?.unwrap_or(0),
-            r.get::<_, Option<i64>>(1)?.unwrap_or(0),
-        ))
-    })?)
-}
-
-/// The ranges `(after, upto]` of [`PURGE_STEP`] keys that cover `first..=last`.
-fn steps((first, last): (i64, i64)) -> impl Iterator<Item = (i64, i64)> {
-    (first - 1..last)
-        .step_by(PURGE_STEP as usize)
-        .map(|after| (after, after + PURGE_STEP))
-}
 
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
@@ -303,146 +281,6 @@ async fn call<T>(
         .map_err(|_| anyhow::anyhow!("the store's writer has stopped"))?;
     rx.await
         .map_err(|_| anyhow::anyhow!("the store's writer has stopped"))?
-}
-
-/// What work of many steps needs of the store, owned, so that it can outlive its caller.
-struct Detached {
-    ops: mpsc::Sender<Op>,
-    read: Arc<ReadPool>,
-}
-
-impl Detached {
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Op) -> Result<T> {
-        call(&self.ops, make).await
-    }
-
-    async fn delete_subscription(self, id: String, force: bool) -> Result<DeleteOutcome> {
-        // By force, the backlog is cancelled in steps first, each its own transaction, as in
-        // a purge (see there): in one, 990,000 unfinished deliveries held the write lock 5 s
-        // and a publish waited for all of it. The removal itself cancels what is left (work
-        // published meanwhile) in the same transaction, and counts every step. Steps stop
-        // once they have cancelled what was there at the start, so producers that keep
-        // adding work cannot keep them going.
-        let mut cancelled = 0i64;
-        if force {
-            let sub = id.clone();
-            let (at_start, active): (i64, bool) = self
-                .read
-                .run(move |c| {
-                    Ok(c.query_row(
-                        "SELECT (SELECT COUNT(*) FROM deliveries \
-                           WHERE subscription_id = ?1 AND status IN ('pending', 'retrying')), \
-                         EXISTS (SELECT 1 FROM subscriptions WHERE id = ?1 AND state = 'active')",
-                        [sub],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )?)
-                })
-                .await?;
-            // Several steps take seconds: paused first, so that no engine sends what the
-            // next step is about to cancel.
-            if active && at_start > i64::from(CANCEL_STEP) {
-                let id = id.clone();
-                self.call(|reply| Op::SetState {
-                    id,
-                    state: SubState::Paused,
-                    reply,
-                })
-                .await?;
-            }
-            while cancelled < at_start {
-                let started = std::time::Instant::now();
-                let id = id.clone();
-                let n = self
-                    .call(|reply| Op::CancelUnfinished {
-                        id,
-                        limit: CANCEL_STEP,
-                        reply,
-                    })
-                    .await?;
-                cancelled += n as i64;
-                if n < u64::from(CANCEL_STEP) {
-                    break;
-                }
-                crate::store::leave_the_lock_free(started.elapsed()).await;
-            }
-        }
-        self.call(|reply| Op::DeleteSubscription {
-            id,
-            force,
-            cancelled,
-            reply,
-        })
-        .await
-    }
-
-    async fn purge(self, filter: PurgeFilter) -> Result<PurgeCount> {
-        // In steps over ranges of ids, each its own transaction: in one, a million
-        // deliveries held the write lock for 13 s, and an engine serving the same file
-        // failed its publishes after its busy timeout (10 s).
-        let (ids, seqs) = self
-            .read
-            .run(|c| {
-                Ok((
-                    key_span(c, "SELECT MIN(id), MAX(id) FROM deliveries")?,
-                    key_span(c, "SELECT MIN(seq), MAX(seq) FROM events")?,
-                ))
-            })
-            .await?;
-        let mut count = PurgeCount::default();
-        for ids in steps(ids) {
-            let started = std::time::Instant::now();
-            let filter = filter.clone();
-            count.deliveries += self
-                .call(|reply| Op::Purge { filter, ids, reply })
-                .await?
-                .deliveries;
-            crate::store::leave_the_lock_free(started.elapsed()).await;
-        }
-        for seqs in steps(seqs) {
-            let started = std::time::Instant::now();
-            count.events += self.call(|reply| Op::DeleteOrphans { seqs, reply }).await?;
-            crate::store::leave_the_lock_free(started.elapsed()).await;
-        }
-        Ok(count)
-    }
-
-    async fn redeliver_bulk(
-        self,
-        target: RedeliverTarget,
-        now: Millis,
-    ) -> Result<Vec<Redelivered>> {
-        // In pages, each its own transaction, as a purge (see there): in one, 250,000 dead
-        // letters held the writer 4 s. The deliveries are those that exist now: the ones
-        // this makes are never taken again.
-        let (_, last_id) = self
-            .read
-            .run(|c| key_span(c, "SELECT MIN(id), MAX(id) FROM deliveries"))
-            .await?;
-        let mut out = Vec::new();
-        let mut after = 0;
-        loop {
-            let started = std::time::Instant::now();
-            let target = target.clone();
-            let page = self
-                .call(|reply| Op::Redeliver {
-                    target,
-                    now,
-                    page: Some((after, last_id, REDELIVER_PAGE)),
-                    reply,
-                })
-                .await?;
-            let full = page.len() >= REDELIVER_PAGE as usize;
-            match page.iter().filter_map(|r| r.previous).max() {
-                Some(last) if full => after = last,
-                _ => {
-                    out.extend(page);
-                    return Ok(out);
-                }
-            }
-            out.extend(page);
-            crate::store::leave_the_lock_free(started.elapsed()).await;
-        }
-    }
 }
 
 #[async_trait]
