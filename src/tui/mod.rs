@@ -5,11 +5,14 @@
 
 pub mod commands;
 pub mod demo;
+#[cfg(feature = "fixtures")]
 pub mod fixture;
 pub mod keys;
+#[cfg(feature = "fixtures")]
 pub mod render;
 pub mod snapshot;
 pub mod state;
+#[cfg(feature = "fixtures")]
 pub mod svg;
 pub mod terminal;
 pub mod theme;
