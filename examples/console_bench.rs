@@ -5,8 +5,8 @@
 //!     cargo run --release --example console_bench [-- EVENTS [KEEP_AT_PATH]]
 
 use hookctl::model::*;
-use hookctl::store::sqlite::{OpenOptions, SqliteStore};
-use hookctl::store::{NewEvent, Store};
+use hookctl::store::NewEvent;
+use hookctl::store::OpenSettings;
 use hookctl::tui::snapshot::{self, EngineMode};
 use hookctl::tui::state::{Action, App, Pane};
 use hookctl::tui::{render, theme::Theme};
@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
         Some(keep) => keep.into(),
         None => dir.path().join("bench.db"),
     };
-    let store = SqliteStore::open(&path, OpenOptions::default()).await?;
+    let store = hookctl::store::open(&path, &OpenSettings::default()).await?;
     for (id, name, events) in [
         ("sub_all", "orders-api", None),
         (
@@ -94,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
     // Opening: a new store handle (as a new console process would), the first full read,
     // the first frame at 80×24.
     let open = Instant::now();
-    let store = SqliteStore::open(&path, OpenOptions::default()).await?;
+    let store = hookctl::store::open(&path, &OpenSettings::default()).await?;
     let mut app = App::default();
     app.apply(Action::Resize(24));
     let mode = EngineMode::Attached { pid: None };

@@ -7,7 +7,7 @@ use hookctl::tui::{fixture, render, svg, theme::Theme};
 async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store = fixture::seed(&dir.path().join("fixture.db")).await?;
-    let app = fixture::app(&store).await?;
+    let app = fixture::app(&*store).await?;
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
     std::fs::create_dir_all(&out)?;
     for (name, view) in render::views(&app) {

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod health;
 pub mod ids;
 pub mod ingest;
 pub mod model;

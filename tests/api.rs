@@ -751,8 +751,8 @@ fn a_revoked_token_is_refused_at_the_next_request() {
 /// kept, and whichever connection revoked it.
 #[test]
 fn a_publish_with_a_revoked_token_stores_nothing() {
-    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
-    use hookctl::store::{NewEvent, Store, TokenRevoked};
+    use hookctl::store::OpenSettings;
+    use hookctl::store::{NewEvent, TokenRevoked};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -761,12 +761,12 @@ fn a_publish_with_a_revoked_token_stores_nothing() {
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
-        let store = SqliteStore::open(&db, OpenOptions::default())
+        let store = hookctl::store::open(&db, &OpenSettings::default())
             .await
             .unwrap();
-        add_publish_tokens(&store, &["tok_live", "tok_gone"]).await;
+        add_publish_tokens(&*store, &["tok_live", "tok_gone"]).await;
         // Revoked through a second store on the same file, as the CLI beside a server does.
-        let other = SqliteStore::open(&db, OpenOptions::default())
+        let other = hookctl::store::open(&db, &OpenSettings::default())
             .await
             .unwrap();
         assert!(other.revoke_token("tok_gone").await.unwrap());

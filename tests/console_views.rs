@@ -4,7 +4,7 @@
 
 mod common;
 use common::{Env, path_str};
-use hookctl::store::sqlite::{OpenOptions, SqliteStore};
+use hookctl::store::OpenSettings;
 use hookctl::tui::state::{Action, App};
 use hookctl::tui::{fixture, render, snapshot::Query, svg, theme::Theme};
 
@@ -16,7 +16,7 @@ fn fixture_app() -> App {
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let store = fixture::seed(&dir.path().join("fixture.db")).await.unwrap();
-        fixture::app(&store).await.unwrap()
+        fixture::app(&*store).await.unwrap()
     })
 }
 
@@ -151,11 +151,11 @@ fn a_backlog_past_its_column_shows_exact_or_a_marked_bound() {
         .build()
         .unwrap();
     let mut app = rt.block_on(async {
-        let store = SqliteStore::open(&env.db, OpenOptions::default())
+        let store = hookctl::store::open(&env.db, &OpenSettings::default())
             .await
             .unwrap();
         let mut app = App::default();
-        app.set_snapshot(fixture::snapshot(&store, &Query::default()).await.unwrap());
+        app.set_snapshot(fixture::snapshot(&*store, &Query::default()).await.unwrap());
         app
     });
     let draw = |app: &App| {

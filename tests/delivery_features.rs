@@ -471,8 +471,7 @@ fn retries_send_the_body_as_first_sent() {
 /// exactly what it sent.
 #[test]
 fn a_fan_out_keeps_only_template_bodies_and_each_once() {
-    use hookctl::store::Store;
-    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
+    use hookctl::store::OpenSettings;
     let env = Env::new();
     let sink = Sink::start(&env, &[]);
     let _serve = Serve::start(&env);
@@ -506,7 +505,7 @@ fn a_fan_out_keeps_only_template_bodies_and_each_once() {
         .build()
         .unwrap();
     let detail = rt.block_on(async {
-        let store = SqliteStore::open(&env.db, OpenOptions::default())
+        let store = hookctl::store::open(&env.db, &OpenSettings::default())
             .await
             .unwrap();
         store.event_detail("fan").await.unwrap().unwrap()
@@ -536,15 +535,15 @@ fn open_store(
     env: &Env,
 ) -> (
     tokio::runtime::Runtime,
-    std::sync::Arc<hookctl::store::sqlite::SqliteStore>,
+    std::sync::Arc<dyn hookctl::store::Store>,
 ) {
-    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
+    use hookctl::store::OpenSettings;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let store = rt
-        .block_on(SqliteStore::open(&env.db, OpenOptions::default()))
+        .block_on(hookctl::store::open(&env.db, &OpenSettings::default()))
         .unwrap();
     (rt, store)
 }
@@ -555,7 +554,7 @@ fn open_store(
 fn a_retry_remakes_the_first_body_after_the_payload_style_changed() {
     use hookctl::model::{BodyFormat, DeliveryStatus, PayloadStyle, now_ms};
     use hookctl::payload::Shape;
-    use hookctl::store::{Outcome, SentBody, Store};
+    use hookctl::store::{Outcome, SentBody};
     let env = Env::new();
     let id = env.sub_add(&["--url", "http://127.0.0.1:9/x", "--all"]);
     env.ok(&["emit", "TaskCreate", "--id", "e1"]);
@@ -620,7 +619,7 @@ fn a_retry_remakes_the_first_body_after_the_payload_style_changed() {
 #[test]
 fn an_attempt_recorded_twice_is_kept_once_as_last_recorded() {
     use hookctl::model::{DeliveryStatus, now_ms};
-    use hookctl::store::{Outcome, Store};
+    use hookctl::store::Outcome;
     let env = Env::new();
     let id = env.sub_add(&["--url", "http://127.0.0.1:9/x", "--all"]);
     env.ok(&["emit", "TaskCreate", "--id", "e1"]);

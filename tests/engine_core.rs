@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use hookctl::model::{DeliveryStatus, SubState, Subscription};
-use hookctl::store::sqlite::{OpenOptions, SqliteStore};
+use hookctl::store::OpenSettings;
 use hookctl::store::{NewEvent, PurgeFilter, RedeliverTarget, Store};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -419,13 +419,13 @@ fn quick_benchmark_completes_and_prints_figures() {
 /// once spun on the closed shutdown channel, eating a core).
 #[test]
 fn a_dropped_engine_stops_its_scheduler() {
-    use hookctl::engine::{Engine, EngineConfig, lock};
+    use hookctl::engine::{Engine, EngineConfig};
     let rt = runtime();
     rt.block_on(async {
-        let (_dir, db, store) = fresh_store("drop.db").await;
-        let lock = lock::try_acquire(&db).expect("lock").expect("free");
+        let (_dir, _db, store) = fresh_store("drop.db").await;
+        let claim = store.claim_engine().expect("claim").expect("free");
         let cfg = EngineConfig::from_config(&hookctl::config::Config::defaults());
-        let engine = Engine::start(store.clone(), store.committed(), lock, cfg)
+        let engine = Engine::start(store.clone(), claim, cfg)
             .await
             .expect("start");
         assert!(Arc::strong_count(&store) > 1);
@@ -447,7 +447,6 @@ fn a_dropped_engine_stops_its_scheduler() {
 /// then (`hookctl bench` deletes each workload's database at that moment).
 #[test]
 fn a_dropped_store_reports_when_its_database_is_closed() {
-    use hookctl::store::Store;
     let rt = runtime();
     rt.block_on(async {
         let (dir, _db, store) = fresh_store("closed.db").await;
@@ -457,7 +456,7 @@ fn a_dropped_store_reports_when_its_database_is_closed() {
             .expect("a write");
         let wal = dir.path().join("closed.db-wal");
         assert!(wal.exists(), "a write in WAL mode leaves a WAL file");
-        let closed = store.on_closed();
+        let closed = store.closed();
         drop(store);
         tokio::time::timeout(std::time::Duration::from_secs(20), closed)
             .await
@@ -515,16 +514,16 @@ fn endpoints_on_one_host_reuse_their_connections() {
 /// one by one: a revoked one stores nothing, a live one goes through.
 #[test]
 fn a_publish_failing_among_many_stored_together_fails_alone() {
-    use hookctl::store::sqlite::{OpenOptions, SqliteStore};
-    use hookctl::store::{NewEvent, Store, TokenRevoked};
+    use hookctl::store::OpenSettings;
+    use hookctl::store::{NewEvent, TokenRevoked};
     let rt = runtime();
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("poison.db");
-        let store = SqliteStore::open(&db, OpenOptions::default())
+        let store = hookctl::store::open(&db, &OpenSettings::default())
             .await
             .expect("open");
-        add_publish_tokens(&store, &["tok_live", "tok_gone"]).await;
+        add_publish_tokens(&*store, &["tok_live", "tok_gone"]).await;
         assert!(store.revoke_token("tok_gone").await.expect("revoke"));
         // A failure only this event meets, as a disk error would meet any of them.
         rusqlite::Connection::open(&db)
@@ -616,10 +615,10 @@ fn a_publish_failing_among_many_stored_together_fails_alone() {
 }
 
 /// A store on a new database `name` in a fresh directory, and the database's path.
-async fn fresh_store(name: &str) -> (tempfile::TempDir, std::path::PathBuf, Arc<SqliteStore>) {
+async fn fresh_store(name: &str) -> (tempfile::TempDir, std::path::PathBuf, Arc<dyn Store>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join(name);
-    let store = SqliteStore::open(&db, OpenOptions::default())
+    let store = hookctl::store::open(&db, &OpenSettings::default())
         .await
         .expect("open");
     (dir, db, store)
@@ -631,7 +630,7 @@ async fn fresh_store(name: &str) -> (tempfile::TempDir, std::path::PathBuf, Arc<
 async fn store_with(
     events: Option<&[&str]>,
     state: SubState,
-) -> (tempfile::TempDir, Arc<SqliteStore>, rusqlite::Connection) {
+) -> (tempfile::TempDir, Arc<dyn Store>, rusqlite::Connection) {
     let (dir, db, store) = fresh_store("store.db").await;
     let mut sub = Subscription::new(
         "sub_1".into(),
@@ -670,7 +669,7 @@ fn column<T: rusqlite::types::FromSql>(c: &rusqlite::Connection, sql: &str) -> V
 }
 
 /// Publishes `n` ContactCreate events, `e-0` onwards.
-async fn publish_contacts(store: &SqliteStore, n: usize) {
+async fn publish_contacts(store: &dyn Store, n: usize) {
     let events: Vec<NewEvent> = (0..n)
         .map(|i| new_event(format!("e-{i}"), "ContactCreate", None))
         .collect();
@@ -724,7 +723,7 @@ fn a_purge_larger_than_a_step_deletes_exactly_what_it_names() {
         // More deliveries than one step of a purge looks at (5,000), and one event no
         // subscription wanted.
         let n = 12_001;
-        publish_contacts(&store, n).await;
+        publish_contacts(&*store, n).await;
         let unwanted = new_event(format!("e-{n}"), "InvoicePaid", None);
         store.publish(vec![unwanted]).await.expect("publish");
         c.execute(
@@ -762,7 +761,7 @@ fn a_bulk_redelivery_larger_than_a_page_replaces_each_delivery_once() {
     runtime().block_on(async {
         let (_dir, store, c) = store_with(None, SubState::Paused).await;
         // More dead letters than one page (2,000), among deliveries in other states.
-        publish_contacts(&store, 6_001).await;
+        publish_contacts(&*store, 6_001).await;
         c.execute(
             "UPDATE deliveries SET status = CASE WHEN id % 4 = 0 THEN 'delivered' ELSE 'dead' END, \
              next_at = NULL, attempts = 1",
@@ -829,7 +828,7 @@ fn a_forced_removal_larger_than_a_step_cancels_only_that_subscriptions_unfinishe
         other.state = SubState::Paused;
         store.add_subscription(other).await.expect("second subscription");
         // More unfinished deliveries than one step cancels (5,000), among finished ones.
-        publish_contacts(&store, 12_001).await;
+        publish_contacts(&*store, 12_001).await;
         c.execute(
             "UPDATE deliveries SET status = CASE event_seq % 4 WHEN 0 THEN 'delivered' \
                WHEN 1 THEN 'retrying' ELSE 'pending' END \
@@ -887,7 +886,7 @@ fn a_removal_goes_on_to_its_end_when_its_caller_stops_waiting() {
     runtime().block_on(async {
         // An API client that hangs up drops its request's future halfway.
         let (_dir, store, c) = store_with(None, SubState::Active).await;
-        publish_contacts(&store, 12_001).await;
+        publish_contacts(&*store, 12_001).await;
         let gave_up =
             tokio::time::timeout(Duration::ZERO, store.delete_subscription("sub_1", true));
         assert!(

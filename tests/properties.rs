@@ -4,8 +4,8 @@
 
 use hookctl::engine::retry;
 use hookctl::model::*;
-use hookctl::store::sqlite::{OpenOptions, SqliteStore};
-use hookctl::store::{EventFilter, NewEvent, Store};
+use hookctl::store::OpenSettings;
+use hookctl::store::{EventFilter, NewEvent};
 use proptest::prelude::*;
 
 proptest! {
@@ -54,7 +54,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
-            let store = SqliteStore::open(&dir.path().join("p.db"), OpenOptions::default()).await.unwrap();
+            let store = hookctl::store::open(&dir.path().join("p.db"), &OpenSettings::default()).await.unwrap();
             let mut made = Vec::new();
             for (i, (types, loc)) in subs.iter().enumerate() {
                 let mut s = Subscription::new(format!("sub_{i}"), format!("s{i}"), "https://example.com/h".into(), types.as_ref().map(|t| t.iter().map(|x| x.to_string()).collect()), "whsec_x".into());
@@ -103,7 +103,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
-            let store = SqliteStore::open(&dir.path().join("i.db"), OpenOptions::default()).await.unwrap();
+            let store = hookctl::store::open(&dir.path().join("i.db"), &OpenSettings::default()).await.unwrap();
             let s = Subscription::new("sub_all".into(), "all".into(), "https://example.com/h".into(), None, "whsec_x".into());
             store.add_subscription(s).await.unwrap();
             let mut seen: Vec<u32> = Vec::new();
@@ -170,7 +170,7 @@ proptest! {
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("o.db");
-            let store = SqliteStore::open(&path, OpenOptions::default()).await.unwrap();
+            let store = hookctl::store::open(&path, &OpenSettings::default()).await.unwrap();
             for i in 0..3 {
                 let s = Subscription::new(format!("sub_{i}"), format!("s{i}"), "https://example.com/h".into(), None, "whsec_x".into());
                 store.add_subscription(s).await.unwrap();

@@ -3,11 +3,11 @@
 
 use super::*;
 use crate::engine::http::Sender;
-use crate::engine::{Engine, EngineConfig, lock, request};
+use crate::engine::{Engine, EngineConfig, request};
 use crate::model::*;
 use crate::netguard::Policy;
 use crate::payload::Shape;
-use crate::store::sqlite::{OpenOptions, SqliteStore};
+use crate::store::OpenSettings;
 use crate::store::{Job, KeptHeaders, NewEvent, Outcome, SentBody, Store, header_text};
 use anyhow::{Context, Result};
 use std::sync::Arc;
@@ -44,7 +44,7 @@ pub(super) fn event(i: usize) -> NewEvent {
 
 pub(super) struct Bench {
     pub(super) dir: tempfile::TempDir,
-    pub(super) store: Arc<SqliteStore>,
+    pub(super) store: Arc<dyn Store>,
     pub(super) engine: Engine,
 }
 
@@ -64,10 +64,10 @@ impl Bench {
 /// inside the next raw HTTP round: on this VM freeing workload 4's 1.7 GB took about a
 /// second and up to half a core as steal, and the round before workload 5 ran at 0.71–0.81
 /// of the median in each of five runs (0.80–1.16 in the five since).
-pub(super) async fn retire(store: Arc<SqliteStore>, dir: tempfile::TempDir) -> Result<()> {
+pub(super) async fn retire(store: Arc<dyn Store>, dir: tempfile::TempDir) -> Result<()> {
     // The last handle on the store may drop on another task (the engine's recorder, an API
     // connection finishing), shortly after this one.
-    let closed = store.on_closed();
+    let closed = store.closed();
     drop(store);
     tokio::time::timeout(Duration::from_secs(60), closed)
         .await
@@ -81,20 +81,20 @@ pub(super) async fn retire(store: Arc<SqliteStore>, dir: tempfile::TempDir) -> R
 pub(super) async fn fresh(synchronous_full: bool, endpoint_in_flight: usize) -> Result<Bench> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("bench.db");
-    let store = SqliteStore::open(
+    let store = crate::store::open(
         &db,
-        OpenOptions {
+        &OpenSettings {
             synchronous_full,
-            ..OpenOptions::default()
+            ..OpenSettings::default()
         },
     )
     .await?;
-    let lock = lock::try_acquire(&db)?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let claim = store.claim_engine()?.map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut cfg = EngineConfig::from_config(&crate::config::Config::defaults());
     cfg.policy = Arc::new(Policy::new(vec!["127.0.0.0/8".parse()?]));
     cfg.endpoint_in_flight = endpoint_in_flight;
     cfg.max_in_flight = 512;
-    let engine = Engine::start(store.clone(), store.committed(), lock, cfg).await?;
+    let engine = Engine::start(store.clone(), claim, cfg).await?;
     Ok(Bench { dir, store, engine })
 }
 
@@ -159,7 +159,7 @@ pub(super) async fn run_load(
         publish_time += t.elapsed();
     }
     let got = seen
-        .wait_for(deliveries, Duration::from_secs(600), &b.store)
+        .wait_for(deliveries, Duration::from_secs(600), &*b.store)
         .await?;
     let took = start.elapsed().as_secs_f64();
     let threads = threads0.per_1k_since(got);
@@ -263,7 +263,7 @@ pub(super) fn request_for(s: &Subscription, i: usize) -> request::Request {
 /// deliveries/s and CPU seconds per 1,000 deliveries.
 pub(super) async fn store_only(n: usize) -> Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(&dir.path().join("s.db"), OpenOptions::default()).await?;
+    let store = crate::store::open(&dir.path().join("s.db"), &OpenSettings::default()).await?;
     let s = sub("s", "http://127.0.0.1:9/x".into());
     store.add_subscription(s.clone()).await?;
     // What the engine keeps of each attempt, byte for byte in size: the request's headers

@@ -9,7 +9,6 @@ mod measure;
 mod receiver;
 mod workloads;
 
-use crate::store::Store;
 use anyhow::Result;
 use harness::*;
 use measure::*;

@@ -2,7 +2,6 @@
 
 use super::*;
 use crate::store::Store;
-use crate::store::sqlite::SqliteStore;
 use anyhow::{Context, Result};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -165,12 +164,7 @@ impl Receiver {
     /// Waits until `n` receipts or the deadline; returns the count reached. When nothing
     /// arrives for ten seconds it says where the rest is (a stalled engine is a bug, and
     /// this is where one shows).
-    pub(super) async fn wait_for(
-        &self,
-        n: u64,
-        limit: Duration,
-        store: &SqliteStore,
-    ) -> Result<u64> {
+    pub(super) async fn wait_for(&self, n: u64, limit: Duration, store: &dyn Store) -> Result<u64> {
         let deadline = Instant::now() + limit;
         let (mut last, mut since, mut told) = (0, Instant::now(), false);
         loop {

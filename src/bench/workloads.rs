@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::model::*;
-use crate::store::{NewEvent, Store};
+use crate::store::NewEvent;
 use anyhow::Result;
 use axum::body::Bytes;
 use axum::http::HeaderValue;
@@ -112,7 +112,7 @@ pub(super) async fn backlog(p: &Plan) -> Result<Row> {
         .set_subscription_state("backlog", SubState::Active)
         .await?;
     let got = seen
-        .wait_for(n as u64, Duration::from_secs(900), &b.store)
+        .wait_for(n as u64, Duration::from_secs(900), &*b.store)
         .await?;
     let took = start.elapsed().as_secs_f64();
     let threads = threads0.per_1k_since(got);
@@ -266,7 +266,7 @@ pub(super) async fn via_api(p: &Plan) -> Result<Row> {
     }
     let publish_secs = start.elapsed().as_secs_f64();
     let got = seen
-        .wait_for(n as u64, Duration::from_secs(600), &b.store)
+        .wait_for(n as u64, Duration::from_secs(600), &*b.store)
         .await?;
     let took = start.elapsed().as_secs_f64();
     let row = measured(

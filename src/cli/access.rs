@@ -5,7 +5,7 @@ use super::args::{InboundCommand, TokenCommand};
 use super::output::{cell, print_json};
 use super::{Ctx, Exit};
 use crate::model::*;
-use crate::store::{ApiToken, Inbound, Store};
+use crate::store::{ApiToken, Inbound};
 use crate::{catalog, ids};
 use anyhow::{Result, anyhow, bail};
 

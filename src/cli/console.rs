@@ -2,7 +2,7 @@
 
 use super::{Ctx, Exit};
 use crate::api;
-use crate::engine::{Engine, EngineConfig, lock};
+use crate::engine::{Engine, EngineConfig};
 use crate::netguard::Policy;
 use crate::store::Store;
 use crate::tui::{self, Launch};
@@ -52,15 +52,10 @@ async fn start_api(
 pub async fn console(ctx: &Ctx) -> Result<Exit> {
     let store = ctx.open_store().await?;
     log_to_file(&ctx.cfg.db)?;
-    let (engine, api) = match lock::try_acquire(&ctx.cfg.db)? {
-        Ok(l) => {
-            let engine = Engine::start(
-                store.clone(),
-                store.committed(),
-                l,
-                EngineConfig::from_config(&ctx.cfg),
-            )
-            .await?;
+    let (engine, api) = match store.claim_engine()? {
+        Ok(claim) => {
+            let engine =
+                Engine::start(store.clone(), claim, EngineConfig::from_config(&ctx.cfg)).await?;
             let api = start_api(store.clone(), &ctx.cfg, &ctx.cfg.listen).await;
             (Some(engine), api)
         }
@@ -96,10 +91,10 @@ pub async fn demo(ctx: &Ctx) -> Result<Exit> {
     };
     let store = demo_ctx.open_store().await?;
     log_to_file(&cfg.db)?;
-    let lock = lock::try_acquire(&cfg.db)?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let claim = store.claim_engine()?.map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut engine_cfg = EngineConfig::from_config(&cfg);
     engine_cfg.policy = Arc::new(Policy::new(cfg.allow_networks.clone()));
-    let engine = Engine::start(store.clone(), store.committed(), lock, engine_cfg).await?;
+    let engine = Engine::start(store.clone(), claim, engine_cfg).await?;
     let demo = tui::demo::populate(store.clone()).await?;
     let api = start_api(store.clone(), &cfg, "127.0.0.1:0").await;
     tui::run(Launch {

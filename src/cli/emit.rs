@@ -4,7 +4,7 @@ use super::args::EmitArgs;
 use super::output::print_json;
 use super::{Ctx, Exit};
 use crate::ingest::{event_from_json, new_event};
-use crate::store::{NewEvent, Published, Store};
+use crate::store::{NewEvent, Published};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 use std::io::BufRead;

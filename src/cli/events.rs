@@ -4,7 +4,7 @@ use super::args::*;
 use super::output::{self, cell, print_json};
 use super::{Ctx, Exit, subs};
 use crate::model::*;
-use crate::store::{EventFilter, RedeliverTarget, Store};
+use crate::store::{EventFilter, RedeliverTarget};
 use anyhow::{Result, anyhow};
 
 pub async fn run(ctx: &Ctx, cmd: EventCommand) -> Result<Exit> {

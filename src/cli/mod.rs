@@ -14,7 +14,6 @@ mod tools;
 mod values;
 
 use crate::config::Config;
-use crate::store::sqlite::{OpenOptions, SqliteStore};
 use anyhow::{Context, Result};
 pub use args::Cli;
 use args::Command;
@@ -30,19 +29,18 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub async fn open_store(&self) -> Result<Arc<SqliteStore>> {
+    pub async fn open_store(&self) -> Result<Arc<dyn crate::store::Store>> {
         if self.default_db
             && let Some(dir) = self.cfg.db.parent()
         {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        SqliteStore::open(
+        crate::store::open(
             &self.cfg.db,
-            OpenOptions {
+            &crate::store::OpenSettings {
                 synchronous_full: self.cfg.synchronous_full,
                 busy_timeout: Duration::from_millis(self.cfg.busy_timeout_ms),
-                ..OpenOptions::default()
             },
         )
         .await

@@ -3,13 +3,13 @@
 use super::args::ServeArgs;
 use super::{Ctx, Exit};
 use crate::api;
-use crate::engine::{Engine, EngineConfig, lock};
+use crate::engine::{Engine, EngineConfig};
 use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 
 pub async fn run(ctx: &Ctx, a: ServeArgs) -> Result<Exit> {
     let store = ctx.open_store().await?;
-    let engine_lock = lock::try_acquire(&ctx.cfg.db)?.map_err(|running| {
+    let claim = store.claim_engine()?.map_err(|running| {
         anyhow::anyhow!("{running}; stop it first (a console can attach to it instead)")
     })?;
     let listen = a.listen.unwrap_or_else(|| ctx.cfg.listen.clone());
@@ -17,13 +17,7 @@ pub async fn run(ctx: &Ctx, a: ServeArgs) -> Result<Exit> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    let engine = Engine::start(
-        store.clone(),
-        store.committed(),
-        engine_lock,
-        EngineConfig::from_config(&ctx.cfg),
-    )
-    .await?;
+    let engine = Engine::start(store.clone(), claim, EngineConfig::from_config(&ctx.cfg)).await?;
     let state = api::ApiState::new(store.clone(), &ctx.cfg);
     tokio::spawn(async move {
         if let Err(e) = api::serve(listener, state).await {

@@ -3,15 +3,13 @@
 
 use super::output::{cell, print_json};
 use super::{Ctx, Exit};
-use crate::engine::lock;
 use crate::model::*;
-use crate::store::Store;
 use anyhow::Result;
 use serde_json::json;
 
 pub async fn run(ctx: &Ctx) -> Result<Exit> {
     let store = ctx.open_store().await?;
-    let engine_pid = lock::holder(&ctx.cfg.db);
+    let engine_pid = store.engine_pid();
     let (queue, stats) = store.overview().await?;
     let subs = store.subscriptions().await?;
 

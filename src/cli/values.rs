@@ -4,7 +4,6 @@ use super::args::ValuesCommand;
 use super::output::{cell, print_json};
 use super::{Ctx, Exit};
 use crate::ids;
-use crate::store::Store;
 use anyhow::{Result, bail};
 
 /// Values whose names say they are credentials are shown masked.

@@ -6,7 +6,6 @@
 pub mod attempt;
 mod housekeeping;
 pub mod http;
-pub mod lock;
 mod recorder;
 pub mod request;
 pub mod retry;
@@ -60,22 +59,22 @@ impl EngineConfig {
     }
 }
 
-/// A running engine. Holds the database's engine lock for as long as it lives.
+/// A running engine. Holds the store's engine claim for as long as it lives.
 pub struct Engine {
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<()>>,
-    _lock: lock::EngineLock,
+    _claim: crate::store::EngineClaim,
 }
 
 impl Engine {
     /// Starts delivering. Every lease left in the database belonged to an engine that is no
-    /// longer running (we hold the lock), so those deliveries go back to the queue first.
+    /// longer running (we hold the claim), so those deliveries go back to the queue first.
     pub async fn start(
         store: Arc<dyn Store>,
-        local_commits: Arc<crate::store::LocalCommits>,
-        lock: lock::EngineLock,
+        claim: crate::store::EngineClaim,
         cfg: EngineConfig,
     ) -> Result<Engine> {
+        let local_commits = store.local_commits();
         let reclaimed = store.release(Release::All).await?;
         if reclaimed > 0 {
             tracing::info!(
@@ -109,12 +108,12 @@ impl Engine {
         Ok(Engine {
             shutdown,
             task,
-            _lock: lock,
+            _claim: claim,
         })
     }
 
     /// Stops claiming, lets attempts in flight finish for up to `deadline`, returns what is
-    /// still leased to the queue, and releases the lock.
+    /// still leased to the queue, and gives up the claim.
     pub async fn drain(self, deadline: Duration) -> Result<()> {
         let _ = self.shutdown.send(true);
         match tokio::time::timeout(deadline + Duration::from_secs(5), self.task).await {

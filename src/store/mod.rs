@@ -94,6 +94,25 @@ pub enum SentBody {
     Made(crate::payload::Shape),
 }
 
+impl SentBody {
+    /// What a backend keeps (a shape's name, or bytes) as a `SentBody`; a shape this
+    /// binary does not know gives None, and the body is rendered afresh.
+    pub fn from_kept(shape: Option<&str>, bytes: Option<Vec<u8>>) -> Option<SentBody> {
+        match bytes {
+            Some(b) => Some(SentBody::Bytes(b)),
+            None => crate::payload::Shape::parse(shape?).map(SentBody::Made),
+        }
+    }
+
+    /// The bytes as the engine first sent them: kept, or made again from the event.
+    pub fn into_bytes(self, event: &Event) -> Option<Vec<u8>> {
+        match self {
+            SentBody::Bytes(b) => Some(b),
+            SentBody::Made(shape) => shape.make(event).ok(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub status: Option<DeliveryStatus>,
@@ -236,8 +255,62 @@ pub struct SubscriptionStats {
     pub last_attempt_at: Option<Millis>,
 }
 
+/// The right to run the engine on a store, held for as long as the engine runs.
+pub type EngineClaim = Box<dyn std::any::Any + Send + Sync>;
+
+/// Another process runs the engine on this store.
+#[derive(Debug, thiserror::Error)]
+#[error("another engine is already running on {db}{}", .pid.as_ref().map(|p| format!(" (pid {p})")).unwrap_or_default())]
+pub struct EngineRunning {
+    pub db: String,
+    pub pid: Option<String>,
+}
+
+/// How a store is opened; what each backend makes of it is its own business.
+#[derive(Debug, Clone)]
+pub struct OpenSettings {
+    /// Every commit survives power loss, at a throughput cost.
+    pub synchronous_full: bool,
+    /// How long to wait for another process's write lock.
+    pub busy_timeout: std::time::Duration,
+}
+
+impl Default for OpenSettings {
+    fn default() -> Self {
+        OpenSettings {
+            synchronous_full: false,
+            busy_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// Opens the store `db` names. Callers hold `dyn Store` and never a backend's type.
+pub async fn open(db: &std::path::Path, s: &OpenSettings) -> Result<Arc<dyn Store>> {
+    let store = sqlite::SqliteStore::open(
+        db,
+        sqlite::OpenOptions {
+            synchronous_full: s.synchronous_full,
+            busy_timeout: s.busy_timeout,
+            ..sqlite::OpenOptions::default()
+        },
+    )
+    .await?;
+    Ok(store)
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// What this process has committed, so that its engine and console wake at once
+    /// instead of at their next poll.
+    fn local_commits(&self) -> Arc<LocalCommits>;
+    /// Takes the right to run the engine on this store, or says who holds it.
+    fn claim_engine(&self) -> Result<Result<EngineClaim, EngineRunning>>;
+    /// The process running an engine on this store, if any.
+    fn engine_pid(&self) -> Option<u32>;
+    /// Resolves once the store has closed its files and connections after its last
+    /// handle was dropped (removing a database before that leaves its space in use).
+    fn closed(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
     // Writes. Each returns after its change is committed.
     async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>>;
     /// Publishes on behalf of the API token `token_id`, which is checked in the transaction

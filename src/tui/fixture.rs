@@ -5,7 +5,7 @@
 use super::snapshot::{self, EngineMode, Query, Snapshot};
 use super::state::App;
 use crate::model::*;
-use crate::store::sqlite::{OpenOptions, SqliteStore};
+use crate::store::OpenSettings;
 use crate::store::{NewEvent, Outcome, SentBody, Store};
 use anyhow::Result;
 use std::path::Path;
@@ -88,8 +88,8 @@ fn refused(at: Millis) -> Try {
 }
 
 /// Builds the fixture database at `path`.
-pub async fn seed(path: &Path) -> Result<std::sync::Arc<SqliteStore>> {
-    let store = SqliteStore::open(path, OpenOptions::default()).await?;
+pub async fn seed(path: &Path) -> Result<std::sync::Arc<dyn Store>> {
+    let store = crate::store::open(path, &OpenSettings::default()).await?;
     let schedule = [5_000, 300_000, 1_800_000];
     store
         .add_subscription(sub(
@@ -270,7 +270,7 @@ pub async fn seed(path: &Path) -> Result<std::sync::Arc<SqliteStore>> {
 }
 
 /// The snapshot a console would load from the fixture at `NOW`.
-pub async fn snapshot(store: &SqliteStore, query: &Query) -> Result<Snapshot> {
+pub async fn snapshot(store: &dyn Store, query: &Query) -> Result<Snapshot> {
     let mut s = snapshot::load(
         store,
         query,
@@ -286,7 +286,7 @@ pub async fn snapshot(store: &SqliteStore, query: &Query) -> Result<Snapshot> {
 }
 
 /// An app showing the fixture, with the inspector on a dead letter.
-pub async fn app(store: &SqliteStore) -> Result<App> {
+pub async fn app(store: &dyn Store) -> Result<App> {
     let mut app = App::default();
     let probe = snapshot(store, &app.query()).await?;
     app.inspect = probe.dead.first().map(|d| d.event_id.clone());

@@ -4,7 +4,7 @@ use super::snapshot::{self, EngineMode, Query, Snapshot};
 use super::state::{Action, App};
 use super::theme::Theme;
 use super::{keys, terminal, view};
-use crate::engine::{Engine, lock};
+use crate::engine::Engine;
 use crate::model::now_ms;
 use crate::store::Store;
 use anyhow::Result;
@@ -62,12 +62,12 @@ const POLL: Duration = Duration::from_millis(100);
 fn engine_mode(
     launch_embedded: bool,
     api: &Result<String, String>,
-    db: &std::path::Path,
+    store: &dyn Store,
 ) -> EngineMode {
     if launch_embedded {
         return EngineMode::Embedded { api: api.clone() };
     }
-    match lock::holder(db) {
+    match store.engine_pid() {
         Some(pid) => EngineMode::Attached { pid: Some(pid) },
         None => EngineMode::Stopped,
     }
@@ -124,7 +124,7 @@ async fn loader(
         let query = queries.borrow_and_update().clone();
         let counter = store.change_counter().await.ok();
         let now = now_ms();
-        let mode = engine_mode(embedded, &api, &db);
+        let mode = engine_mode(embedded, &api, store.as_ref());
         let data_key = (counter, now / 60_000, mode.clone());
         let started = Instant::now();
         let wanted = (data_key.clone(), query.clone());

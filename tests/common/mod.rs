@@ -360,8 +360,8 @@ pub fn delivery_statuses(env: &Env) -> Vec<String> {
 }
 
 /// Stores API tokens with the scope to publish, each named `id` (hash `hash-{id}`).
-pub async fn add_publish_tokens(store: &hookctl::store::sqlite::SqliteStore, ids: &[&str]) {
-    use hookctl::store::{ApiToken, Store};
+pub async fn add_publish_tokens(store: &dyn hookctl::store::Store, ids: &[&str]) {
+    use hookctl::store::ApiToken;
     for id in ids {
         let token = ApiToken {
             id: id.to_string(),

@@ -10,37 +10,45 @@ use std::fs::{File, OpenOptions};
 use std::path::Path;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "init", include_str!("../../../migrations/0001_init.sql")),
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
+    ),
     (
         2,
         "custom values",
-        include_str!("../../../migrations/0002_custom_values.sql"),
+        include_str!("../../../migrations/sqlite/0002_custom_values.sql"),
     ),
-    (3, "api", include_str!("../../../migrations/0003_api.sql")),
+    (
+        3,
+        "api",
+        include_str!("../../../migrations/sqlite/0003_api.sql"),
+    ),
     (
         4,
         "lean indexes",
-        include_str!("../../../migrations/0004_lean_indexes.sql"),
+        include_str!("../../../migrations/sqlite/0004_lean_indexes.sql"),
     ),
     (
         5,
         "delivery bodies",
-        include_str!("../../../migrations/0005_delivery_bodies.sql"),
+        include_str!("../../../migrations/sqlite/0005_delivery_bodies.sql"),
     ),
     (
         6,
         "shared bodies",
-        include_str!("../../../migrations/0006_shared_bodies.sql"),
+        include_str!("../../../migrations/sqlite/0006_shared_bodies.sql"),
     ),
     (
         7,
         "made bodies",
-        include_str!("../../../migrations/0007_made_bodies.sql"),
+        include_str!("../../../migrations/sqlite/0007_made_bodies.sql"),
     ),
     (
         8,
         "superseded index",
-        include_str!("../../../migrations/0008_superseded_index.sql"),
+        include_str!("../../../migrations/sqlite/0008_superseded_index.sql"),
     ),
 ];
 
@@ -255,7 +263,7 @@ mod tests {
 
     #[test]
     fn every_migration_file_is_embedded() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
         let files = std::fs::read_dir(dir)
             .unwrap()
             .filter(|e| {

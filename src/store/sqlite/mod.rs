@@ -4,6 +4,7 @@
 //! checkpoints the WAL beside the writer.
 
 mod checkpoint;
+pub mod lock;
 mod migrate;
 mod read;
 mod rows;
@@ -285,6 +286,22 @@ async fn call<T>(
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn local_commits(&self) -> Arc<LocalCommits> {
+        self.committed.clone()
+    }
+
+    fn claim_engine(&self) -> Result<Result<EngineClaim, EngineRunning>> {
+        Ok(lock::try_acquire(&self.path)?.map(|l| Box::new(l) as EngineClaim))
+    }
+
+    fn engine_pid(&self) -> Option<u32> {
+        lock::holder(&self.path)
+    }
+
+    fn closed(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(self.on_closed())
+    }
+
     async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>> {
         self.call(|reply| Op::Publish {
             events,

@@ -3,7 +3,6 @@
 use super::rows;
 use super::sql::{Sql, each};
 use crate::model::*;
-use crate::payload::Shape;
 use crate::store::*;
 use anyhow::Result;
 use rusqlite::{Connection, OptionalExtension, Row};
@@ -393,7 +392,7 @@ pub fn bodies(c: &Connection, wanted: &[(i64, Arc<Event>)]) -> Result<HashMap<i6
 /// A delivery's first body from what the store keeps of it: the bytes, or the shape to make
 /// them again from the event (as the engine made them).
 fn sent_body(shape: Option<String>, bytes: Option<Vec<u8>>, event: &Event) -> Option<Vec<u8>> {
-    bytes.or_else(|| Shape::parse(shape.as_deref()?)?.make(event).ok())
+    SentBody::from_kept(shape.as_deref(), bytes)?.into_bytes(event)
 }
 
 pub fn next_due(c: &Connection) -> Result<Option<Millis>> {

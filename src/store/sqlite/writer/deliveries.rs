@@ -3,6 +3,7 @@
 
 use super::super::sql::{MultiRowInsert, Sql, insert_in_chunks, multi_row_insert};
 use super::*;
+use crate::health;
 use anyhow::{Result, anyhow};
 use rusqlite::{Connection, OptionalExtension, Statement, params};
 use std::collections::HashMap;
@@ -211,38 +212,12 @@ pub(super) fn count_outcomes(conn: &Connection, outcomes: &[Outcome]) -> Result<
     bump(conn, &deltas)
 }
 
-/// Endpoint health from a batch of outcomes, in the order they finished.
+/// Applies the batch's endpoint health (`crate::health` decides what it says).
 pub(super) fn update_health(conn: &Connection, outcomes: &[Outcome], threshold: u32) -> Result<()> {
-    #[derive(Default)]
-    struct Health {
-        succeeded: bool,
-        failures_since: i64,
-        gone: bool,
-        last_error: Option<String>,
-    }
-    let mut by_sub: Vec<(&str, Health)> = Vec::new();
-    for o in outcomes {
-        let i = match by_sub.iter().position(|(s, _)| *s == o.subscription_id) {
-            Some(i) => i,
-            None => {
-                by_sub.push((o.subscription_id.as_str(), Health::default()));
-                by_sub.len() - 1
-            }
-        };
-        let h = &mut by_sub[i].1;
-        if o.status == DeliveryStatus::Delivered {
-            h.succeeded = true;
-            h.failures_since = 0;
-        } else if o.attempt.error_class != Some(ErrorClass::Render) {
-            // A template that cannot render says nothing about the endpoint's health.
-            h.failures_since += 1;
-            h.last_error = o.attempt.error.clone();
-        }
-        h.gone |= o.gone;
-    }
     let now = now_ms();
-    for (sub, h) in by_sub {
-        if h.succeeded && h.failures_since == 0 && !h.gone {
+    for h in health::summarise(outcomes) {
+        let sub = h.subscription_id.as_str();
+        if h.is_steady() {
             // The common case, a healthy endpoint staying healthy, needs no write.
             let row: Option<(i64, String)> = conn
                 .prepare_cached(
@@ -259,7 +234,7 @@ pub(super) fn update_health(conn: &Connection, outcomes: &[Outcome], threshold: 
                CASE WHEN ?1 THEN ?2 ELSE consecutive_failures + ?2 END WHERE id = ?3",
         )?
         .execute(params![h.succeeded, h.failures_since, sub])?;
-        if h.succeeded && h.failures_since == 0 {
+        if h.closes() {
             let r = conn
                 .prepare_cached(
                     "UPDATE subscriptions SET circuit = 'closed', circuit_changed_at = ? \
@@ -267,7 +242,7 @@ pub(super) fn update_health(conn: &Connection, outcomes: &[Outcome], threshold: 
                 )?
                 .execute(params![now, sub])?;
             if r > 0 {
-                log(conn, sub, "circuit closed", Some("a delivery succeeded"))?;
+                log(conn, sub, "circuit closed", Some(health::CLOSED_REASON))?;
             }
         }
         let r = conn
@@ -275,13 +250,9 @@ pub(super) fn update_health(conn: &Connection, outcomes: &[Outcome], threshold: 
                 "UPDATE subscriptions SET circuit = 'open', circuit_changed_at = ? \
                  WHERE id = ? AND circuit = 'closed' AND consecutive_failures >= ?",
             )?
-            .execute(params![now, sub, i64::from(threshold.max(1))])?;
+            .execute(params![now, sub, health::opening_failures(threshold)])?;
         if r > 0 {
-            let reason = format!(
-                "{threshold} consecutive failures; last: {}",
-                h.last_error.as_deref().unwrap_or("?")
-            );
-            log(conn, sub, "circuit opened", Some(&reason))?;
+            log(conn, sub, "circuit opened", Some(&h.open_reason(threshold)))?;
         }
         if h.gone {
             let r = conn
@@ -289,14 +260,9 @@ pub(super) fn update_health(conn: &Connection, outcomes: &[Outcome], threshold: 
                     "UPDATE subscriptions SET state = 'disabled', state_reason = ?, updated_at = ? \
                  WHERE id = ? AND state != 'disabled'",
                 )?
-                .execute(params!["the endpoint answered 410 Gone", now, sub])?;
+                .execute(params![health::GONE_REASON, now, sub])?;
             if r > 0 {
-                log(
-                    conn,
-                    sub,
-                    "disabled",
-                    Some("the endpoint answered 410 Gone"),
-                )?;
+                log(conn, sub, "disabled", Some(health::GONE_REASON))?;
             }
         }
     }

@@ -1,6 +1,7 @@
 //! One engine per database: an OS file lock on `<db>.lock`, released by the kernel even on
 //! `kill -9`. The file is never deleted (deleting it would let two engines lock two files).
 
+use crate::store::EngineRunning;
 use anyhow::{Context, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -16,13 +17,6 @@ pub fn lock_path(db: &Path) -> PathBuf {
     let mut p = db.as_os_str().to_owned();
     p.push(".lock");
     PathBuf::from(p)
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("another engine is already running on {db}{}", .pid.as_ref().map(|p| format!(" (pid {p})")).unwrap_or_default())]
-pub struct EngineRunning {
-    pub db: String,
-    pub pid: Option<String>,
 }
 
 /// Takes the lock, or says which process holds it.
