@@ -27,7 +27,7 @@ fn attached_console_shows_another_process_events_within_a_second() {
         t.screen()
     );
     t.keys(&["2"]);
-    t.wait_screen("Stream following", Duration::from_secs(10));
+    t.wait_screen("with its deliveries · following", Duration::from_secs(10));
     for i in 0..3 {
         let id = format!("attach-{i}");
         env.ok(&["emit", "InvoicePaid", "--id", &id]);
@@ -203,4 +203,48 @@ fn demo_streams_within_the_output_budget() {
     assert!(bytes > 0, "the demo stream never changed the screen");
     assert!(rate < 20_000.0, "{rate:.0} B/s");
     t.keys(&["q"]);
+}
+
+/// The seconds in a `in 1m05s` / `in 42s` countdown on screen, if one shows.
+fn countdown_secs(screen: &str) -> Option<i64> {
+    let at = screen.find(" in ")? + 4;
+    let word: String = screen[at..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    let word = word.strip_suffix('s')?;
+    match word.split_once('m') {
+        Some((m, s)) => Some(m.parse::<i64>().ok()? * 60 + s.parse::<i64>().ok()?),
+        None => word.parse().ok(),
+    }
+}
+
+#[test]
+fn the_retry_countdown_ticks_in_seconds() {
+    let env = Env::new();
+    let failing = Sink::start(&env, &["--status", "500"]);
+    let _serve = Serve::start(&env);
+    env.sub_add(&[
+        "--url",
+        &failing.url("/x"),
+        "--all",
+        "--retry-schedule",
+        "90s",
+    ]);
+    env.ok(&["emit", "ContactCreate"]);
+    failing.wait_count(1, Duration::from_secs(30));
+    let t = Tmux::new(&env);
+    t.start(&env, "", &[], false);
+    t.wait_screen("attached", Duration::from_secs(30));
+    t.keys(&["3"]);
+    t.wait_screen("[status] HTTP 500", Duration::from_secs(20));
+    let first = countdown_secs(&t.screen()).unwrap_or_else(|| panic!("{}", t.screen()));
+    // Jitter is ±20 %: the first figure is at most 108 s away.
+    assert!((1..=108).contains(&first), "{first} s:\n{}", t.screen());
+    // The figure falls while nothing else on screen changes: the clock ticks the frame.
+    wait_until(
+        "the countdown to fall by two seconds",
+        Duration::from_secs(20),
+        || countdown_secs(&t.screen()).is_some_and(|s| s <= first - 2),
+    );
 }

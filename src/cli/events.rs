@@ -139,11 +139,16 @@ async fn show(ctx: &Ctx, id: &str) -> Result<Exit> {
                 (None, Some(err)) => err.clone(),
                 (None, None) => "-".into(),
             };
+            // Latencies are kept in whole milliseconds: 0 is under one.
+            let latency = match a.latency_ms {
+                0 => "<1".to_string(),
+                ms => ms.to_string(),
+            };
             println!(
                 "    #{} {} {:>6} ms  {}{}",
                 a.n,
                 rfc3339(a.at),
-                a.latency_ms,
+                latency,
                 a.error_class.map(|c| format!("[{c}] ")).unwrap_or_default(),
                 what
             );

@@ -380,7 +380,11 @@ async fn test(ctx: &Ctx, key: &str, event_type: Option<&str>, dry_run: bool) -> 
         None => println!("(dry run: nothing sent)"),
         Some(Ok(r)) => {
             println!();
-            println!("← {} in {} ms", r.status, r.latency.as_millis());
+            println!(
+                "← {} in {:.1} ms",
+                r.status,
+                r.latency.as_secs_f64() * 1000.0
+            );
             println!(
                 "{}",
                 String::from_utf8_lossy(&r.body[..r.body.len().min(1024)])
@@ -389,10 +393,10 @@ async fn test(ctx: &Ctx, key: &str, event_type: Option<&str>, dry_run: bool) -> 
         Some(Err(f)) => {
             println!();
             println!(
-                "← failed [{}] {} after {} ms",
+                "← failed [{}] {} after {:.1} ms",
                 f.class,
                 f.message,
-                f.latency.as_millis()
+                f.latency.as_secs_f64() * 1000.0
             );
         }
     }

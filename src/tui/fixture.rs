@@ -83,7 +83,7 @@ fn refused(at: Millis) -> Try {
         at,
         code: None,
         class: Some(ErrorClass::Connect),
-        latency: 1,
+        latency: 0,
     }
 }
 
@@ -209,7 +209,12 @@ pub async fn seed(path: &Path) -> Result<std::sync::Arc<dyn Store>> {
             } else if last {
                 (
                     DeliveryStatus::Retrying,
-                    Some(NOW + (n as i64 + 1) * 4 * MIN),
+                    // Due at different seconds, as real retries are (jittered).
+                    Some(
+                        NOW + n as i64 * 4 * MIN
+                            + 45_000
+                            + event_index(&job.event.id) as i64 * 13_000,
+                    ),
                 )
             } else {
                 (DeliveryStatus::Retrying, Some(t.at + 1))

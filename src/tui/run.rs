@@ -59,6 +59,11 @@ fn copy_to_clipboard(text: &str) -> std::io::Result<()> {
 const DATA_FRAME: Duration = Duration::from_millis(250);
 const POLL: Duration = Duration::from_millis(100);
 
+/// Until the wall clock's next whole second, when a countdown's text changes.
+fn next_second() -> Duration {
+    Duration::from_millis(1000 - now_ms().rem_euclid(1000) as u64)
+}
+
 fn engine_mode(
     launch_embedded: bool,
     api: &Result<String, String>,
@@ -217,6 +222,7 @@ pub async fn run(launch: Launch) -> Result<()> {
     let mut last_draw = Instant::now() - DATA_FRAME;
     loop {
         if dirty && (urgent || last_draw.elapsed() >= DATA_FRAME) {
+            app.apply(Action::Tick(now_ms()));
             term.draw(|f| view::draw(f, &app, theme))?;
             dirty = false;
             urgent = false;
@@ -259,6 +265,10 @@ pub async fn run(launch: Launch) -> Result<()> {
                 urgent = true;
             }
             _ = tokio::time::sleep(wait), if dirty => {}
+            _ = tokio::time::sleep(next_second()), if app.counting_down() => {
+                app.apply(Action::Tick(now_ms()));
+                dirty = true;
+            }
             _ = term_sig.recv() => break,
             _ = hup.recv() => break,
         }

@@ -4,7 +4,7 @@
 use super::commands::{Command, Outcome};
 use super::snapshot::{Query, STREAM_WINDOW, Snapshot, StreamQuery, SubRow};
 use crate::catalog;
-use crate::model::{DeliveryStatus, SubState, Subscription, now_ms};
+use crate::model::{DeliveryStatus, Millis, SubState, Subscription, now_ms};
 use crate::netguard::Policy;
 use crate::store::{DeadItem, EventRow, RetryItem};
 use crate::subscription;
@@ -72,6 +72,8 @@ pub enum Action {
     ToggleHelp,
     /// The terminal's height changed: page size follows it.
     Resize(u16),
+    /// A second passed while a countdown was on screen.
+    Tick(Millis),
     Pause,
     Redeliver,
     BulkRedeliver,
@@ -127,6 +129,9 @@ pub struct App {
     pub actions_done: u64,
     /// Where deliveries may go: the form checks URLs as `sub add` does.
     pub policy: Policy,
+    /// The wall clock to the second, for countdowns (the snapshot's time is kept to the
+    /// minute, so that a quiet screen stays still); 0 until the first tick.
+    pub clock: Millis,
 }
 
 impl Default for App {
@@ -156,6 +161,7 @@ impl Default for App {
             clipboard: None,
             actions_done: 0,
             policy: Policy::default(),
+            clock: 0,
         }
     }
 }
@@ -267,6 +273,33 @@ impl App {
                     || contains(&name, f)
                     || error.is_some_and(|e| contains(e, f))
             }
+        }
+    }
+
+    /// The time countdowns count from: the clock's second once it ticks, else the
+    /// snapshot's minute.
+    pub fn now(&self) -> Millis {
+        let snap = self.snapshot.as_ref().map(|s| s.now).unwrap_or(0);
+        self.clock.max(snap)
+    }
+
+    /// A countdown in seconds is on screen: the retry pane or the inspector shows an
+    /// attempt due within the hour (later ones count in minutes or hours, and need no
+    /// second's tick).
+    pub fn counting_down(&self) -> bool {
+        let now = self.now();
+        let soon = |t: Option<Millis>| t.is_some_and(|t| t > now - 1000 && t - now < 3_600_000);
+        if self.overlay().is_some() {
+            return false;
+        }
+        match self.pane {
+            Pane::Retries => self.visible_retries().iter().any(|r| soon(r.next_at)),
+            Pane::Inspector => self
+                .snapshot
+                .as_ref()
+                .and_then(|s| s.inspected.as_ref())
+                .is_some_and(|d| d.deliveries.iter().any(|dl| soon(dl.next_at))),
+            _ => false,
         }
     }
 
@@ -398,7 +431,10 @@ impl App {
     }
 
     pub fn apply(&mut self, action: Action) {
-        if !matches!(action, Action::Resize(_) | Action::Done(_)) {
+        if !matches!(
+            action,
+            Action::Resize(_) | Action::Done(_) | Action::Tick(_)
+        ) {
             self.status = None;
         }
         match action {
@@ -510,6 +546,7 @@ impl App {
                 }
             }
             Action::Resize(h) => self.page = (h as usize).saturating_sub(8).max(1),
+            Action::Tick(now) => self.clock = now - now % 1000,
             Action::Pause => self.key_pause(),
             Action::Redeliver => self.key_redeliver(),
             Action::BulkRedeliver => self.key_bulk(),

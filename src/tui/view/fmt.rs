@@ -1,5 +1,6 @@
-//! Text helpers for the view: ages and countdowns at minute resolution (so a quiet screen
-//! stays still), truncation, sparklines, highlighted JSON.
+//! Text helpers for the view: ages at minute resolution (so a quiet screen stays still),
+//! countdowns to the second (the clock ticks only while one is on screen),
+//! truncation, sparklines, highlighted JSON.
 
 use super::super::theme::Theme;
 use crate::model::Millis;
@@ -17,19 +18,20 @@ pub fn age(now: Millis, t: Millis) -> String {
     }
 }
 
-/// "due", "in <1m", "in 4m", "in 2h": a countdown to the minute.
+/// "due", "in 4s", "in 1m12s", "in 2h05m", "in 3d": a countdown, to the second within
+/// the hour (rounded up, so it reads "due" only once the time has come).
 pub fn countdown(now: Millis, t: Option<Millis>) -> String {
     let Some(t) = t else { return "-".into() };
     let ms = t - now;
     if ms <= 0 {
         return "due".into();
     }
-    let mins = ms / 60_000;
-    match mins {
-        0 => "in <1m".into(),
-        1..=59 => format!("in {mins}m"),
-        60..=2879 => format!("in {}h", mins / 60),
-        _ => format!("in {}d", mins / 1440),
+    let secs = (ms + 999) / 1000;
+    match secs {
+        0..=59 => format!("in {secs}s"),
+        60..=3599 => format!("in {}m{:02}s", secs / 60, secs % 60),
+        3600..=172_799 => format!("in {}h{:02}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("in {}d", secs / 86_400),
     }
 }
 
@@ -49,6 +51,8 @@ pub fn ms(v: Option<u64>) -> String {
     match v {
         None => "-".into(),
         Some(v) if v >= 10_000 => format!("{}s", v / 1000),
+        // Latencies are kept in whole milliseconds: 0 is under one.
+        Some(0) => "<1ms".into(),
         Some(v) => format!("{v}ms"),
     }
 }
@@ -120,9 +124,18 @@ pub fn count(n: i64, width: usize) -> String {
     short
 }
 
+/// Bars for `values` in at most `width` characters: narrower than the values, adjacent
+/// ones are added together, so the line still spans all of them (the whole hour).
 pub fn sparkline(values: &[u64], width: usize) -> String {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-    let vals = &values[values.len().saturating_sub(width)..];
+    let n = values.len();
+    let vals: Vec<u64> = if width >= n {
+        values.to_vec()
+    } else {
+        (0..width)
+            .map(|i| values[i * n / width..(i + 1) * n / width].iter().sum())
+            .collect()
+    };
     let max = vals.iter().copied().max().unwrap_or(0);
     vals.iter()
         .map(|&v| {
@@ -208,12 +221,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn minute_resolution() {
+    fn ages_to_the_minute_countdowns_to_the_second() {
         assert_eq!(age(120_000, 119_000), "<1m");
         assert_eq!(age(10 * 60_000 + 59_000, 0), "10m");
-        assert_eq!(countdown(0, Some(59_000)), "in <1m");
+        assert_eq!(countdown(0, Some(4_000)), "in 4s");
+        assert_eq!(countdown(0, Some(3_200)), "in 4s");
+        assert_eq!(countdown(0, Some(59_000)), "in 59s");
+        assert_eq!(countdown(0, Some(72_000)), "in 1m12s");
         assert_eq!(countdown(0, Some(-5)), "due");
-        assert_eq!(countdown(0, Some(3 * 3_600_000)), "in 3h");
+        assert_eq!(countdown(0, Some(3 * 3_600_000 + 300_000)), "in 3h05m");
+        assert_eq!(countdown(0, Some(3 * 86_400_000)), "in 3d");
+        assert_eq!(ms(Some(0)), "<1ms");
+        assert_eq!(ms(Some(7)), "7ms");
     }
 
     #[test]
@@ -237,6 +256,9 @@ mod tests {
         assert_eq!(id("evt_1", 9), "evt_1");
         assert_eq!(sparkline(&[0, 1, 2, 4], 4).chars().count(), 4);
         assert_eq!(sparkline(&[0, 0], 2), "  ");
+        // Narrower than its values, a line still spans them all: the newest stays last.
+        assert_eq!(sparkline(&[1, 0, 0, 0, 0, 8], 3), "▂ █");
+        assert_eq!(sparkline(&[0; 30], 14).chars().count(), 14);
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub fn lines(app: &App, theme: Theme) -> Vec<Line<'static>> {
         ]));
         if let Some(next) = dl.next_at {
             out.push(Line::from(Span::styled(
-                format!("  next attempt {}", fmt::countdown(snap.now, Some(next))),
+                format!("  next attempt {}", fmt::countdown(app.now(), Some(next))),
                 theme.warn(),
             )));
         }

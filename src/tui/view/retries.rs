@@ -36,7 +36,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 Line::from(r.event_type.clone()),
                 Line::from(Span::styled(fmt::id(&r.event_id, id_w), theme.dim())),
                 Line::from(Span::styled(format!("{spent}/{max}"), theme.warn())),
-                Line::from(fmt::countdown(snap.now, r.next_at)),
+                Line::from(fmt::countdown(app.now(), r.next_at)),
                 Line::from(Span::styled(format!("{class}{error}"), theme.bad())),
             ])
         })
@@ -49,7 +49,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             Constraint::Length(22),
             Constraint::Length(id_w as u16),
             Constraint::Length(5),
-            Constraint::Length(7),
+            Constraint::Length(9),
             Constraint::Min(10),
         ],
     )

@@ -82,7 +82,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         .row_highlight_style(theme.selected())
         .block(Block::default().borders(Borders::TOP).title(super::title(
             "Stream",
-            format!("{mode}{filter} "),
+            format!("every event, newest first, with its deliveries · {mode}{filter} "),
             theme,
         )));
     let selected = (!rows.is_empty()).then_some(app.sel());

@@ -32,22 +32,41 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         .max()
         .unwrap_or(4);
     let dead_w = rows.iter().map(|r| digits(r.stats.dead)).max().unwrap_or(4);
-    let spark_w = table_area
-        .width
-        .saturating_sub(56 + (wait_w + dead_w) as u16)
-        .clamp(4, 30) as usize;
-    let header = Row::new([
-        "NAME",
-        "STATE",
-        "OK 1h",
-        "P50",
-        "P95",
-        "LAST",
-        "WAIT",
-        "DEAD",
-        "ACTIVITY 1h",
-    ])
-    .style(theme.header());
+    let mut widths = vec![
+        Constraint::Length(18),
+        Constraint::Length(8),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(4),
+        Constraint::Length(wait_w as u16 + 1),
+        Constraint::Length(dead_w as u16 + 1),
+    ];
+    // The activity line gets what the other columns (and the gaps between columns) leave,
+    // up to one character per bucket; too narrow to read, it is left out.
+    let fixed: u16 = widths
+        .iter()
+        .map(|c| match c {
+            Constraint::Length(n) => *n + 1,
+            _ => 0,
+        })
+        .sum();
+    let spark_w = usize::from(table_area.width.saturating_sub(fixed)).min(30);
+    let spark = spark_w >= 8;
+    if spark {
+        widths.push(Constraint::Length(spark_w as u16));
+    }
+    let mut heading = vec![
+        "NAME", "STATE", "OK 1h", "P50", "P95", "LAST", "WAIT", "DEAD",
+    ];
+    if spark {
+        heading.push(if spark_w >= 11 {
+            "ACTIVITY 1h"
+        } else {
+            "LAST 1h"
+        });
+    }
+    let header = Row::new(heading).style(theme.header());
     let now = app.snapshot.as_ref().map(|s| s.now).unwrap_or(0);
     let body: Vec<Row> = rows
         .iter()
@@ -77,7 +96,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                     theme.dim()
                 },
             );
-            Row::new(vec![
+            let mut cells = vec![
                 Line::from(fmt::cut(&r.sub.name, 18)),
                 Line::from(state),
                 Line::from(Span::styled(fmt::pct(r.success_rate), ok_style)),
@@ -86,35 +105,25 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 Line::from(last),
                 Line::from(fmt::count(r.stats.pending + r.stats.retrying, wait_w)),
                 Line::from(dead),
-                Line::from(Span::styled(
+            ];
+            if spark {
+                cells.push(Line::from(Span::styled(
                     fmt::sparkline(&r.spark, spark_w),
                     theme.info(),
-                )),
-            ])
+                )));
+            }
+            Row::new(cells)
         })
         .collect();
     let count = rows.len();
-    let table = Table::new(
-        body,
-        [
-            Constraint::Length(18),
-            Constraint::Length(8),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(4),
-            Constraint::Length(wait_w as u16 + 1),
-            Constraint::Length(dead_w as u16 + 1),
-            Constraint::Min(4),
-        ],
-    )
-    .header(header)
-    .row_highlight_style(theme.selected())
-    .block(Block::default().borders(Borders::TOP).title(super::title(
-        "Subscriptions",
-        format!("{count} endpoints "),
-        theme,
-    )));
+    let table = Table::new(body, widths)
+        .header(header)
+        .row_highlight_style(theme.selected())
+        .block(Block::default().borders(Borders::TOP).title(super::title(
+            "Subscriptions",
+            format!("{count} endpoints "),
+            theme,
+        )));
     let mut state = TableState::default().with_selected((count > 0).then_some(app.sel()));
     frame.render_stateful_widget(table, table_area, &mut state);
     if count == 0 {
