@@ -42,13 +42,16 @@ async fn main() -> anyhow::Result<()> {
         ),
     ] {
         store
-            .add_subscription(Subscription::new(
-                id.into(),
-                name.into(),
-                "https://example.com/hook".into(),
-                events,
-                "whsec_x".into(),
-            ))
+            .add_subscription(
+                Subscription::new(
+                    id.into(),
+                    name.into(),
+                    "https://example.com/hook".into(),
+                    events,
+                    "whsec_x".into(),
+                ),
+                None,
+            )
             .await?;
     }
     let built = Instant::now();

@@ -1,6 +1,7 @@
 //! hookctl: a webhook delivery engine and its operations console.
 
 pub mod api;
+pub mod audit;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod catalog;

@@ -86,3 +86,23 @@ pub fn event_detail(e: &EventDetail) -> Value {
         "deliveries": e.deliveries.iter().map(delivery).collect::<Vec<_>>(),
     })
 }
+
+/// One audit entry, as `hookctl audit --json` and `GET /v2/audit` give it.
+pub fn audit_entry(e: &crate::audit::AuditEntry) -> Value {
+    json!({
+        "id": e.id,
+        "at": rfc3339(e.at),
+        "actor": {
+            "kind": e.actor.kind,
+            "name": e.actor.name,
+            "attached": e.actor.attached,
+        },
+        "action": e.action,
+        "subscription_id": e.subscription_id,
+        "event_id": e.event_id,
+        "filter": e.filter,
+        "count": e.count,
+        "outcome": if e.ok { "ok" } else { "failed" },
+        "detail": e.detail,
+    })
+}

@@ -600,7 +600,7 @@ fn a_retry_remakes_the_first_body_after_the_payload_style_changed() {
             .unwrap();
         sub.payload = PayloadStyle::Envelope;
         sub.format = BodyFormat::Form;
-        store.update_subscription(sub.clone()).await.unwrap();
+        store.update_subscription(sub.clone(), None).await.unwrap();
         let now =
             hookctl::engine::request::render_payload(&sub, &jobs[0].event, &Default::default())
                 .unwrap();

@@ -524,7 +524,7 @@ fn a_publish_failing_among_many_stored_together_fails_alone() {
             .await
             .expect("open");
         add_publish_tokens(&*store, &["tok_live", "tok_gone"]).await;
-        assert!(store.revoke_token("tok_gone").await.expect("revoke"));
+        assert!(store.revoke_token("tok_gone", None).await.expect("revoke"));
         // A failure only this event meets, as a disk error would meet any of them.
         rusqlite::Connection::open(&db)
             .expect("second connection")
@@ -640,7 +640,10 @@ async fn store_with(
         "whsec_x".into(),
     );
     sub.state = state;
-    store.add_subscription(sub).await.expect("subscription");
+    store
+        .add_subscription(sub, None)
+        .await
+        .expect("subscription");
     let c = rusqlite::Connection::open(&db).expect("second connection");
     c.busy_timeout(Duration::from_secs(10))
         .expect("busy timeout");
@@ -740,8 +743,8 @@ fn a_purge_larger_than_a_step_deletes_exactly_what_it_names() {
             subscription_id: None,
             before: None,
         };
-        assert_eq!(store.purge(filter.clone(), true).await.expect("dry run").deliveries, dead as u64);
-        let done = store.purge(filter, false).await.expect("purge");
+        assert_eq!(store.purge(filter.clone(), true, None).await.expect("dry run").deliveries, dead as u64);
+        let done = store.purge(filter, false, None).await.expect("purge");
         assert_eq!(done.deliveries, dead as u64);
         // Each purged delivery's event, and the one that never had a delivery.
         assert_eq!(done.events, dead as u64 + 1);
@@ -780,14 +783,14 @@ fn a_bulk_redelivery_larger_than_a_page_replaces_each_delivery_once() {
         // A dry run plans the same deliveries (had it replaced any, the redelivery below
         // would find them gone).
         let plan = store
-            .redeliver(target.clone(), true, 0)
+            .redeliver(target.clone(), true, 0, None)
             .await
             .expect("dry run");
         let planned: Vec<i64> = plan.iter().filter_map(|r| r.previous).collect();
         assert_eq!(planned, dead, "the plan names each dead letter");
         assert!(plan.iter().all(|r| r.delivery_id.is_none()));
         let done = store
-            .redeliver(target.clone(), false, 0)
+            .redeliver(target.clone(), false, 0, None)
             .await
             .expect("redeliver");
         let replaced: Vec<i64> = done.iter().filter_map(|r| r.previous).collect();
@@ -806,7 +809,7 @@ fn a_bulk_redelivery_larger_than_a_page_replaces_each_delivery_once() {
         // Nothing is left to send again.
         assert!(
             store
-                .redeliver(target, false, 0)
+                .redeliver(target, false, 0, None)
                 .await
                 .expect("again")
                 .is_empty()
@@ -826,7 +829,7 @@ fn a_forced_removal_larger_than_a_step_cancels_only_that_subscriptions_unfinishe
             "whsec_y".into(),
         );
         other.state = SubState::Paused;
-        store.add_subscription(other).await.expect("second subscription");
+        store.add_subscription(other, None).await.expect("second subscription");
         // More unfinished deliveries than one step cancels (5,000), among finished ones.
         publish_contacts(&*store, 12_001).await;
         c.execute(
@@ -842,11 +845,11 @@ fn a_forced_removal_larger_than_a_step_cancels_only_that_subscriptions_unfinishe
              AND status IN ('pending', 'retrying')",
         );
         let delivered = count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'");
-        let refused = store.delete_subscription("sub_1", false).await.expect("refusal");
+        let refused = store.delete_subscription("sub_1", false, None).await.expect("refusal");
         assert_eq!((refused.deleted, refused.unfinished), (false, unfinished));
         assert_eq!(count("SELECT COUNT(*) FROM deliveries WHERE status = 'cancelled'"), 0);
 
-        let done = store.delete_subscription("sub_1", true).await.expect("removal");
+        let done = store.delete_subscription("sub_1", true, None).await.expect("removal");
         assert_eq!((done.deleted, done.unfinished), (true, unfinished));
         assert_eq!(
             count("SELECT COUNT(*) FROM deliveries WHERE status = 'cancelled'"),
@@ -887,8 +890,10 @@ fn a_removal_goes_on_to_its_end_when_its_caller_stops_waiting() {
         // An API client that hangs up drops its request's future halfway.
         let (_dir, store, c) = store_with(None, SubState::Active).await;
         publish_contacts(&*store, 12_001).await;
-        let gave_up =
-            tokio::time::timeout(Duration::ZERO, store.delete_subscription("sub_1", true));
+        let gave_up = tokio::time::timeout(
+            Duration::ZERO,
+            store.delete_subscription("sub_1", true, None),
+        );
         assert!(
             gave_up.await.is_err(),
             "a removal of 12,001 is not done at its first poll"

@@ -59,7 +59,7 @@ proptest! {
             for (i, (types, loc)) in subs.iter().enumerate() {
                 let mut s = Subscription::new(format!("sub_{i}"), format!("s{i}"), "https://example.com/h".into(), types.as_ref().map(|t| t.iter().map(|x| x.to_string()).collect()), "whsec_x".into());
                 s.location_id = LOCATIONS[*loc].map(str::to_string);
-                store.add_subscription(s.clone()).await.unwrap();
+                store.add_subscription(s.clone(), None).await.unwrap();
                 made.push(s);
             }
             let batch: Vec<NewEvent> = events.iter().enumerate().map(|(i, (t, l))| NewEvent {
@@ -105,7 +105,7 @@ proptest! {
             let dir = tempfile::tempdir().unwrap();
             let store = hookctl::store::open(&dir.path().join("i.db"), &OpenSettings::default()).await.unwrap();
             let s = Subscription::new("sub_all".into(), "all".into(), "https://example.com/h".into(), None, "whsec_x".into());
-            store.add_subscription(s).await.unwrap();
+            store.add_subscription(s, None).await.unwrap();
             let mut seen: Vec<u32> = Vec::new();
             for (b, ids) in [&first, &second].into_iter().enumerate() {
                 let batch: Vec<NewEvent> = ids.iter().enumerate().map(|(i, id)| NewEvent {
@@ -173,7 +173,7 @@ proptest! {
             let store = hookctl::store::open(&path, &OpenSettings::default()).await.unwrap();
             for i in 0..3 {
                 let s = Subscription::new(format!("sub_{i}"), format!("s{i}"), "https://example.com/h".into(), None, "whsec_x".into());
-                store.add_subscription(s).await.unwrap();
+                store.add_subscription(s, None).await.unwrap();
             }
             store.publish(vec![NewEvent {
                 id: "e".into(),

@@ -2,6 +2,7 @@
 //! metrics and its own OpenAPI description. Every route is in `ROUTES`, which both the
 //! router's tests and `/openapi.json` are made from.
 
+mod audit;
 mod auth;
 mod body;
 mod events;
@@ -113,6 +114,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/hooks/in/{token}", post(inbound::receive))
         .route("/v2/events", post(events::publish))
         .route("/v2/events/{id}", get(events::show))
+        .route("/v2/audit", get(audit::list))
         .route("/v2/webhooks", get(webhooks::list).post(webhooks::create))
         .route(
             "/v2/webhooks/{id}",

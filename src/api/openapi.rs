@@ -127,6 +127,22 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/v2/audit",
+        summary: "Operator actions, newest first: who paused, redelivered, changed or purged what, and how it ended",
+        scopes: &["audit:read"],
+        body: None,
+        ok: 200,
+        answer: Answer::Json("AuditList"),
+        errors: &[400, 401, 403, 500],
+        query: &[
+            ("since", "duration"),
+            ("subscription_id", "string"),
+            ("limit", "limit"),
+        ],
+        links: &[],
+    },
+    Route {
+        method: "get",
         path: "/v2/webhooks",
         summary: "List webhooks",
         scopes: &["webhooks:read"],
@@ -387,6 +403,15 @@ fn schemas() -> Value {
         "WebhookPatch": {"type": "object", "additionalProperties": false, "properties": patch_fields},
         "Webhook": webhook,
         "WebhookList": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}},
+        "AuditList": {"type": "array", "items": {"type": "object", "required": ["id", "at", "actor", "action", "outcome"], "properties": {
+            "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
+            "actor": {"type": "object", "required": ["kind", "name", "attached"], "properties": {
+                "kind": {"type": "string", "enum": ["cli", "console", "api"]}, "name": string, "attached": {"type": "boolean"}}},
+            "action": string,
+            "subscription_id": {"type": "string", "nullable": true}, "event_id": {"type": "string", "nullable": true},
+            "filter": {"type": "string", "nullable": true}, "count": {"type": "integer", "nullable": true},
+            "outcome": {"type": "string", "enum": ["ok", "failed"]}, "detail": {"type": "string", "nullable": true}
+        }}},
         "Deleted": {"type": "object", "required": ["id", "deleted", "cancelled"], "properties": {"id": string, "deleted": {"type": "boolean"}, "cancelled": {"type": "integer", "minimum": 0}}},
         "RedeliverIn": {"description": "One event by its id, or in bulk by status (dead by default) and age", "anyOf": [
             {"type": "object", "additionalProperties": false, "properties": {
@@ -462,8 +487,14 @@ fn operation(r: &Route) -> Value {
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
     for (name, ty) in r.query {
-        params
-            .push(json!({"name": name, "in": "query", "required": false, "schema": {"type": ty}}));
+        let schema = match *ty {
+            "duration" => {
+                json!({"type": "string", "pattern": crate::subscription::DURATION_PATTERN})
+            }
+            "limit" => json!({"type": "integer", "minimum": 1, "maximum": super::audit::LIMIT_MAX}),
+            t => json!({"type": t}),
+        };
+        params.push(json!({"name": name, "in": "query", "required": false, "schema": schema}));
     }
     if r.path == "/v2/events" {
         params.push(

@@ -4,7 +4,7 @@
 use super::{ApiError, ApiResult, ApiState, auth, body};
 use crate::model::*;
 use crate::shapes;
-use crate::store::{ApiToken, RedeliverTarget};
+use crate::store::{Actor, ApiToken, RedeliverTarget};
 use crate::{catalog, ids, subscription};
 use axum::Json;
 use axum::body::Body;
@@ -164,7 +164,9 @@ pub async fn create(State(s): State<ApiState>, headers: HeaderMap, body: Body) -
     let mut sub = subscription::create(&s.policy, changes(&token, input)?)?;
     // Made through the API: pending until the endpoint confirms it.
     sub.state = SubState::Pending;
-    s.store.add_subscription(sub.clone()).await?;
+    s.store
+        .add_subscription(sub.clone(), Some(&Actor::token(&token.id)))
+        .await?;
     s.store
         .set_verify_token(&sub.id, Some(format!("vt_{}", &ids::secret()[6..])))
         .await?;
@@ -196,7 +198,9 @@ pub async fn update(
         ));
     }
     let updated = subscription::apply(&s.policy, changes(&token, input)?, sub)?;
-    s.store.update_subscription(updated.clone()).await?;
+    s.store
+        .update_subscription(updated.clone(), Some(&Actor::token(&token.id)))
+        .await?;
     Ok(Json(shapes::subscription(&updated, false)).into_response())
 }
 
@@ -216,7 +220,10 @@ pub async fn delete(
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let token = auth::require(&s, &headers, &["webhooks:write"]).await?;
     let sub = visible(&s, &token, &id).await?;
-    let out = s.store.delete_subscription(&sub.id, q.force).await?;
+    let out = s
+        .store
+        .delete_subscription(&sub.id, q.force, Some(&Actor::token(&token.id)))
+        .await?;
     if !out.deleted {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -233,7 +240,9 @@ pub async fn delete(
 async fn set_state(s: ApiState, headers: HeaderMap, id: String, state: SubState) -> ApiResult {
     let token = auth::require(&s, &headers, &["webhooks:write"]).await?;
     let mut sub = visible(&s, &token, &id).await?;
-    s.store.set_subscription_state(&sub.id, state).await?;
+    s.store
+        .set_subscription_state(&sub.id, state, Some(&Actor::token(&token.id)))
+        .await?;
     sub.state = state;
     Ok(Json(shapes::subscription(&sub, false)).into_response())
 }
@@ -302,7 +311,7 @@ pub async fn redeliver(
     };
     let done = s
         .store
-        .redeliver(target, dry_run, now_ms())
+        .redeliver(target, dry_run, now_ms(), Some(&Actor::token(&token.id)))
         .await
         .map_err(|e| ApiError::not_found(format!("{e:#}")))?;
     Ok(Json(json!({"dry_run": dry_run, "count": done.len(), "deliveries": done})).into_response())

@@ -265,7 +265,7 @@ pub(super) async fn store_only(n: usize) -> Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
     let store = crate::store::open(&dir.path().join("s.db"), &OpenSettings::default()).await?;
     let s = sub("s", "http://127.0.0.1:9/x".into());
-    store.add_subscription(s.clone()).await?;
+    store.add_subscription(s.clone(), None).await?;
     // What the engine keeps of each attempt, byte for byte in size: the request's headers
     // (as sent, credentials masked) and the receiver's answer (its headers, no body), as
     // text made where the attempt ran, as the engine does.

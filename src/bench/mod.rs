@@ -72,7 +72,7 @@ async fn setup(p: &Plan, paths: &[&str], slow: Option<Duration>) -> Result<(Benc
     let recv = start_sink(p.child_sink, slow).await?;
     for path in paths {
         b.store
-            .add_subscription(sub(path, format!("http://{}/{path}", recv.addr())))
+            .add_subscription(sub(path, format!("http://{}/{path}", recv.addr())), None)
             .await?;
     }
     Ok((b, recv))

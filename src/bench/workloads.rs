@@ -90,7 +90,7 @@ pub(super) async fn backlog(p: &Plan) -> Result<Row> {
     let seen = start_sink(p.child_sink, None).await?;
     let mut s = sub("backlog", format!("http://{}/backlog", seen.addr()));
     s.state = SubState::Paused;
-    b.store.add_subscription(s).await?;
+    b.store.add_subscription(s, None).await?;
     let (load_threads, load_start) = (Threads::now(), Instant::now());
     let mut i = 0;
     while i < n {
@@ -109,7 +109,7 @@ pub(super) async fn backlog(p: &Plan) -> Result<Row> {
     let threads0 = Threads::now();
     let start = Instant::now();
     b.store
-        .set_subscription_state("backlog", SubState::Active)
+        .set_subscription_state("backlog", SubState::Active, None)
         .await?;
     let got = seen
         .wait_for(n as u64, Duration::from_secs(900), &*b.store)
@@ -238,6 +238,7 @@ pub(super) async fn via_api(p: &Plan) -> Result<Row> {
                 revoked_at: None,
             },
             crate::ids::secret_hash(secret),
+            None,
         )
         .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -4,6 +4,7 @@
 use super::args::{InboundCommand, TokenCommand};
 use super::output::{cell, print_json};
 use super::{Ctx, Exit};
+use crate::audit::Actor;
 use crate::model::*;
 use crate::store::{ApiToken, Inbound};
 use crate::{catalog, ids};
@@ -14,6 +15,7 @@ const SCOPES: &[&str] = &[
     "events:read",
     "webhooks:read",
     "webhooks:write",
+    "audit:read",
 ];
 
 use crate::ids::secret_hash as hash;
@@ -49,7 +51,9 @@ pub async fn token(ctx: &Ctx, cmd: TokenCommand) -> Result<Exit> {
                 created_at: now_ms(),
                 revoked_at: None,
             };
-            store.add_token(t.clone(), hash(&secret)).await?;
+            store
+                .add_token(t.clone(), hash(&secret), Some(&Actor::cli()))
+                .await?;
             if ctx.json {
                 print_json(
                     &serde_json::json!({"id": t.id, "scopes": t.scopes, "location_id": t.location_id, "token": secret}),
@@ -94,7 +98,7 @@ pub async fn token(ctx: &Ctx, cmd: TokenCommand) -> Result<Exit> {
             }
         }
         TokenCommand::Revoke { id } => {
-            if !store.revoke_token(&id).await? {
+            if !store.revoke_token(&id, Some(&Actor::cli())).await? {
                 bail!("no active token '{id}'");
             }
             if ctx.json {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// The version `--version` prints, with the database schema this build knows (a unit
 /// test keeps the number equal to the last migration).
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (database schema 8)");
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (database schema 9)");
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,6 +54,8 @@ pub enum Command {
     Catalog(CatalogArgs),
     /// One-screen health summary: exit 0 healthy, 1 degraded, 2 error.
     Status,
+    /// Operator actions, newest first: who paused, redelivered, changed or purged what.
+    Audit(AuditArgs),
     /// Custom values for templates ({{custom_values.NAME}}).
     #[command(subcommand)]
     Values(ValuesCommand),
@@ -97,7 +99,7 @@ pub enum Command {
 pub enum TokenCommand {
     /// Create a token; it is printed once, alone on the last line.
     Create {
-        /// events:write, events:read, webhooks:read, webhooks:write
+        /// events:write, events:read, webhooks:read, webhooks:write, audit:read
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
         /// Bind the token to one location: it sees and changes only that location's data.
@@ -378,6 +380,18 @@ pub struct EventListArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub since: Option<std::time::Duration>,
     #[arg(long, default_value_t = 1000)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only actions within this long, e.g. 2h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Only actions on this subscription (id or unique prefix).
+    #[arg(long, value_name = "ID")]
+    pub sub: Option<String>,
+    #[arg(long, default_value_t = 200)]
     pub limit: u32,
 }
 

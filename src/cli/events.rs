@@ -3,6 +3,7 @@
 use super::args::*;
 use super::output::{self, cell, print_json};
 use super::{Ctx, Exit, subs};
+use crate::audit::Actor;
 use crate::model::*;
 use crate::store::{EventFilter, RedeliverTarget};
 use anyhow::{Result, anyhow};
@@ -187,7 +188,9 @@ pub async fn redeliver(ctx: &Ctx, a: RedeliverArgs) -> Result<Exit> {
         },
         (None, None) => return Err(anyhow!("give an EVENT_ID or --sub ID")),
     };
-    let done = store.redeliver(target, a.dry_run, now_ms()).await?;
+    let done = store
+        .redeliver(target, a.dry_run, now_ms(), Some(&Actor::cli()))
+        .await?;
     if ctx.json {
         print_json(&serde_json::json!({
             "dry_run": a.dry_run,
@@ -232,7 +235,7 @@ async fn purge(ctx: &Ctx, a: PurgeArgs) -> Result<Exit> {
         subscription_id,
         before: a.before.map(|d| now_ms() - d.as_millis() as i64),
     };
-    let count = store.purge(filter.clone(), true).await?;
+    let count = store.purge(filter.clone(), true, None).await?;
     let what = format!("{} {:?} deliveries", count.deliveries, a.status).to_lowercase();
     if a.dry_run || count.deliveries == 0 {
         if ctx.json {
@@ -254,7 +257,7 @@ async fn purge(ctx: &Ctx, a: PurgeArgs) -> Result<Exit> {
             return Ok(0);
         }
     }
-    let done = store.purge(filter, false).await?;
+    let done = store.purge(filter, false, Some(&Actor::cli())).await?;
     if ctx.json {
         print_json(&serde_json::to_value(&done)?)?;
     } else {

@@ -3,6 +3,7 @@
 
 mod access;
 pub mod args;
+mod audit;
 mod console;
 mod emit;
 mod events;
@@ -81,6 +82,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Verify(a) => tools::verify(&ctx, a).await,
         Command::Catalog(a) => tools::catalog(&ctx, a).await,
         Command::Status => status::run(&ctx).await,
+        Command::Audit(a) => audit::run(&ctx, a).await,
         Command::Values(c) => values::run(&ctx, c).await,
         Command::Token(c) => access::token(&ctx, c).await,
         Command::Inbound(c) => access::inbound(&ctx, c).await,

@@ -3,6 +3,7 @@
 use super::args::*;
 use super::output::{self, cell, print_json};
 use super::{Ctx, Exit};
+use crate::audit::Actor;
 use crate::model::*;
 use crate::netguard::Policy;
 use crate::store::Store;
@@ -81,7 +82,9 @@ async fn add(ctx: &Ctx, a: SubAddArgs) -> Result<Exit> {
         sub.state = SubState::Pending;
     }
     let store = ctx.open_store().await?;
-    store.add_subscription(sub.clone()).await?;
+    store
+        .add_subscription(sub.clone(), Some(&Actor::cli()))
+        .await?;
     if a.verify {
         store
             .set_verify_token(&sub.id, Some(format!("vt_{}", &ids::secret()[6..])))
@@ -261,7 +264,7 @@ async fn set_state(ctx: &Ctx, key: &str, state: SubState) -> Result<Exit> {
     let store = ctx.open_store().await?;
     let sub = find(store.as_ref(), key).await?;
     let changed = store
-        .set_subscription_state(&sub.id, state)
+        .set_subscription_state(&sub.id, state, Some(&Actor::cli()))
         .await
         .context("changing the subscription's state")?;
     if !changed {
@@ -287,7 +290,9 @@ async fn set_state(ctx: &Ctx, key: &str, state: SubState) -> Result<Exit> {
 async fn remove(ctx: &Ctx, key: &str, force: bool) -> Result<Exit> {
     let store = ctx.open_store().await?;
     let sub = find(store.as_ref(), key).await?;
-    let out = store.delete_subscription(&sub.id, force).await?;
+    let out = store
+        .delete_subscription(&sub.id, force, Some(&Actor::cli()))
+        .await?;
     if !out.deleted {
         bail!(
             "{} has {} unfinished deliveries; pause it and redeliver later, or use --force to cancel them",
@@ -324,7 +329,9 @@ async fn rotate(
     let store = ctx.open_store().await?;
     let sub = find(store.as_ref(), key).await?;
     let until = now_ms() + grace.as_millis() as i64;
-    store.rotate_secret(&sub.id, secret.clone(), until).await?;
+    store
+        .rotate_secret(&sub.id, secret.clone(), until, Some(&Actor::cli()))
+        .await?;
     if ctx.json {
         print_json(
             &serde_json::json!({"id": sub.id, "secret": secret, "previous_valid_until": rfc3339(until)}),

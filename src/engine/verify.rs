@@ -46,7 +46,7 @@ pub async fn confirm(
                 && String::from_utf8_lossy(&r.body).contains(&token) =>
         {
             store
-                .set_subscription_state(&sub.id, SubState::Active)
+                .set_subscription_state(&sub.id, SubState::Active, None)
                 .await?;
             store.set_verify_token(&sub.id, None).await?;
             tracing::info!(subscription = %sub.id, "verified: the endpoint echoed its token");

@@ -5,6 +5,7 @@
 pub mod header_text;
 pub mod sqlite;
 
+pub use crate::audit::{Actor, AuditEntry, AuditFilter};
 use crate::model::{Attempt, DeliveryStatus, ErrorClass, Event, Millis, SubState, Subscription};
 use anyhow::Result;
 use async_trait::async_trait;
@@ -317,11 +318,16 @@ pub trait Store: Send + Sync + 'static {
     /// that stores the events: fails with [`TokenRevoked`] (storing nothing) once that token
     /// is revoked, whichever process revoked it.
     async fn publish_as(&self, events: Vec<NewEvent>, token_id: String) -> Result<Vec<Published>>;
-    async fn add_subscription(&self, sub: Subscription) -> Result<()>;
+    async fn add_subscription(&self, sub: Subscription, by: Option<&Actor>) -> Result<()>;
     /// Replaces a subscription's settings (not its secret, state or health).
-    async fn update_subscription(&self, sub: Subscription) -> Result<()>;
+    async fn update_subscription(&self, sub: Subscription, by: Option<&Actor>) -> Result<()>;
     /// `false` when no subscription has that id.
-    async fn set_subscription_state(&self, id: &str, state: SubState) -> Result<bool>;
+    async fn set_subscription_state(
+        &self,
+        id: &str,
+        state: SubState,
+        by: Option<&Actor>,
+    ) -> Result<bool>;
     /// Leases up to `n` due deliveries of each listed active subscription until `lease_until`.
     async fn claim(
         &self,
@@ -335,11 +341,27 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a subscription. Refused while it has unfinished deliveries unless `force`,
     /// which cancels them (recorded as cancelled): a large backlog in steps of its own
     /// transactions before the removal, so the outcome is final only when this returns.
-    async fn delete_subscription(&self, id: &str, force: bool) -> Result<DeleteOutcome>;
+    async fn delete_subscription(
+        &self,
+        id: &str,
+        force: bool,
+        by: Option<&Actor>,
+    ) -> Result<DeleteOutcome>;
     /// Installs a new secret; the old one keeps signing the main header until `grace_until`.
-    async fn rotate_secret(&self, id: &str, secret: String, grace_until: Millis) -> Result<()>;
+    async fn rotate_secret(
+        &self,
+        id: &str,
+        secret: String,
+        grace_until: Millis,
+        by: Option<&Actor>,
+    ) -> Result<()>;
     /// Deletes final deliveries (and events left with none) matching the filter.
-    async fn purge(&self, filter: PurgeFilter, dry_run: bool) -> Result<PurgeCount>;
+    async fn purge(
+        &self,
+        filter: PurgeFilter,
+        dry_run: bool,
+        by: Option<&Actor>,
+    ) -> Result<PurgeCount>;
     /// Deliveries of `subscription_id` still waiting that were created before `before` go
     /// dead, each with an attempt of class `circuit_open` saying why: an endpoint whose
     /// circuit stays open longer than the retry schedule does not hold work forever.
@@ -359,6 +381,7 @@ pub trait Store: Send + Sync + 'static {
         target: RedeliverTarget,
         dry_run: bool,
         now: Millis,
+        by: Option<&Actor>,
     ) -> Result<Vec<Redelivered>>;
 
     /// Sets a custom value, globally (`None`) or for one location.
@@ -366,8 +389,8 @@ pub trait Store: Send + Sync + 'static {
     /// `false` when there was no such value.
     async fn remove_value(&self, name: &str, location: Option<&str>) -> Result<bool>;
 
-    async fn add_token(&self, token: ApiToken, hash: String) -> Result<()>;
-    async fn revoke_token(&self, id: &str) -> Result<bool>;
+    async fn add_token(&self, token: ApiToken, hash: String, by: Option<&Actor>) -> Result<()>;
+    async fn revoke_token(&self, id: &str, by: Option<&Actor>) -> Result<bool>;
     async fn add_inbound(&self, inbound: Inbound, hash: String) -> Result<()>;
     async fn remove_inbound(&self, id: &str) -> Result<bool>;
     /// Sets (or clears) a subscription's confirmation token.
@@ -406,6 +429,9 @@ pub trait Store: Send + Sync + 'static {
     /// Events received since `since`.
     async fn events_since(&self, since: Millis) -> Result<i64>;
     async fn subscription_log(&self, id: &str, limit: u32) -> Result<Vec<LogEntry>>;
+    /// Records an entry on its own: an action that failed and stored nothing.
+    async fn audit(&self, entry: AuditEntry) -> Result<()>;
+    async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
     /// When the earliest unleased delivery of an active, circuit-closed subscription is due.
     async fn next_due(&self) -> Result<Option<Millis>>;
     /// A number that changes whenever any process commits to the store.

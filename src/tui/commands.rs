@@ -66,6 +66,8 @@ pub struct Executor {
     pub store: Arc<dyn Store>,
     pub policy: Arc<Policy>,
     pub bind_address: Option<std::net::IpAddr>,
+    /// Who the audit trail says acted: this console's user.
+    pub actor: crate::audit::Actor,
 }
 
 impl Executor {
@@ -107,7 +109,11 @@ impl Executor {
     pub async fn execute(&self, cmd: Command) -> anyhow::Result<Outcome> {
         Ok(match cmd {
             Command::SetState { sub, state } => {
-                if !self.store.set_subscription_state(&sub, state).await? {
+                if !self
+                    .store
+                    .set_subscription_state(&sub, state, Some(&self.actor))
+                    .await?
+                {
                     return Ok(Outcome::Failed(format!("no subscription {sub}")));
                 }
                 let what = match state {
@@ -126,6 +132,7 @@ impl Executor {
                         },
                         false,
                         now_ms(),
+                        Some(&self.actor),
                     )
                     .await?;
                 Outcome::Done(format!(
@@ -136,7 +143,7 @@ impl Executor {
             Command::CountBulk { sub, status, since } => {
                 let plan = self
                     .store
-                    .redeliver(bulk(&sub, status, since), true, now_ms())
+                    .redeliver(bulk(&sub, status, since), true, now_ms(), None)
                     .await?;
                 Outcome::BulkCount {
                     sub,
@@ -148,7 +155,12 @@ impl Executor {
             Command::Bulk { sub, status, since } => {
                 let done = self
                     .store
-                    .redeliver(bulk(&sub, status, since), false, now_ms())
+                    .redeliver(
+                        bulk(&sub, status, since),
+                        false,
+                        now_ms(),
+                        Some(&self.actor),
+                    )
                     .await?;
                 Outcome::Done(format!(
                     "redelivering {} {status} deliveries to {}",
@@ -162,17 +174,22 @@ impl Executor {
             }
             Command::Add(s) => {
                 let (id, name, secret) = (s.id.clone(), s.name.clone(), s.secret.clone());
-                self.store.add_subscription(*s).await?;
+                self.store.add_subscription(*s, Some(&self.actor)).await?;
                 Outcome::Created { id, name, secret }
             }
             Command::Edit(s) => {
                 let name = s.name.clone();
-                self.store.update_subscription(*s).await?;
+                self.store
+                    .update_subscription(*s, Some(&self.actor))
+                    .await?;
                 Outcome::Done(format!("{name} saved"))
             }
             Command::Delete { sub, force } => {
                 let name = self.name(&sub).await;
-                let out = self.store.delete_subscription(&sub, force).await?;
+                let out = self
+                    .store
+                    .delete_subscription(&sub, force, Some(&self.actor))
+                    .await?;
                 if !out.deleted && out.unfinished > 0 {
                     Outcome::Unfinished {
                         sub,

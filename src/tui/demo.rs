@@ -180,7 +180,7 @@ pub async fn populate(store: Arc<dyn Store>) -> Result<Demo> {
         // Listed in the order made; one millisecond apart keeps that order stable.
         let mut sub = sub;
         sub.created_at += i as i64;
-        store.add_subscription(sub).await?;
+        store.add_subscription(sub, None).await?;
     }
     let gen_store = store.clone();
     let generator = tokio::spawn(async move {

@@ -92,39 +92,48 @@ pub async fn seed(path: &Path) -> Result<std::sync::Arc<dyn Store>> {
     let store = crate::store::open(path, &OpenSettings::default()).await?;
     let schedule = [5_000, 300_000, 1_800_000];
     store
-        .add_subscription(sub(
-            "sub_orders",
-            "orders-api",
-            "https://orders.example.com/hooks/orders",
+        .add_subscription(
+            sub(
+                "sub_orders",
+                "orders-api",
+                "https://orders.example.com/hooks/orders",
+                None,
+                &schedule,
+                0,
+            ),
             None,
-            &schedule,
-            0,
-        ))
+        )
         .await?;
     store
-        .add_subscription(sub(
-            "sub_crm",
-            "crm-sync",
-            "https://crm.example.com/webhooks/inbound",
-            Some(&[
-                "ContactCreate",
-                "ContactUpdate",
-                "OpportunityStageUpdate",
-                "FormSubmitted",
-            ]),
-            &schedule,
-            1,
-        ))
+        .add_subscription(
+            sub(
+                "sub_crm",
+                "crm-sync",
+                "https://crm.example.com/webhooks/inbound",
+                Some(&[
+                    "ContactCreate",
+                    "ContactUpdate",
+                    "OpportunityStageUpdate",
+                    "FormSubmitted",
+                ]),
+                &schedule,
+                1,
+            ),
+            None,
+        )
         .await?;
     store
-        .add_subscription(sub(
-            "sub_erp",
-            "legacy-erp",
-            "https://erp.example.com/api/v1/invoices",
-            Some(&["InvoicePaid", "InvoiceCreate", "OrderCreate"]),
-            &schedule,
-            2,
-        ))
+        .add_subscription(
+            sub(
+                "sub_erp",
+                "legacy-erp",
+                "https://erp.example.com/api/v1/invoices",
+                Some(&["InvoicePaid", "InvoiceCreate", "OrderCreate"]),
+                &schedule,
+                2,
+            ),
+            None,
+        )
         .await?;
     let types = [
         "ContactCreate",

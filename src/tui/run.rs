@@ -211,6 +211,7 @@ pub async fn run(launch: Launch) -> Result<()> {
             store: launch.store.clone(),
             policy: launch.policy.clone(),
             bind_address: launch.bind_address,
+            actor: crate::audit::Actor::console(launch.engine.is_none()),
         }
         .run(cmd_rx, out_tx),
     );

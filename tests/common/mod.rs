@@ -371,7 +371,7 @@ pub async fn add_publish_tokens(store: &dyn hookctl::store::Store, ids: &[&str])
             revoked_at: None,
         };
         store
-            .add_token(token, format!("hash-{id}"))
+            .add_token(token, format!("hash-{id}"), None)
             .await
             .expect("add token");
     }

@@ -50,10 +50,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "superseded index",
         include_str!("../../../migrations/sqlite/0008_superseded_index.sql"),
     ),
+    (
+        9,
+        "audit",
+        include_str!("../../../migrations/sqlite/0009_audit.sql"),
+    ),
 ];
 
 /// The schema this build creates and reads: its last migration.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Holds the migration lock while alive.
 pub struct MigrationLock {

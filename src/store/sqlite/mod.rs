@@ -252,6 +252,31 @@ impl SqliteStore {
         call(&self.ops, make).await
     }
 
+    /// An operation with its audit entry, if an operator did it: the entry goes in with
+    /// it, or, when it fails, on its own with why.
+    async fn audited<T>(
+        &self,
+        entry: Option<AuditEntry>,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Op,
+    ) -> Result<T> {
+        let Some(entry) = entry else {
+            return self.call(make).await;
+        };
+        let failed = entry.clone();
+        let r = self
+            .call(|reply| Op::Audited {
+                op: Box::new(make(reply)),
+                entry: Box::new(entry),
+            })
+            .await;
+        if let Err(e) = &r
+            && let Err(a) = self.audit(failed.failed(e)).await
+        {
+            tracing::warn!("cannot record a failed action in the audit trail: {a:#}");
+        }
+        r
+    }
+
     /// Runs work of many steps in a task of its own, to its end even when the caller stops
     /// waiting: an API client that hangs up drops its request's future, and a removal
     /// stopped there would leave its subscription paused with most of its backlog still
@@ -320,25 +345,34 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn add_subscription(&self, sub: Subscription) -> Result<()> {
-        self.call(|reply| Op::AddSubscription {
+    async fn add_subscription(&self, sub: Subscription, by: Option<&Actor>) -> Result<()> {
+        let entry = by.map(|b| AuditEntry::new(b, crate::audit::action::SUB_ADD).on_sub(&sub.id));
+        self.audited(entry, |reply| Op::AddSubscription {
             sub: Box::new(sub),
             reply,
         })
         .await
     }
 
-    async fn update_subscription(&self, sub: Subscription) -> Result<()> {
-        self.call(|reply| Op::UpdateSubscription {
+    async fn update_subscription(&self, sub: Subscription, by: Option<&Actor>) -> Result<()> {
+        let entry = by.map(|b| AuditEntry::new(b, crate::audit::action::SUB_EDIT).on_sub(&sub.id));
+        self.audited(entry, |reply| Op::UpdateSubscription {
             sub: Box::new(sub),
             reply,
         })
         .await
     }
 
-    async fn set_subscription_state(&self, id: &str, state: SubState) -> Result<bool> {
+    async fn set_subscription_state(
+        &self,
+        id: &str,
+        state: SubState,
+        by: Option<&Actor>,
+    ) -> Result<bool> {
+        let entry = by.map(|b| crate::audit::entry::state(b, id, state));
         let id = id.to_string();
-        self.call(|reply| Op::SetState { id, state, reply }).await
+        self.audited(entry, |reply| Op::SetState { id, state, reply })
+            .await
     }
 
     async fn claim(
@@ -429,15 +463,28 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_subscription(&self, id: &str, force: bool) -> Result<DeleteOutcome> {
+    async fn delete_subscription(
+        &self,
+        id: &str,
+        force: bool,
+        by: Option<&Actor>,
+    ) -> Result<DeleteOutcome> {
+        let entry = by.map(|b| crate::audit::entry::delete(b, id, force));
         let id = id.to_string();
-        self.to_the_end(move |d| d.delete_subscription(id, force))
+        self.to_the_end(move |d| d.delete_subscription(id, force, entry))
             .await
     }
 
-    async fn rotate_secret(&self, id: &str, secret: String, grace_until: Millis) -> Result<()> {
+    async fn rotate_secret(
+        &self,
+        id: &str,
+        secret: String,
+        grace_until: Millis,
+        by: Option<&Actor>,
+    ) -> Result<()> {
+        let entry = by.map(|b| AuditEntry::new(b, crate::audit::action::ROTATE_SECRET).on_sub(id));
         let id = id.to_string();
-        self.call(|reply| Op::RotateSecret {
+        self.audited(entry, |reply| Op::RotateSecret {
             id,
             secret,
             grace_until,
@@ -446,7 +493,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn purge(&self, filter: PurgeFilter, dry_run: bool) -> Result<PurgeCount> {
+    async fn purge(
+        &self,
+        filter: PurgeFilter,
+        dry_run: bool,
+        by: Option<&Actor>,
+    ) -> Result<PurgeCount> {
         if dry_run {
             // A count changes nothing: it never needs the writer.
             return self
@@ -454,7 +506,17 @@ impl Store for SqliteStore {
                 .run(move |c| writer::purge(c, &filter, true, None))
                 .await;
         }
-        self.to_the_end(move |d| d.purge(filter)).await
+        let entry = by.map(|b| crate::audit::entry::purge(b, &filter));
+        self.to_the_end(move |d| async move {
+            let r = d.clone().purge(filter).await;
+            let entry = entry.map(|e| match &r {
+                Ok(n) => e.count(n.deliveries as i64),
+                Err(err) => e.failed(err),
+            });
+            d.audit(entry).await;
+            r
+        })
+        .await
     }
 
     async fn expire_held(
@@ -536,6 +598,7 @@ impl Store for SqliteStore {
         target: RedeliverTarget,
         dry_run: bool,
         now: Millis,
+        by: Option<&Actor>,
     ) -> Result<Vec<Redelivered>> {
         if dry_run {
             // A plan changes nothing: it never needs the writer.
@@ -544,9 +607,10 @@ impl Store for SqliteStore {
                 .run(move |c| writer::redeliver(c, &target, true, now, None))
                 .await;
         }
+        let entry = by.map(|b| crate::audit::entry::redeliver(b, &target));
         if matches!(target, RedeliverTarget::Event { .. }) {
             return self
-                .call(|reply| Op::Redeliver {
+                .audited(entry, |reply| Op::Redeliver {
                     target,
                     now,
                     page: None,
@@ -554,8 +618,16 @@ impl Store for SqliteStore {
                 })
                 .await;
         }
-        self.to_the_end(move |d| d.redeliver_bulk(target, now))
-            .await
+        self.to_the_end(move |d| async move {
+            let r = d.clone().redeliver_bulk(target, now).await;
+            let entry = entry.map(|e| match &r {
+                Ok(done) => e.count(done.len() as i64),
+                Err(err) => e.failed(err),
+            });
+            d.audit(entry).await;
+            r
+        })
+        .await
     }
 
     async fn set_value(&self, name: &str, location: Option<&str>, value: &str) -> Result<()> {
@@ -585,8 +657,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn add_token(&self, token: ApiToken, hash: String) -> Result<()> {
-        self.call(|reply| Op::AddToken {
+    async fn add_token(&self, token: ApiToken, hash: String, by: Option<&Actor>) -> Result<()> {
+        let entry = by.map(|b| {
+            AuditEntry::new(b, crate::audit::action::TOKEN_CREATE)
+                .filter(format!("id={}", token.id))
+        });
+        self.audited(entry, |reply| Op::AddToken {
             token: Box::new(token),
             hash,
             reply,
@@ -594,9 +670,26 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn revoke_token(&self, id: &str) -> Result<bool> {
+    async fn revoke_token(&self, id: &str, by: Option<&Actor>) -> Result<bool> {
+        let entry = by.map(|b| {
+            AuditEntry::new(b, crate::audit::action::TOKEN_REVOKE).filter(format!("id={id}"))
+        });
         let id = id.to_string();
-        self.call(|reply| Op::RevokeToken { id, reply }).await
+        self.audited(entry, |reply| Op::RevokeToken { id, reply })
+            .await
+    }
+
+    async fn audit(&self, entry: AuditEntry) -> Result<()> {
+        self.call(|reply| Op::Audit {
+            entry: Box::new(entry),
+            reply,
+        })
+        .await
+    }
+
+    async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let filter = filter.clone();
+        self.read.run(move |c| read::audit_log(c, &filter)).await
     }
 
     async fn add_inbound(&self, inbound: Inbound, hash: String) -> Result<()> {

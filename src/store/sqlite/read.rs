@@ -422,6 +422,44 @@ pub fn subscription_log(c: &Connection, id: &str, limit: u32) -> Result<Vec<LogE
     )
 }
 
+/// Audit entries, newest first: all of them, or one subscription's, since a time.
+pub fn audit_log(
+    c: &Connection,
+    f: &crate::audit::AuditFilter,
+) -> Result<Vec<crate::audit::AuditEntry>> {
+    use crate::audit::{Actor, ActorKind, AuditEntry};
+    each(
+        c,
+        "SELECT * FROM audit WHERE at >= ?1 AND (?2 IS NULL OR subscription_id = ?2) \
+         ORDER BY at DESC, id DESC LIMIT ?3",
+        rusqlite::params![
+            f.since.unwrap_or(i64::MIN),
+            f.subscription_id,
+            i64::from(f.limit)
+        ],
+        |r| {
+            let kind: String = r.get("actor_kind")?;
+            Ok(AuditEntry {
+                id: r.get("id")?,
+                at: r.get("at")?,
+                actor: Actor {
+                    kind: ActorKind::parse(&kind)
+                        .ok_or_else(|| anyhow::anyhow!("unknown actor kind {kind:?}"))?,
+                    name: r.get("actor")?,
+                    attached: r.get("attached")?,
+                },
+                action: r.get("action")?,
+                subscription_id: r.get("subscription_id")?,
+                event_id: r.get("event_id")?,
+                filter: r.get("filter")?,
+                count: r.get("count")?,
+                ok: r.get("ok")?,
+                detail: r.get("detail")?,
+            })
+        },
+    )
+}
+
 fn error_class(r: &Row<'_>, col: &str) -> Result<Option<ErrorClass>> {
     let c: Option<String> = r.get(col)?;
     c.map(|c| c.parse()).transpose().map_err(anyhow::Error::msg)

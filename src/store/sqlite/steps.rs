@@ -35,6 +35,7 @@ fn steps((first, last): (i64, i64)) -> impl Iterator<Item = (i64, i64)> {
 }
 
 /// What work of many steps needs of the store, owned, so that it can outlive its caller.
+#[derive(Clone)]
 pub(super) struct Detached {
     pub(super) ops: mpsc::Sender<Op>,
     pub(super) read: Arc<ReadPool>,
@@ -48,10 +49,39 @@ impl Detached {
         call(&self.ops, make).await
     }
 
+    /// Records a finished many-step action's entry, if an operator did it.
+    pub(super) async fn audit(&self, entry: Option<crate::audit::AuditEntry>) {
+        let Some(entry) = entry else { return };
+        let r = self
+            .call(|reply| Op::Audit {
+                entry: Box::new(entry),
+                reply,
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!("cannot record an action in the audit trail: {e:#}");
+        }
+    }
+
     pub(super) async fn delete_subscription(
         self,
         id: String,
         force: bool,
+        entry: Option<crate::audit::AuditEntry>,
+    ) -> Result<DeleteOutcome> {
+        let failed = entry.clone();
+        let r = self.delete_in_steps(id, force, entry).await;
+        if let Err(e) = &r {
+            self.audit(failed.map(|f| f.failed(e))).await;
+        }
+        r
+    }
+
+    async fn delete_in_steps(
+        &self,
+        id: String,
+        force: bool,
+        entry: Option<crate::audit::AuditEntry>,
     ) -> Result<DeleteOutcome> {
         // By force, the backlog is cancelled in steps first, each its own transaction, as in
         // a purge (see there): in one, 990,000 unfinished deliveries held the write lock 5 s
@@ -102,11 +132,20 @@ impl Detached {
                 crate::store::leave_the_lock_free(started.elapsed()).await;
             }
         }
-        self.call(|reply| Op::DeleteSubscription {
-            id,
-            force,
-            cancelled,
-            reply,
+        self.call(|reply| {
+            let op = Op::DeleteSubscription {
+                id,
+                force,
+                cancelled,
+                reply,
+            };
+            match entry {
+                Some(entry) => Op::Audited {
+                    op: Box::new(op),
+                    entry: Box::new(entry),
+                },
+                None => op,
+            }
         })
         .await
     }

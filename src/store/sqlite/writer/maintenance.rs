@@ -129,6 +129,8 @@ pub(super) fn prune(conn: &Connection, before: Millis, from: Millis, limit: u32)
     for (seq, _) in &doomed {
         delete.execute([seq])?;
     }
+    // The audit trail is kept as long as the events it is about.
+    prune_audit(conn, before, limit)?;
     Ok(Pruned {
         events: doomed.len() as u64,
         // Events received in the same millisecond as the last one may remain: start there.

@@ -11,11 +11,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
+mod audit;
 mod deliveries;
 mod maintenance;
 mod publish;
 mod subscriptions;
 
+use audit::*;
 pub use deliveries::Leased;
 pub(crate) use deliveries::redeliver;
 use deliveries::*;
@@ -28,6 +30,17 @@ use tokio::sync::{mpsc, oneshot};
 type Reply<T> = oneshot::Sender<Result<T>>;
 
 pub enum Op {
+    /// An operator's action and its audit entry, recorded together.
+    Audited {
+        op: Box<Op>,
+        entry: Box<crate::audit::AuditEntry>,
+    },
+    /// An entry on its own: an action that failed (and stored nothing), or one of many
+    /// steps that has finished.
+    Audit {
+        entry: Box<crate::audit::AuditEntry>,
+        reply: Reply<()>,
+    },
     Publish {
         events: Vec<NewEvent>,
         /// The API token the events are published with, checked in the transaction.
@@ -514,6 +527,8 @@ fn describe_begin_error(e: &anyhow::Error) -> String {
 fn finisher_for_failed(op: Op, msg: &str) -> Finish {
     let e = || anyhow!("{msg}");
     match op {
+        Op::Audited { op, .. } => finisher_for_failed(*op, msg),
+        Op::Audit { reply, .. } => finisher(reply, Err(e())),
         Op::Publish { reply, .. } => finisher(reply, Err(e())),
         Op::AddSubscription { reply, .. } => finisher(reply, Err(e())),
         Op::SetState { reply, .. } => finisher(reply, Err(e())),
@@ -545,6 +560,8 @@ fn apply(conn: &Connection, op: Op) -> (Finish, bool) {
         (finisher(reply, r), ok)
     }
     match op {
+        Op::Audited { op, entry } => apply_audited(conn, *op, *entry),
+        Op::Audit { entry, reply } => done(reply, insert_audit(conn, &entry)),
         Op::Publish { events, reply, .. } => done(reply, publish(conn, &events)),
         Op::AddSubscription { sub, reply } => done(reply, add_subscription(conn, &sub)),
         Op::SetState { id, state, reply } => done(reply, set_state(conn, &id, state)),
