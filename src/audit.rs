@@ -67,6 +67,16 @@ impl Actor {
         }
     }
 
+    /// "cli alice", "console bob", "attached bob" (a console attached to another process's
+    /// engine), "api tok_3f…": for narrow columns.
+    pub fn short(&self) -> String {
+        let kind = match self.kind {
+            ActorKind::Console if self.attached => "attached",
+            k => k.as_str(),
+        };
+        format!("{kind} {}", self.name)
+    }
+
     /// "cli root", "console alice (attached)", "api tok_3f…".
     pub fn describe(&self) -> String {
         let attached = if self.attached { " (attached)" } else { "" };

@@ -176,6 +176,38 @@ fn every_action_by_keys() {
     t.keys(&["-l", "pause nosuch"]);
     t.keys(&["Enter"]);
     t.wait_screen("no subscription 'nosuch'", LONG);
+
+    // The trail: what the attached console did, with its user, filter and count.
+    let trail = env.json(&["audit"]);
+    let entries = trail.as_array().unwrap();
+    let by = |action: &str| {
+        entries
+            .iter()
+            .filter(|e| e["action"] == action)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let bulk = by("bulk-redeliver");
+    assert_eq!(bulk.len(), 1, "{trail:#}");
+    assert_eq!(bulk[0]["actor"]["kind"], "console");
+    assert_eq!(bulk[0]["actor"]["attached"], true);
+    assert_eq!(bulk[0]["filter"], "status=dead");
+    assert_eq!(bulk[0]["count"], 2);
+    assert_eq!(bulk[0]["outcome"], "ok");
+    assert_eq!(by("redeliver")[0]["event_id"], event.as_str());
+    assert!(
+        by("pause")
+            .iter()
+            .any(|e| e["subscription_id"] == beta.as_str() && e["actor"]["kind"] == "console"),
+        "{trail:#}"
+    );
+    assert_eq!(by("sub-delete")[0]["actor"]["kind"], "console");
+    assert!(by("sub-add").iter().any(|e| e["actor"]["kind"] == "cli"));
+    assert!(
+        by("sub-add")
+            .iter()
+            .any(|e| e["actor"]["kind"] == "console")
+    );
 }
 
 #[test]

@@ -155,7 +155,10 @@ fn a_backlog_past_its_column_shows_exact_or_a_marked_bound() {
             .await
             .unwrap();
         let mut app = App::default();
-        app.set_snapshot(fixture::snapshot(&*store, &Query::default()).await.unwrap());
+        let mut snap = fixture::snapshot(&*store, &Query::default()).await.unwrap();
+        // The CLI's actions carry the wall clock and the user: not for a snapshot.
+        snap.audit.clear();
+        app.set_snapshot(snap);
         app
     });
     let draw = |app: &App| {
@@ -201,4 +204,33 @@ fn windows_smaller_than_the_queue_say_so() {
             _ => {}
         }
     }
+}
+
+/// The audit pane lists who did what, newest first, failures marked; a subscription's
+/// detail names its recent actions.
+#[test]
+fn the_audit_trail_shows_in_its_pane_and_in_a_subscriptions_detail() {
+    let mut app = fixture_app();
+    app.pane = hookctl::tui::state::Pane::Audit;
+    let text = render::text(&render::buffer(&app, 120, 40, Theme { color: false }));
+    assert!(text.contains(" 6 Audit "), "{text}");
+    assert!(text.contains("console bob (attached)"), "{text}");
+    assert!(text.contains("failed"), "{text}");
+    let pause = text.find("pause").unwrap();
+    let resume = text.find("resume").unwrap();
+    assert!(resume < pause, "newest first: {text}");
+    app.pane = hookctl::tui::state::Pane::Subscriptions;
+    let erp = app
+        .visible_subs()
+        .iter()
+        .position(|r| r.sub.id == "sub_erp")
+        .unwrap();
+    app.selected[0] = erp;
+    let text = render::text(&render::buffer(&app, 120, 40, Theme { color: false }));
+    assert!(
+        text.contains(
+            "recent actions: bulk-redeliver by attached bob 14:21 · sub-add by cli alice 14:05"
+        ),
+        "{text}"
+    );
 }

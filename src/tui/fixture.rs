@@ -280,7 +280,45 @@ pub async fn seed(path: &Path) -> Result<std::sync::Arc<dyn Store>> {
         }
         store.record(outcomes.into(), 1000).await?;
     }
+    audit_trail(store.as_ref()).await?;
     Ok(store)
+}
+
+/// What operators did during the fixture's incident, at fixed times and by fixed names.
+async fn audit_trail(store: &dyn Store) -> Result<()> {
+    use crate::audit::{Actor, ActorKind, AuditEntry, action};
+    let alice = Actor {
+        kind: ActorKind::Cli,
+        name: "alice".into(),
+        attached: false,
+    };
+    let bob = Actor {
+        kind: ActorKind::Console,
+        name: "bob".into(),
+        attached: true,
+    };
+    let ops = Actor::token("tok_ops7f3a");
+    let entries = [
+        AuditEntry::new(&alice, action::SUB_ADD).on_sub("sub_erp"),
+        AuditEntry::new(&bob, action::PAUSE).on_sub("sub_crm"),
+        AuditEntry::new(&bob, action::RESUME).on_sub("sub_crm"),
+        AuditEntry::new(&ops, action::REDELIVER)
+            .on_sub("sub_crm")
+            .event("evt_01jhf7k2m9q4r8tb6v3k03x5w")
+            .count(1),
+        AuditEntry::new(&bob, action::BULK_REDELIVER)
+            .on_sub("sub_erp")
+            .filter("status=dead")
+            .count(2),
+        AuditEntry::new(&ops, action::REDELIVER)
+            .event("evt_01jhf7k2m9q4r8tb6v3k99x5w")
+            .failed("no event with id evt_01jhf7k2m9q4r8tb6v3k99x5w"),
+    ];
+    for (i, mut e) in entries.into_iter().enumerate() {
+        e.at = NOW - (25 - 4 * i as i64) * MIN;
+        store.audit(e).await?;
+    }
+    Ok(())
 }
 
 /// The snapshot a console would load from the fixture at `NOW`.

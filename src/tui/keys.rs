@@ -73,7 +73,7 @@ pub fn action(app: &App, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('?') => Action::ToggleHelp,
         KeyCode::Tab => Action::NextPane,
         KeyCode::BackTab => Action::PrevPane,
-        KeyCode::Char(c @ '1'..='5') => Action::Goto(Pane::ALL[(c as u8 - b'1') as usize]),
+        KeyCode::Char(c @ '1'..='6') => Action::Goto(Pane::ALL[(c as u8 - b'1') as usize]),
         KeyCode::Char('j') | KeyCode::Down => Action::Down,
         KeyCode::Char('k') | KeyCode::Up => Action::Up,
         KeyCode::Char('g') | KeyCode::Home => Action::Top,

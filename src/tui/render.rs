@@ -27,7 +27,7 @@ pub fn text(buf: &Buffer) -> String {
     out
 }
 
-/// Every view worth a picture: the five panes and the help overlay.
+/// Every view worth a picture: the six panes and the help overlay.
 pub fn views(app: &App) -> Vec<(&'static str, App)> {
     let mut out = Vec::new();
     for (name, pane) in [
@@ -36,6 +36,7 @@ pub fn views(app: &App) -> Vec<(&'static str, App)> {
         ("retries", Pane::Retries),
         ("dead-letters", Pane::Dead),
         ("inspector", Pane::Inspector),
+        ("audit", Pane::Audit),
     ] {
         let mut a = app.clone();
         a.pane = pane;

@@ -15,6 +15,7 @@ pub const STREAM_WINDOW: u32 = 200;
 /// [`Snapshot::counts`] say how many there are in all.
 pub const RETRY_WINDOW: u32 = 500;
 pub const DEAD_WINDOW: u32 = 1000;
+pub const AUDIT_WINDOW: u32 = 200;
 /// Sparkline buckets over the last hour (2 minutes each).
 pub const SPARK_BUCKETS: usize = 30;
 const HOUR_MS: i64 = 3_600_000;
@@ -78,12 +79,23 @@ pub struct Snapshot {
     pub newest_seq: Option<i64>,
     pub retries: Vec<RetryItem>,
     pub dead: Vec<DeadItem>,
+    /// The newest operator actions.
+    pub audit: Vec<crate::audit::AuditEntry>,
     pub inspected: Option<EventDetail>,
     /// The inspector was asked for an event the store does not have.
     pub inspect_missing: Option<String>,
 }
 
 impl Snapshot {
+    /// The subscription's name, or the id when it is gone.
+    pub fn sub_name_ref<'a>(&'a self, id: &'a str) -> &'a str {
+        self.subs
+            .iter()
+            .find(|s| s.sub.id == id)
+            .map(|s| s.sub.name.as_str())
+            .unwrap_or(id)
+    }
+
     pub fn sub_name(&self, id: &str) -> String {
         self.subs
             .iter()
@@ -195,6 +207,12 @@ pub async fn load(
         newest_seq,
         retries: store.retry_queue(RETRY_WINDOW).await?,
         dead: store.dead_letters(DEAD_WINDOW).await?,
+        audit: store
+            .audit_log(&crate::audit::AuditFilter {
+                limit: AUDIT_WINDOW,
+                ..Default::default()
+            })
+            .await?,
         inspected,
         inspect_missing,
     })

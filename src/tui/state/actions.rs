@@ -17,6 +17,10 @@ impl App {
                 .visible_dead()
                 .get(i)
                 .map(|r| r.subscription_id.clone()),
+            Pane::Audit => self
+                .visible_audit()
+                .get(i)
+                .and_then(|e| e.subscription_id.clone()),
             _ => None,
         }
     }

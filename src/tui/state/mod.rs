@@ -23,15 +23,17 @@ pub enum Pane {
     Retries,
     Dead,
     Inspector,
+    Audit,
 }
 
 impl Pane {
-    pub const ALL: [Pane; 5] = [
+    pub const ALL: [Pane; 6] = [
         Pane::Subscriptions,
         Pane::Stream,
         Pane::Retries,
         Pane::Dead,
         Pane::Inspector,
+        Pane::Audit,
     ];
 
     pub fn title(self) -> &'static str {
@@ -41,6 +43,17 @@ impl Pane {
             Pane::Retries => "Retries",
             Pane::Dead => "Dead letters",
             Pane::Inspector => "Inspector",
+            Pane::Audit => "Audit",
+        }
+    }
+
+    /// The tab's name where the full one does not fit.
+    pub fn short_title(self) -> &'static str {
+        match self {
+            Pane::Subscriptions => "Subs",
+            Pane::Dead => "Dead",
+            Pane::Inspector => "Inspect",
+            other => other.title(),
         }
     }
 
@@ -98,7 +111,7 @@ pub struct App {
     pub pane: Pane,
     /// Where Esc returns to from the inspector.
     pub previous: Pane,
-    pub selected: [usize; 5],
+    pub selected: [usize; 6],
     /// The stream shows the newest rows and moves with them.
     pub follow: bool,
     pub stream_anchor: Option<i64>,
@@ -140,7 +153,7 @@ impl Default for App {
             snapshot: None,
             pane: Pane::Subscriptions,
             previous: Pane::Subscriptions,
-            selected: [0; 5],
+            selected: [0; 6],
             follow: true,
             stream_anchor: None,
             filter: None,
@@ -320,6 +333,31 @@ impl App {
             .collect()
     }
 
+    pub fn visible_audit(&self) -> Vec<&crate::audit::AuditEntry> {
+        let Some(s) = &self.snapshot else {
+            return Vec::new();
+        };
+        s.audit
+            .iter()
+            .filter(|e| match &self.filter {
+                None => true,
+                Some(f) => {
+                    let f = f.to_lowercase();
+                    [
+                        Some(e.action.as_str()),
+                        Some(e.actor.name.as_str()),
+                        e.subscription_id.as_deref(),
+                        e.event_id.as_deref(),
+                        e.subscription_id.as_deref().map(|id| s.sub_name_ref(id)),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .any(|t| t.to_lowercase().contains(&f))
+                }
+            })
+            .collect()
+    }
+
     pub fn visible_dead(&self) -> Vec<&DeadItem> {
         let Some(s) = &self.snapshot else {
             return Vec::new();
@@ -343,12 +381,19 @@ impl App {
             Pane::Stream => self.visible_stream().len(),
             Pane::Retries => self.visible_retries().len(),
             Pane::Dead => self.visible_dead().len(),
+            Pane::Audit => self.visible_audit().len(),
             Pane::Inspector => usize::MAX,
         }
     }
 
     fn clamp(&mut self) {
-        for pane in [Pane::Subscriptions, Pane::Stream, Pane::Retries, Pane::Dead] {
+        for pane in [
+            Pane::Subscriptions,
+            Pane::Stream,
+            Pane::Retries,
+            Pane::Dead,
+            Pane::Audit,
+        ] {
             let n = self.rows(pane);
             let i = pane.index();
             self.selected[i] = self.selected[i].min(n.saturating_sub(1));
@@ -366,6 +411,7 @@ impl App {
             Pane::Stream => self.visible_stream().get(i).map(|e| e.id.clone()),
             Pane::Retries => self.visible_retries().get(i).map(|r| r.event_id.clone()),
             Pane::Dead => self.visible_dead().get(i).map(|r| r.event_id.clone()),
+            Pane::Audit => self.visible_audit().get(i).and_then(|e| e.event_id.clone()),
             Pane::Inspector => self.inspect.clone(),
             Pane::Subscriptions => None,
         }
@@ -529,7 +575,7 @@ impl App {
             Action::FilterApply => {
                 let f = self.input.take().unwrap_or_default();
                 self.filter = (!f.trim().is_empty()).then(|| f.trim().to_string());
-                self.selected = [0; 5];
+                self.selected = [0; 6];
                 if self.pane == Pane::Stream {
                     self.follow = true;
                     self.stream_anchor = None;

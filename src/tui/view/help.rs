@@ -5,7 +5,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 
 const KEYS: &[(&str, &str)] = &[
-    ("1-5 Tab", "switch pane"),
+    ("1-6 Tab", "switch pane (6: the audit trail)"),
     ("j k ↑ ↓", "move"),
     ("g G", "top / bottom"),
     ("PgUp PgDn", "page"),

@@ -1,5 +1,6 @@
 //! Drawing: a pure function of the state. Header, tab bar, the pane, a footer line.
 
+mod audit;
 mod dead;
 pub mod fmt;
 mod form;
@@ -46,6 +47,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
         Pane::Retries => retries::draw(frame, body, app, theme),
         Pane::Dead => dead::draw(frame, body, app, theme),
         Pane::Inspector => inspector::draw(frame, body, app, theme),
+        Pane::Audit => audit::draw(frame, body, app, theme),
     }
     draw_footer(frame, footer, app, theme);
     // The confirmation, the command line and the filter live in the footer.
@@ -127,21 +129,28 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             _ => None,
         }
     };
-    let wide = area.width >= 78;
+    // Full names if they fit, then short ones, then four letters without counts.
+    let labels = |name: fn(Pane) -> &'static str, counts: bool| -> Vec<String> {
+        Pane::ALL
+            .iter()
+            .map(|&p| match count(p).filter(|_| counts) {
+                Some(n) => format!(" {} {} ({n}) ", p.index() + 1, name(p)),
+                None => format!(" {} {} ", p.index() + 1, name(p)),
+            })
+            .collect()
+    };
+    let fits = |l: &[String]| {
+        l.iter().map(|s| s.chars().count()).sum::<usize>() <= usize::from(area.width)
+    };
+    let mut chosen = labels(Pane::title, true);
+    if !fits(&chosen) {
+        chosen = labels(Pane::short_title, true);
+    }
+    if !fits(&chosen) {
+        chosen = labels(|p| &p.title()[..p.title().len().min(4)], false);
+    }
     let mut spans = Vec::new();
-    for p in Pane::ALL {
-        let label = if wide {
-            match count(p) {
-                Some(n) => format!(" {} {} ({n}) ", p.index() + 1, p.title()),
-                None => format!(" {} {} ", p.index() + 1, p.title()),
-            }
-        } else {
-            format!(
-                " {} {} ",
-                p.index() + 1,
-                &p.title()[..p.title().len().min(4)]
-            )
-        };
+    for (p, label) in Pane::ALL.into_iter().zip(chosen) {
         let style = if p == app.pane {
             theme
                 .selected()
@@ -188,6 +197,9 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 "Enter inspect · r redeliver · f follow · / filter · : command · ? help · q quit"
             }
             Pane::Inspector => "j/k scroll · r redeliver · y copy · Esc back · ? help · q quit",
+            Pane::Audit => {
+                "Enter inspect its event · p pause its endpoint · / filter · ? help · q quit"
+            }
             Pane::Subscriptions => {
                 "p pause · a add · e edit · d delete · t test · R redeliver dead · : · ? · q"
             }

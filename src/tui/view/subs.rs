@@ -213,6 +213,31 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 theme.bad(),
             )));
         }
+        let actions: Vec<String> = app
+            .snapshot
+            .iter()
+            .flat_map(|snap| snap.audit.iter())
+            .filter(|e| e.subscription_id.as_deref() == Some(s.id.as_str()))
+            .take(3)
+            .map(|e| {
+                let failed = if e.ok { "" } else { " (failed)" };
+                format!(
+                    "{}{failed} by {} {}",
+                    e.action,
+                    e.actor.short(),
+                    fmt::hhmm(e.at)
+                )
+            })
+            .collect();
+        if !actions.is_empty() {
+            lines.push(Line::from(Span::styled(
+                fmt::cut(
+                    &format!("recent actions: {}", actions.join(" · ")),
+                    detail_area.width as usize,
+                ),
+                theme.dim(),
+            )));
+        }
         frame.render_widget(
             Paragraph::new(lines).block(
                 Block::default().borders(Borders::TOP).title(super::title(
