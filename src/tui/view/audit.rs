@@ -7,7 +7,7 @@ use crate::tui::theme::Theme;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Block, Borders, Row, Table, TableState};
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let rows = app.visible_audit();
@@ -82,17 +82,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let mut state = TableState::default().with_selected((count > 0).then_some(app.sel()));
     frame.render_stateful_widget(table, area, &mut state);
     if count == 0 {
-        let inner = Rect {
-            y: area.y + 2,
-            height: 1,
-            ..area
-        };
-        frame.render_widget(
-            Paragraph::new(Span::styled(
-                "no operator actions recorded yet",
-                theme.dim(),
-            )),
-            inner,
-        );
+        super::empty_note(frame, area, "no operator actions recorded yet", theme);
     }
 }

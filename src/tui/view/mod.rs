@@ -213,6 +213,19 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     frame.render_widget(Paragraph::new(line), area);
 }
 
+/// The line under an empty table's heading that says why it is empty.
+pub(crate) fn empty_note(frame: &mut Frame, table: Rect, text: &str, theme: Theme) {
+    let inner = Rect {
+        y: table.y + 2,
+        height: 1,
+        ..table
+    };
+    frame.render_widget(
+        Paragraph::new(Span::styled(text.to_string(), theme.dim())),
+        inner,
+    );
+}
+
 /// A pane's title line: name and what it is showing.
 pub(crate) fn title<'a>(name: &str, extra: String, theme: Theme) -> Line<'a> {
     Line::from(vec![

@@ -4,7 +4,7 @@ use crate::tui::theme::Theme;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Block, Borders, Row, Table, TableState};
 
 /// Rows of events with their deliveries, newest first: the stream pane's body, also
 /// shown under the subscriptions as the latest events.
@@ -89,16 +89,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let mut state = TableState::default().with_selected(if app.follow { None } else { selected });
     frame.render_stateful_widget(table, area, &mut state);
     if rows.is_empty() {
-        let inner = Rect {
-            y: area.y + 2,
-            height: 1,
-            ..area
-        };
         let msg = if app.filter.is_some() {
             "no event matches the filter"
         } else {
             "no events yet: hookctl emit ContactCreate"
         };
-        frame.render_widget(Paragraph::new(Span::styled(msg, theme.dim())), inner);
+        super::empty_note(frame, area, msg, theme);
     }
 }

@@ -132,12 +132,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         } else {
             "no subscriptions yet: hookctl sub add --url URL --all"
         };
-        let inner = Rect {
-            y: table_area.y + 2,
-            height: 1,
-            ..table_area
-        };
-        frame.render_widget(Paragraph::new(Span::styled(msg, theme.dim())), inner);
+        super::empty_note(frame, table_area, msg, theme);
     }
     if latest_area.height >= 3
         && let Some(snap) = &app.snapshot
