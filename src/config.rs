@@ -37,6 +37,8 @@ pub struct Config {
     pub inbound_allow_networks: Vec<IpNet>,
     /// Seconds between confirmation requests to a pending subscription.
     pub verify_interval: std::time::Duration,
+    /// Backlog limits that raise `hookctl.backlog.alert` events.
+    pub alerts: crate::ops::Limits,
 }
 
 /// Every setting as the file and the environment give it, and the defaults: the one list
@@ -63,6 +65,8 @@ struct Settings {
     #[serde(deserialize_with = "list")]
     inbound_allow_networks: Vec<String>,
     verify_interval: String,
+    backlog_alert: u64,
+    age_alert: String,
 }
 
 impl Default for Settings {
@@ -85,6 +89,8 @@ impl Default for Settings {
             api_body_cap: 1024 * 1024,
             inbound_allow_networks: Vec::new(),
             verify_interval: "10s".into(),
+            backlog_alert: 1_000,
+            age_alert: "15m".into(),
         }
     }
 }
@@ -227,6 +233,11 @@ impl Config {
             api_body_cap: s.api_body_cap,
             inbound_allow_networks: networks("inbound_allow_networks", &s.inbound_allow_networks)?,
             verify_interval: parse_duration("verify_interval", &s.verify_interval)?,
+            alerts: crate::ops::Limits {
+                backlog: i64::try_from(s.backlog_alert).unwrap_or(i64::MAX),
+                age_ms: i64::try_from(parse_duration("age_alert", &s.age_alert)?.as_millis())
+                    .unwrap_or(i64::MAX),
+            },
         })
     }
 }

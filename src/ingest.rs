@@ -20,6 +20,9 @@ pub fn new_event(
     data: Option<Value>,
 ) -> Result<NewEvent> {
     let canon = catalog::resolve(event_type)?;
+    if crate::ops::is_operational(canon) {
+        bail!("{canon} is an operational event type: hookctl emits those itself");
+    }
     let data = match data {
         Some(d) if d.is_object() => d,
         Some(_) => bail!("event data must be a JSON object"),

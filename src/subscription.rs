@@ -294,9 +294,16 @@ fn events_of(list: &[String]) -> Result<Option<Vec<String>>, Refused> {
     }
     let mut types: Vec<String> = Vec::new();
     for e in given {
-        let t = catalog::resolve(e).map_err(|err| refuse("events", err.to_string()))?;
-        if !types.iter().any(|x| x == t) {
-            types.push(t.to_string());
+        // `hookctl.*` names every operational type, which `all` leaves out.
+        let named: Vec<&str> = if e.eq_ignore_ascii_case("hookctl.*") {
+            crate::ops::TYPES.iter().map(|t| t.name).collect()
+        } else {
+            vec![catalog::resolve(e).map_err(|err| refuse("events", err.to_string()))?]
+        };
+        for t in named {
+            if !types.iter().any(|x| x == t) {
+                types.push(t.to_string());
+            }
         }
     }
     if types.is_empty() {

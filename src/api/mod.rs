@@ -7,6 +7,7 @@ mod auth;
 mod body;
 mod events;
 mod inbound;
+mod incident;
 mod metrics;
 mod openapi;
 mod webhooks;
@@ -115,6 +116,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/v2/events", post(events::publish))
         .route("/v2/events/{id}", get(events::show))
         .route("/v2/audit", get(audit::list))
+        .route("/v2/incident", get(incident::show))
         .route("/v2/webhooks", get(webhooks::list).post(webhooks::create))
         .route(
             "/v2/webhooks/{id}",

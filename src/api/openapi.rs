@@ -143,6 +143,18 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/v2/incident",
+        summary: "Endpoints in trouble within the window (default 1h): since when, how, what waits and died, where, and the operator actions taken",
+        scopes: &["webhooks:read"],
+        body: None,
+        ok: 200,
+        answer: Answer::Json("Incident"),
+        errors: &[400, 401, 403, 500],
+        query: &[("since", "duration")],
+        links: &[],
+    },
+    Route {
+        method: "get",
         path: "/v2/webhooks",
         summary: "List webhooks",
         scopes: &["webhooks:read"],
@@ -288,7 +300,7 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
-/// Every event type name the API accepts: the catalog's and the guide's aliases.
+/// Every event type name a producer may publish: the catalog's and the guide's aliases.
 fn event_type_names() -> Vec<&'static str> {
     catalog::TYPES
         .iter()
@@ -297,10 +309,24 @@ fn event_type_names() -> Vec<&'static str> {
         .collect()
 }
 
+/// What a subscription may take: those, hookctl's operational types, and `hookctl.*`.
+fn subscribable_type_names() -> Vec<&'static str> {
+    let mut names = event_type_names();
+    names.extend(crate::ops::TYPES.iter().map(|t| t.name));
+    names.push("hookctl.*");
+    names
+}
+
 fn schemas() -> Value {
     let string = json!({"type": "string"});
     let header_name = json!({"type": "string", "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"});
     let types = event_type_names();
+    let subscribable = subscribable_type_names();
+    let testable: Vec<&str> = subscribable
+        .iter()
+        .copied()
+        .filter(|t| *t != "hookctl.*")
+        .collect();
     let url = json!({
         "type": "string",
         "format": "uri",
@@ -308,10 +334,10 @@ fn schemas() -> Value {
         "pattern": "^(?!.*xn--)https?://([A-Za-z0-9-]+\\.)*[A-Za-z][A-Za-z0-9-]*(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?]([A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$"
     });
     let events = json!({
-        "description": "Event types (catalog names or aliases), or [\"*\"] for all",
+        "description": "Event types (catalog names or aliases), or [\"*\"] for all but hookctl's operational ones, which go only where named (\"hookctl.*\" names them all)",
         "oneOf": [
             {"type": "array", "items": {"type": "string", "enum": ["*"]}, "minItems": 1, "maxItems": 1},
-            {"type": "array", "items": {"type": "string", "enum": types}, "minItems": 1}
+            {"type": "array", "items": {"type": "string", "enum": subscribable}, "minItems": 1}
         ]
     });
     let mut webhook_fields = json!({
@@ -379,6 +405,31 @@ fn schemas() -> Value {
             "data": {"type": "object", "description": "The event's payload; the catalog's sample when absent"}
         }
     });
+    let incident = json!({"type": "object", "required": ["since", "at", "headline", "endpoints"], "properties": {
+        "since": {"type": "string", "format": "date-time"}, "at": {"type": "string", "format": "date-time"},
+        "headline": {"type": "string", "nullable": true},
+        "endpoints": {"type": "array", "items": {"type": "object", "required": ["subscription_id", "name", "url", "state", "circuit", "current", "errors", "waiting", "dead", "locations", "alerts", "actions"], "properties": {
+            "subscription_id": string, "name": string, "url": string,
+            "location_id": {"type": "string", "nullable": true},
+            "state": {"type": "string", "enum": ["pending", "active", "paused", "disabled"]},
+            "circuit": {"type": "string", "enum": ["open", "closed"]},
+            "circuit_changed_at": {"type": "string", "format": "date-time", "nullable": true},
+            "consecutive_failures": {"type": "integer", "minimum": 0},
+            "current": {"type": "boolean", "description": "Something is wrong now, not only earlier in the window"},
+            "first_failure_at": {"type": "string", "format": "date-time", "nullable": true},
+            "failing_since": {"type": "string", "format": "date-time", "nullable": true},
+            "last_failure_at": {"type": "string", "format": "date-time", "nullable": true},
+            "last_success_at": {"type": "string", "format": "date-time", "nullable": true},
+            "errors": {"type": "array", "items": {"type": "object", "required": ["kind", "count"], "properties": {"kind": string, "count": {"type": "integer", "minimum": 1}}}},
+            "waiting": {"type": "integer", "minimum": 0},
+            "oldest_waiting_at": {"type": "string", "format": "date-time", "nullable": true},
+            "oldest_waiting_seconds": {"type": "integer", "nullable": true},
+            "dead": {"type": "integer", "minimum": 0},
+            "locations": {"type": "array", "items": {"type": "string", "nullable": true}},
+            "alerts": {"type": "array", "items": {"type": "string", "enum": ["backlog", "age"]}},
+            "actions": {"$ref": "#/components/schemas/AuditList"}
+        }}}
+    }});
     json!({
         "Error": {"type": "object", "required": ["error", "detail"], "properties": {"error": string, "detail": string}},
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string", "enum": ["ok"]}}},
@@ -412,6 +463,7 @@ fn schemas() -> Value {
             "filter": {"type": "string", "nullable": true}, "count": {"type": "integer", "nullable": true},
             "outcome": {"type": "string", "enum": ["ok", "failed"]}, "detail": {"type": "string", "nullable": true}
         }}},
+        "Incident": incident,
         "Deleted": {"type": "object", "required": ["id", "deleted", "cancelled"], "properties": {"id": string, "deleted": {"type": "boolean"}, "cancelled": {"type": "integer", "minimum": 0}}},
         "RedeliverIn": {"description": "One event by its id, or in bulk by status (dead by default) and age", "anyOf": [
             {"type": "object", "additionalProperties": false, "properties": {
@@ -427,7 +479,7 @@ fn schemas() -> Value {
         "Redelivered": {"type": "object", "required": ["dry_run", "count", "deliveries"], "properties": {
             "dry_run": {"type": "boolean"}, "count": {"type": "integer", "minimum": 0}, "deliveries": {"type": "array", "items": {"type": "object"}}
         }},
-        "TestIn": {"type": "object", "additionalProperties": false, "properties": {"type": {"type": "string", "enum": types}, "dry_run": {"type": "boolean"}}},
+        "TestIn": {"type": "object", "additionalProperties": false, "properties": {"type": {"type": "string", "enum": testable}, "dry_run": {"type": "boolean"}}},
         "TestResult": {"type": "object", "required": ["sent", "request", "response"], "properties": {
             "sent": {"type": "boolean"},
             "request": {"type": "object", "nullable": true, "description": "null when the template could not render the sample event"},

@@ -145,7 +145,7 @@ fn fold(s: &str) -> String {
 /// The canonical name of a type given as canonical, alias, or in another case or spacing.
 pub fn resolve(name: &str) -> Result<&'static str, UnknownType> {
     let key = fold(name);
-    if let Some(t) = TYPES.iter().find(|t| fold(t.name) == key) {
+    if let Some(t) = all().find(|t| fold(t.name) == key) {
         return Ok(t.name);
     }
     if let Some((_, canon)) = ALIASES.iter().find(|(a, _)| fold(a) == key) {
@@ -157,11 +157,15 @@ pub fn resolve(name: &str) -> Result<&'static str, UnknownType> {
     })
 }
 
+/// Every type: the platform's, then hookctl's own operational ones.
+pub fn all() -> impl Iterator<Item = &'static EventType> {
+    TYPES.iter().chain(crate::ops::TYPES)
+}
+
 /// Up to three catalog names closest to what was typed.
 pub fn close_names(name: &str) -> Vec<&'static str> {
     let key = fold(name);
-    let mut scored: Vec<(f64, &'static str)> = TYPES
-        .iter()
+    let mut scored: Vec<(f64, &'static str)> = all()
         .map(|t| t.name)
         .chain(ALIASES.iter().map(|(a, _)| *a))
         .map(|n| (strsim::jaro_winkler(&key, &fold(n)), n))
@@ -190,7 +194,10 @@ fn samples() -> &'static BTreeMap<String, serde_json::Value> {
 
 /// The sample `data` of a canonical type: the event's own fields.
 pub fn sample(name: &str) -> Option<serde_json::Value> {
-    samples().get(name).cloned()
+    samples()
+        .get(name)
+        .cloned()
+        .or_else(|| crate::ops::sample(name))
 }
 
 #[cfg(test)]

@@ -56,6 +56,9 @@ pub enum Command {
     Status,
     /// Operator actions, newest first: who paused, redelivered, changed or purged what.
     Audit(AuditArgs),
+    /// Endpoints in trouble: since when, how, what waits and died, where, what was done.
+    /// Exit 0 none, 1 some, 2 error.
+    Incident(IncidentArgs),
     /// Custom values for templates ({{custom_values.NAME}}).
     #[command(subcommand)]
     Values(ValuesCommand),
@@ -393,6 +396,13 @@ pub struct AuditArgs {
     pub sub: Option<String>,
     #[arg(long, default_value_t = 200)]
     pub limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct IncidentArgs {
+    /// The window looked at, e.g. 30m or 2h.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub since: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -1,6 +1,7 @@
-//! `hookctl audit`: the operator actions recorded with the changes they made.
+//! `hookctl audit`: the operator actions recorded with the changes they made; `hookctl
+//! incident`: the endpoints in trouble, with the actions taken about them.
 
-use super::args::AuditArgs;
+use super::args::{AuditArgs, IncidentArgs};
 use super::output::{cell, print_json};
 use super::{Ctx, Exit};
 use crate::audit::AuditFilter;
@@ -77,4 +78,17 @@ pub async fn run(ctx: &Ctx, a: AuditArgs) -> Result<Exit> {
         );
     }
     Ok(0)
+}
+
+pub async fn incident(ctx: &Ctx, a: IncidentArgs) -> Result<Exit> {
+    let store = ctx.open_store().await?;
+    let now = now_ms();
+    let since = now.saturating_sub(i64::try_from(a.since.as_millis()).unwrap_or(i64::MAX));
+    let found = crate::incident::summary(store.as_ref(), since).await?;
+    if ctx.json {
+        print_json(&crate::incident::json(&found, since, now))?;
+    } else {
+        print!("{}", crate::incident::text(&found, since, now));
+    }
+    Ok(if found.is_empty() { 0 } else { 1 })
 }

@@ -83,6 +83,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Catalog(a) => tools::catalog(&ctx, a).await,
         Command::Status => status::run(&ctx).await,
         Command::Audit(a) => audit::run(&ctx, a).await,
+        Command::Incident(a) => audit::incident(&ctx, a).await,
         Command::Values(c) => values::run(&ctx, c).await,
         Command::Token(c) => access::token(&ctx, c).await,
         Command::Inbound(c) => access::inbound(&ctx, c).await,

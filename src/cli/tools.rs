@@ -130,8 +130,7 @@ pub async fn catalog(ctx: &Ctx, a: CatalogArgs) -> Result<Exit> {
         return Ok(0);
     }
     if ctx.json {
-        let v: Vec<_> = catalog::TYPES
-            .iter()
+        let v: Vec<_> = catalog::all()
             .map(|t| {
                 serde_json::json!({
                     "type": t.name,
@@ -146,7 +145,7 @@ pub async fn catalog(ctx: &Ctx, a: CatalogArgs) -> Result<Exit> {
         return Ok(0);
     }
     let mut group = "";
-    for t in catalog::TYPES {
+    for t in catalog::all() {
         if t.group != group {
             group = t.group;
             println!("{group}");

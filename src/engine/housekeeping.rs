@@ -1,6 +1,7 @@
 //! The engine's chores beside delivery, run from the scheduler's loop when due: retention
 //! (in steps, on a task of its own), deliveries held behind an open circuit for longer than
-//! their retry schedule, and leases that outlived their attempt.
+//! their retry schedule, leases that outlived their attempt, and operational events due by
+//! time (dead-letter windows, backlog alerts).
 
 use crate::model::{Millis, SubState, Subscription, now_ms};
 use crate::store::{Release, Store};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+const OPS_EVERY: Duration = Duration::from_secs(2);
 /// Events deleted per retention step (one writer transaction each, with their deliveries
 /// and attempts): a step takes milliseconds, and publishes and records run between steps
 /// instead of waiting behind an hour's worth of deletions.
@@ -23,6 +25,7 @@ pub(super) struct Housekeeping {
     pruning: Option<tokio::task::JoinHandle<()>>,
     last_expire: Instant,
     last_sweep: Instant,
+    last_ops: Instant,
 }
 
 impl Housekeeping {
@@ -32,6 +35,7 @@ impl Housekeeping {
             pruning: None,
             last_expire: Instant::now(),
             last_sweep: Instant::now(),
+            last_ops: Instant::now(),
         }
     }
 
@@ -39,9 +43,10 @@ impl Housekeeping {
     pub(super) async fn run_due(
         &mut self,
         store: &Arc<dyn Store>,
-        retention: Duration,
+        cfg: &super::EngineConfig,
         subs: &HashMap<String, Arc<Subscription>>,
     ) {
+        let retention = cfg.retention;
         // Hourly, or more often when events are kept for less than ten hours.
         let prune_every = PRUNE_EVERY.min(retention / 10).max(Duration::from_secs(1));
         if self.last_prune.is_none_or(|t| t.elapsed() >= prune_every)
@@ -56,6 +61,12 @@ impl Housekeeping {
         if self.last_expire.elapsed() >= EXPIRE_EVERY && subs.values().any(|s| s.circuit_open) {
             self.last_expire = Instant::now();
             expire_held(store.as_ref(), subs).await;
+        }
+        if self.last_ops.elapsed() >= OPS_EVERY {
+            self.last_ops = Instant::now();
+            if let Err(e) = store.ops_tick(cfg.alerts, now_ms()).await {
+                tracing::warn!("operational events failed: {e:#}");
+            }
         }
         if self.last_sweep.elapsed() >= SWEEP_EVERY {
             self.last_sweep = Instant::now();

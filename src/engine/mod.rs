@@ -40,6 +40,8 @@ pub struct EngineConfig {
     pub bind_address: Option<std::net::IpAddr>,
     /// Between confirmation requests to a pending subscription.
     pub verify_interval: Duration,
+    /// Backlog limits for operational alerts.
+    pub alerts: crate::ops::Limits,
 }
 
 impl EngineConfig {
@@ -55,6 +57,7 @@ impl EngineConfig {
             retention: c.retention(),
             bind_address: c.outbound_bind_address,
             verify_interval: c.verify_interval,
+            alerts: c.alerts,
         }
     }
 }

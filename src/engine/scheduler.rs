@@ -471,9 +471,7 @@ impl Scheduler {
             }
             self.dispatch().await;
             self.verify_pending();
-            chores
-                .run_due(&self.store, self.cfg.retention, &self.subs)
-                .await;
+            chores.run_due(&self.store, &self.cfg, &self.subs).await;
             let wake_at = match (next_due, self.next_probe()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),

@@ -432,6 +432,12 @@ pub trait Store: Send + Sync + 'static {
     /// Records an entry on its own: an action that failed and stored nothing.
     async fn audit(&self, entry: AuditEntry) -> Result<()>;
     async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+    /// Endpoints in trouble since `since`: circuit open, disabled, failed attempts or dead
+    /// letters within the window, backlog alerts raised (their `actions` left empty).
+    async fn incident(&self, since: Millis) -> Result<Vec<crate::incident::EndpointIncident>>;
+    /// Operational events due by time — dead-letter windows that ended with deaths untold,
+    /// backlog alerts raised or cleared against `limits` — published; says how many.
+    async fn ops_tick(&self, limits: crate::ops::Limits, now: Millis) -> Result<usize>;
     /// When the earliest unleased delivery of an active, circuit-closed subscription is due.
     async fn next_due(&self) -> Result<Option<Millis>>;
     /// A number that changes whenever any process commits to the store.

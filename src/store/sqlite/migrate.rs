@@ -55,10 +55,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit",
         include_str!("../../../migrations/sqlite/0009_audit.sql"),
     ),
+    (
+        10,
+        "operational events",
+        include_str!("../../../migrations/sqlite/0010_operational.sql"),
+    ),
 ];
 
 /// The schema this build creates and reads: its last migration.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Holds the migration lock while alive.
 pub struct MigrationLock {

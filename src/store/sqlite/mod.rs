@@ -806,6 +806,21 @@ impl Store for SqliteStore {
         self.read.run(move |c| read::event_detail(c, &id)).await
     }
 
+    async fn incident(&self, since: Millis) -> Result<Vec<crate::incident::EndpointIncident>> {
+        self.read.run(move |c| read::incident(c, since)).await
+    }
+
+    async fn ops_tick(&self, limits: crate::ops::Limits, now: Millis) -> Result<usize> {
+        let backlogs = self.read.run(read::backlogs).await?;
+        self.call(|reply| Op::OpsTick {
+            backlogs,
+            limits,
+            now,
+            reply,
+        })
+        .await
+    }
+
     async fn next_due(&self) -> Result<Option<Millis>> {
         self.read.run(read::next_due).await
     }

@@ -407,6 +407,170 @@ pub fn next_due(c: &Connection) -> Result<Option<Millis>> {
     .query_row([], |r| r.get(0))?)
 }
 
+/// Each subscription's waiting deliveries and when the oldest of them was made. Delivery
+/// ids rise with their creation, so the oldest is the smallest id: one step down the
+/// (subscription, status) index per state instead of a walk over the backlog.
+pub fn backlogs(c: &Connection) -> Result<Vec<crate::ops::Backlog>> {
+    let ids: Vec<String> = each(c, "SELECT id FROM subscriptions", [], |r| Ok(r.get(0)?))?;
+    let mut count = c.prepare_cached(
+        "SELECT count(*) FROM deliveries WHERE subscription_id = ? AND status IN ('pending', 'retrying')",
+    )?;
+    let mut oldest = c.prepare_cached(
+        "SELECT created_at FROM deliveries WHERE id = \
+           (SELECT min(id) FROM deliveries WHERE subscription_id = ?1 AND status = ?2)",
+    )?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let waiting: i64 = count.query_row([&id], |r| r.get(0))?;
+        let mut oldest_waiting_at: Option<Millis> = None;
+        if waiting > 0 {
+            for status in ["pending", "retrying"] {
+                let at: Option<Millis> = oldest
+                    .query_row(rusqlite::params![id, status], |r| r.get(0))
+                    .optional()?;
+                oldest_waiting_at = match (oldest_waiting_at, at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+        out.push(crate::ops::Backlog {
+            subscription_id: id,
+            waiting,
+            oldest_waiting_at,
+        });
+    }
+    Ok(out)
+}
+
+/// Endpoints in trouble since `since` (see [`crate::store::Store::incident`]). Failed
+/// attempts are found through their own partial index, so a healthy window costs nothing.
+pub fn incident(c: &Connection, since: Millis) -> Result<Vec<crate::incident::EndpointIncident>> {
+    use crate::incident::EndpointIncident;
+    // (subscription, class, status code) → count, first, last, within the window.
+    let mut failures: HashMap<String, Vec<(String, i64, Millis, Millis)>> = HashMap::new();
+    {
+        let mut q = c.prepare_cached(
+            "SELECT d.subscription_id, a.error_class, a.status_code, count(*), min(a.at), max(a.at) \
+             FROM attempts a INDEXED BY attempts_failed JOIN deliveries d ON d.id = a.delivery_id \
+             WHERE a.at >= ?1 AND a.error_class IS NOT NULL \
+             GROUP BY d.subscription_id, a.error_class, a.status_code",
+        )?;
+        let mut rows = q.query([since])?;
+        while let Some(r) = rows.next()? {
+            let class: String = r.get(1)?;
+            let code: Option<i64> = r.get(2)?;
+            let kind = match code {
+                Some(code) if class == "status" => format!("status {code}"),
+                _ => class,
+            };
+            failures
+                .entry(r.get(0)?)
+                .or_default()
+                .push((kind, r.get(3)?, r.get(4)?, r.get(5)?));
+        }
+    }
+    let dead_since: HashMap<String, i64> = each(
+        c,
+        "SELECT subscription_id, count(*) FROM deliveries \
+         WHERE status = 'dead' AND updated_at >= ?1 AND superseded_by IS NULL GROUP BY 1",
+        [since],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?
+    .into_iter()
+    .collect();
+    let alerts: Vec<(String, String)> = each(
+        c,
+        "SELECT subscription_id, kind FROM ops_alerts ORDER BY raised_at",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let backlogs = backlogs(c)?;
+    let mut out = Vec::new();
+    for sub in subscriptions(c)? {
+        let alerts: Vec<String> = alerts
+            .iter()
+            .filter(|(id, _)| *id == sub.id)
+            .map(|(_, k)| k.clone())
+            .collect();
+        let mut errors = failures.remove(&sub.id).unwrap_or_default();
+        if errors.is_empty()
+            && !sub.circuit_open
+            && sub.state != SubState::Disabled
+            && sub.consecutive_failures == 0
+            && !dead_since.contains_key(&sub.id)
+            && alerts.is_empty()
+        {
+            continue;
+        }
+        errors.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let first_failure_at = errors.iter().map(|e| e.2).min();
+        let last_failure_at = errors.iter().map(|e| e.3).max();
+        let last_success_at: Option<Millis> = c
+            .prepare_cached(
+                "SELECT updated_at FROM deliveries WHERE id = \
+                   (SELECT max(id) FROM deliveries WHERE subscription_id = ? AND status = 'delivered')",
+            )?
+            .query_row([&sub.id], |r| r.get(0))
+            .optional()?;
+        let failing_since: Option<Millis> = match (last_failure_at, last_success_at) {
+            (Some(f), Some(s)) if s >= f => None,
+            (Some(_), s) => c
+                .prepare_cached(
+                    "SELECT min(a.at) FROM attempts a INDEXED BY attempts_failed \
+                     JOIN deliveries d ON d.id = a.delivery_id \
+                     WHERE a.at >= ?1 AND a.at > ?2 AND a.error_class IS NOT NULL \
+                       AND d.subscription_id = ?3",
+                )?
+                .query_row(
+                    rusqlite::params![since, s.unwrap_or(Millis::MIN), sub.id],
+                    |r| r.get(0),
+                )?,
+            (None, _) => None,
+        };
+        let locations: Vec<Option<String>> = each(
+            c,
+            "SELECT DISTINCT e.location_id FROM attempts a INDEXED BY attempts_failed \
+             JOIN deliveries d ON d.id = a.delivery_id JOIN events e ON e.seq = d.event_seq \
+             WHERE a.at >= ?1 AND a.error_class IS NOT NULL AND d.subscription_id = ?2 \
+             ORDER BY 1 LIMIT 50",
+            rusqlite::params![since, sub.id],
+            |r| Ok(r.get(0)?),
+        )?;
+        let dead: i64 = c
+            .prepare_cached(
+                "SELECT count(*) FROM deliveries \
+                 WHERE subscription_id = ? AND status = 'dead' AND superseded_by IS NULL",
+            )?
+            .query_row([&sub.id], |r| r.get(0))?;
+        let backlog = backlogs.iter().find(|b| b.subscription_id == sub.id);
+        out.push(EndpointIncident {
+            subscription_id: sub.id.clone(),
+            name: sub.name.clone(),
+            url: sub.url.clone(),
+            location_id: sub.location_id.clone(),
+            state: sub.state,
+            circuit_open: sub.circuit_open,
+            circuit_changed_at: sub.circuit_changed_at,
+            consecutive_failures: sub.consecutive_failures,
+            first_failure_at,
+            failing_since,
+            last_failure_at,
+            last_success_at,
+            errors: errors.into_iter().map(|(k, n, _, _)| (k, n)).collect(),
+            waiting: backlog.map(|b| b.waiting).unwrap_or(0),
+            oldest_waiting_at: backlog.and_then(|b| b.oldest_waiting_at),
+            dead,
+            locations,
+            alerts,
+            actions: Vec::new(),
+        });
+    }
+    // Trouble now first, then the longest running.
+    out.sort_by_key(|e| (!e.is_current(), e.started_at().unwrap_or(Millis::MAX)));
+    Ok(out)
+}
+
 pub fn subscription_log(c: &Connection, id: &str, limit: u32) -> Result<Vec<LogEntry>> {
     each(
         c,

@@ -156,7 +156,22 @@ pub(super) fn record(
         }
     }
     count_outcomes(conn, outcomes)?;
-    update_health(conn, outcomes, circuit_threshold)
+    let news = update_health(conn, outcomes, circuit_threshold)?;
+    operational::tell(conn, &news, now)?;
+    let mut deaths: Vec<(String, i64, Option<String>)> = Vec::new();
+    for o in outcomes.iter().filter(|o| o.status == DeliveryStatus::Dead) {
+        match deaths.iter_mut().find(|d| d.0 == o.subscription_id) {
+            Some(d) => {
+                d.1 += 1;
+                d.2 = o.attempt.error.clone();
+            }
+            None => deaths.push((o.subscription_id.clone(), 1, o.attempt.error.clone())),
+        }
+    }
+    if !deaths.is_empty() {
+        operational::dead_letters(conn, &deaths, now)?;
+    }
+    Ok(())
 }
 
 /// Attempts, their latency histogram and final outcomes, for /metrics.
@@ -212,9 +227,16 @@ pub(super) fn count_outcomes(conn: &Connection, outcomes: &[Outcome]) -> Result<
     bump(conn, &deltas)
 }
 
-/// Applies the batch's endpoint health (`crate::health` decides what it says).
-pub(super) fn update_health(conn: &Connection, outcomes: &[Outcome], threshold: u32) -> Result<()> {
+/// Applies the batch's endpoint health (`crate::health` decides what it says); returns the
+/// changes operational events tell of.
+pub(super) fn update_health(
+    conn: &Connection,
+    outcomes: &[Outcome],
+    threshold: u32,
+) -> Result<Vec<(String, crate::ops::News)>> {
+    use crate::ops::News;
     let now = now_ms();
+    let mut news = Vec::new();
     for h in health::summarise(outcomes) {
         let sub = h.subscription_id.as_str();
         if h.is_steady() {
@@ -243,6 +265,12 @@ pub(super) fn update_health(conn: &Connection, outcomes: &[Outcome], threshold: 
                 .execute(params![now, sub])?;
             if r > 0 {
                 log(conn, sub, "circuit closed", Some(health::CLOSED_REASON))?;
+                news.push((
+                    sub.to_string(),
+                    News::CircuitClosed {
+                        reason: health::CLOSED_REASON.into(),
+                    },
+                ));
             }
         }
         let r = conn
@@ -253,6 +281,16 @@ pub(super) fn update_health(conn: &Connection, outcomes: &[Outcome], threshold: 
             .execute(params![now, sub, health::opening_failures(threshold)])?;
         if r > 0 {
             log(conn, sub, "circuit opened", Some(&h.open_reason(threshold)))?;
+            let failures: i64 = conn
+                .prepare_cached("SELECT consecutive_failures FROM subscriptions WHERE id = ?")?
+                .query_row([sub], |r| r.get(0))?;
+            news.push((
+                sub.to_string(),
+                News::CircuitOpened {
+                    failures,
+                    last_error: h.last_error.clone(),
+                },
+            ));
         }
         if h.gone {
             let r = conn
@@ -263,10 +301,16 @@ pub(super) fn update_health(conn: &Connection, outcomes: &[Outcome], threshold: 
                 .execute(params![health::GONE_REASON, now, sub])?;
             if r > 0 {
                 log(conn, sub, "disabled", Some(health::GONE_REASON))?;
+                news.push((
+                    sub.to_string(),
+                    News::Disabled {
+                        reason: health::GONE_REASON.into(),
+                    },
+                ));
             }
         }
     }
-    Ok(())
+    Ok(news)
 }
 
 pub(super) fn release(conn: &Connection, which: &Release) -> Result<u64> {

@@ -107,6 +107,11 @@ pub(super) fn expire_held(
             "expired held deliveries",
             Some(&format!("{n}: {reason}")),
         )?;
+        super::operational::dead_letters(
+            conn,
+            &[(sub.to_string(), n as i64, Some(reason.to_string()))],
+            now,
+        )?;
     }
     Ok(n)
 }

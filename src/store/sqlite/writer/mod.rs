@@ -14,6 +14,7 @@ use std::sync::mpsc::SyncSender;
 mod audit;
 mod deliveries;
 mod maintenance;
+mod operational;
 mod publish;
 mod subscriptions;
 
@@ -40,6 +41,13 @@ pub enum Op {
     Audit {
         entry: Box<crate::audit::AuditEntry>,
         reply: Reply<()>,
+    },
+    /// Operational events due by time: dead-letter windows ended, backlog alerts.
+    OpsTick {
+        backlogs: Vec<crate::ops::Backlog>,
+        limits: crate::ops::Limits,
+        now: Millis,
+        reply: Reply<usize>,
     },
     Publish {
         events: Vec<NewEvent>,
@@ -530,6 +538,7 @@ fn finisher_for_failed(op: Op, msg: &str) -> Finish {
         Op::Audited { op, .. } => finisher_for_failed(*op, msg),
         Op::Audit { reply, .. } => finisher(reply, Err(e())),
         Op::Publish { reply, .. } => finisher(reply, Err(e())),
+        Op::OpsTick { reply, .. } => finisher(reply, Err(e())),
         Op::AddSubscription { reply, .. } => finisher(reply, Err(e())),
         Op::SetState { reply, .. } => finisher(reply, Err(e())),
         Op::UpdateSubscription { reply, .. } => finisher(reply, Err(e())),
@@ -563,6 +572,12 @@ fn apply(conn: &Connection, op: Op) -> (Finish, bool) {
         Op::Audited { op, entry } => apply_audited(conn, *op, *entry),
         Op::Audit { entry, reply } => done(reply, insert_audit(conn, &entry)),
         Op::Publish { events, reply, .. } => done(reply, publish(conn, &events)),
+        Op::OpsTick {
+            backlogs,
+            limits,
+            now,
+            reply,
+        } => done(reply, operational::tick(conn, &backlogs, limits, now)),
         Op::AddSubscription { sub, reply } => done(reply, add_subscription(conn, &sub)),
         Op::SetState { id, state, reply } => done(reply, set_state(conn, &id, state)),
         Op::UpdateSubscription { sub, reply } => done(reply, update_subscription(conn, &sub)),

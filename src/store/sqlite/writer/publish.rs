@@ -16,9 +16,12 @@ pub(super) struct Route {
 
 impl Route {
     fn matches(&self, event_type: &str, location: Option<&str>) -> bool {
-        self.events
-            .as_ref()
-            .is_none_or(|t| t.iter().any(|t| t == event_type))
+        // Every type (`all`) leaves out operational events: they go only where named.
+        let wanted = match &self.events {
+            None => !crate::ops::is_operational(event_type),
+            Some(t) => t.iter().any(|t| t == event_type),
+        };
+        wanted
             && self
                 .location_id
                 .as_deref()

@@ -4,7 +4,7 @@
 use super::super::rows;
 use super::*;
 use anyhow::{Result, anyhow};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 pub(super) fn add_subscription(conn: &Connection, s: &Subscription) -> Result<()> {
     let events = s.events.as_ref().map(serde_json::to_string).transpose()?;
@@ -80,6 +80,10 @@ pub(super) fn update_subscription(conn: &Connection, s: &Subscription) -> Result
 }
 
 pub(super) fn set_state(conn: &Connection, id: &str, state: SubState) -> Result<bool> {
+    let before: Option<(String, String)> = conn
+        .prepare_cached("SELECT state, circuit FROM subscriptions WHERE id = ?")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
     // Resuming also closes the circuit: the operator says the endpoint is back.
     let r = conn
         .prepare_cached(
@@ -91,6 +95,21 @@ pub(super) fn set_state(conn: &Connection, id: &str, state: SubState) -> Result<
         .execute(params![state.as_str(), now_ms(), id])?;
     if r > 0 {
         log(conn, id, state.as_str(), Some("operator"))?;
+    }
+    if let (Some((was, circuit)), SubState::Active) = (before, state) {
+        let mut news = Vec::new();
+        if was == SubState::Disabled.as_str() {
+            news.push((id.to_string(), crate::ops::News::Enabled));
+        }
+        if circuit == "open" {
+            news.push((
+                id.to_string(),
+                crate::ops::News::CircuitClosed {
+                    reason: "an operator resumed the subscription".into(),
+                },
+            ));
+        }
+        super::operational::tell(conn, &news, now_ms())?;
     }
     Ok(r > 0)
 }
