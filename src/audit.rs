@@ -236,6 +236,8 @@ pub mod entry {
                     .on_sub(subscription_id)
                     .filter(f)
             }
+            RedeliverTarget::Pairs(pairs) => AuditEntry::new(by, action::BULK_REDELIVER)
+                .filter(format!("listed pairs={}", pairs.len())),
         }
     }
 

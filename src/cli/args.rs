@@ -321,6 +321,23 @@ pub enum EventCommand {
     Show { id: String },
     /// Delete finished deliveries (and events left with none), after a count and confirmation.
     Purge(PurgeArgs),
+    /// One JSON line per delivery — its event, subscription and every attempt, secrets
+    /// masked — streamed to stdout: evidence for a post-mortem, input for `redeliver --from`.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long, value_enum)]
+    pub status: Option<StatusArg>,
+    #[arg(long, value_name = "ID")]
+    pub sub: Option<String>,
+    /// Only deliveries that last changed within this long, e.g. 2h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Only deliveries that last changed longer ago than this.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub until: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -413,11 +430,16 @@ pub enum RedeliverStatusArg {
 
 #[derive(Debug, Args)]
 pub struct RedeliverArgs {
-    /// The event to send again (omit for bulk by --sub).
-    #[arg(required_unless_present = "sub")]
+    /// The event to send again (omit for bulk by --sub, or with --from).
+    #[arg(required_unless_present_any = ["sub", "from"])]
     pub event_id: Option<String>,
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", conflicts_with = "from")]
     pub sub: Option<String>,
+    /// Exactly the (event, subscription) pairs of a JSON-lines file, e.g. from
+    /// `event export` (- for stdin); pairs delivered since are skipped. Every line is
+    /// checked first: one bad line and nothing is sent.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["event_id", "status", "since"])]
+    pub from: Option<String>,
     /// Bulk: which deliveries (default dead).
     #[arg(long, value_enum, conflicts_with = "event_id")]
     pub status: Option<RedeliverStatusArg>,

@@ -13,6 +13,7 @@ pub async fn run(ctx: &Ctx, cmd: EventCommand) -> Result<Exit> {
         EventCommand::List(a) => list(ctx, a).await,
         EventCommand::Show { id } => show(ctx, &id).await,
         EventCommand::Purge(a) => purge(ctx, a).await,
+        EventCommand::Export(a) => super::replay::export(ctx, a).await,
     }
 }
 
@@ -168,6 +169,9 @@ async fn show(ctx: &Ctx, id: &str) -> Result<Exit> {
 }
 
 pub async fn redeliver(ctx: &Ctx, a: RedeliverArgs) -> Result<Exit> {
+    if let Some(path) = &a.from {
+        return super::replay::redeliver_from(ctx, &a, path).await;
+    }
     let store = ctx.open_store().await?;
     let sub_id = match &a.sub {
         Some(key) => Some(subs::find(store.as_ref(), key).await?.id),

@@ -8,6 +8,7 @@ mod console;
 mod emit;
 mod events;
 pub mod output;
+mod replay;
 mod serve;
 mod status;
 mod subs;

@@ -232,6 +232,32 @@ pub enum RedeliverTarget {
         statuses: Vec<DeliveryStatus>,
         since: Option<Millis>,
     },
+    /// Exactly these (event id, subscription id) pairs, e.g. from an export; a pair whose
+    /// latest delivery has arrived since, or whose event is no longer stored, is skipped.
+    Pairs(Vec<(String, String)>),
+}
+
+/// Which deliveries an export takes: the latest of each (event, subscription) pair.
+#[derive(Debug, Clone, Default)]
+pub struct ExportFilter {
+    pub status: Option<DeliveryStatus>,
+    pub subscription_id: Option<String>,
+    /// Only deliveries whose last change was at or after this time…
+    pub since: Option<Millis>,
+    /// …and before this one.
+    pub until: Option<Millis>,
+}
+
+/// A delivery with its event and every attempt, as an export writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedDelivery {
+    pub delivery_id: i64,
+    pub subscription_id: String,
+    pub status: DeliveryStatus,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub event: Event,
+    pub attempts: Vec<Attempt>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -432,6 +458,14 @@ pub trait Store: Send + Sync + 'static {
     /// Records an entry on its own: an action that failed and stored nothing.
     async fn audit(&self, entry: AuditEntry) -> Result<()>;
     async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+    /// Up to `limit` deliveries matching `filter` with ids after `after`, in id order: an
+    /// export pages through any number of them in constant memory.
+    async fn export(
+        &self,
+        filter: &ExportFilter,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<ExportedDelivery>>;
     /// Endpoints in trouble since `since`: circuit open, disabled, failed attempts or dead
     /// letters within the window, backlog alerts raised (their `actions` left empty).
     async fn incident(&self, since: Millis) -> Result<Vec<crate::incident::EndpointIncident>>;

@@ -443,6 +443,56 @@ pub fn backlogs(c: &Connection) -> Result<Vec<crate::ops::Backlog>> {
     Ok(out)
 }
 
+pub fn export(
+    c: &Connection,
+    f: &ExportFilter,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<ExportedDelivery>> {
+    let mut q = Sql::new(
+        "SELECT d.id AS delivery_id, d.subscription_id, d.status, d.created_at, d.updated_at, \
+           e.id, e.type, e.location_id, e.timestamp, e.data \
+         FROM deliveries d JOIN events e ON e.seq = d.event_seq \
+         WHERE d.superseded_by IS NULL AND d.id > ",
+    );
+    q.bind(after);
+    if let Some(st) = f.status {
+        q.push(" AND d.status = ").bind(st.as_str().to_string());
+    }
+    if let Some(sub) = &f.subscription_id {
+        q.push(" AND d.subscription_id = ").bind(sub.clone());
+    }
+    if let Some(t) = f.since {
+        q.push(" AND d.updated_at >= ").bind(t);
+    }
+    if let Some(t) = f.until {
+        q.push(" AND d.updated_at < ").bind(t);
+    }
+    q.push(" ORDER BY d.id LIMIT ").bind(i64::from(limit));
+    let mut rows = q.rows(c, |r| {
+        let status: String = r.get("status")?;
+        let data: String = r.get("data")?;
+        Ok(ExportedDelivery {
+            delivery_id: r.get("delivery_id")?,
+            subscription_id: r.get("subscription_id")?,
+            status: status.parse().map_err(anyhow::Error::msg)?,
+            created_at: r.get("created_at")?,
+            updated_at: r.get("updated_at")?,
+            event: rows::event_from(rows::event_fields(r)?, &data)?,
+            attempts: Vec::new(),
+        })
+    })?;
+    let mut attempts =
+        c.prepare_cached("SELECT * FROM attempts WHERE delivery_id = ? ORDER BY n")?;
+    for d in &mut rows {
+        let mut found = attempts.query([d.delivery_id])?;
+        while let Some(r) = found.next()? {
+            d.attempts.push(rows::attempt(r)?);
+        }
+    }
+    Ok(rows)
+}
+
 /// Endpoints in trouble since `since` (see [`crate::store::Store::incident`]). Failed
 /// attempts are found through their own partial index, so a healthy window costs nothing.
 pub fn incident(c: &Connection, since: Millis) -> Result<Vec<crate::incident::EndpointIncident>> {

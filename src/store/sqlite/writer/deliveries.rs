@@ -347,6 +347,9 @@ pub(super) fn release(conn: &Connection, which: &Release) -> Result<u64> {
 /// The deliveries a redelivery replaces: (event seq, event id, subscription, delivery, status, leased).
 type Replaced = (i64, String, String, Option<i64>, Option<String>, bool);
 
+/// A listed pair's event and latest delivery: (event seq, delivery, status, leased).
+type ListedPair = (i64, Option<i64>, Option<String>, Option<bool>);
+
 /// Also plans, with `dry_run`, on a read connection.
 pub(crate) fn redeliver(
     conn: &Connection,
@@ -436,6 +439,34 @@ pub(crate) fn redeliver(
                     r.get("leased")?,
                 ))
             })?);
+        }
+        RedeliverTarget::Pairs(pairs) => {
+            let mut q = conn.prepare_cached(
+                "SELECT e.seq, d.id, d.status, d.lease_until IS NOT NULL AS leased \
+                 FROM events e LEFT JOIN deliveries d \
+                   ON d.event_seq = e.seq AND d.subscription_id = ?2 AND d.superseded_by IS NULL \
+                 WHERE e.id = ?1 ORDER BY d.id DESC LIMIT 1",
+            )?;
+            let mut sub_exists = conn.prepare_cached("SELECT 1 FROM subscriptions WHERE id = ?")?;
+            let mut seen = std::collections::HashSet::new();
+            for (event_id, sub) in pairs {
+                if !seen.insert((event_id, sub)) {
+                    continue;
+                }
+                let row: Option<ListedPair> = q
+                    .query_row(params![event_id, sub], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
+                    .optional()?;
+                let Some((seq, id, status, leased)) = row else {
+                    continue;
+                };
+                if status.as_deref() == Some("delivered") || !sub_exists.exists([sub])? {
+                    continue;
+                }
+                let leased = id.is_some() && leased.unwrap_or(false);
+                plan.push((seq, event_id.clone(), sub.clone(), id, status, leased));
+            }
         }
     }
     if dry_run {
