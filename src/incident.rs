@@ -110,16 +110,17 @@ pub async fn summary(store: &dyn Store, since: Millis) -> Result<Vec<EndpointInc
     Ok(found)
 }
 
-/// One line for the console's header: the worst endpoint now, and how many more.
+/// One line for the console's header and the top of `hookctl incident`: the endpoint in
+/// trouble longest, then how many more, then figures (a narrow header cuts from the end).
 pub fn headline(found: &[EndpointIncident]) -> Option<String> {
     let current: Vec<&EndpointIncident> = found.iter().filter(|e| e.is_current()).collect();
     let first = current.first()?;
     let more = match current.len() {
         1 => String::new(),
-        n => format!(" · +{} more", n - 1),
+        n => format!(" (+{} more)", n - 1),
     };
     Some(format!(
-        "incident: {} {} · {} waiting, {} dead{}{more}",
+        "incident: {} {}{more} · {} waiting, {} dead{}",
         first.name,
         first.condition(),
         first.waiting,
@@ -130,6 +131,14 @@ pub fn headline(found: &[EndpointIncident]) -> Option<String> {
             .map(|(k, n)| format!(" · {k} ×{n}"))
             .unwrap_or_default(),
     ))
+}
+
+/// The endpoint the headline names.
+pub fn headline_subscription(found: &[EndpointIncident]) -> Option<&str> {
+    found
+        .iter()
+        .find(|e| e.is_current())
+        .map(|e| e.subscription_id.as_str())
 }
 
 /// The text `hookctl incident` prints.

@@ -5,7 +5,8 @@
 //!
 //! No loops: a subscription that takes operational events is never their subject, so an
 //! ops endpoint that fails says nothing about itself, and a subscription to every type
-//! (`all`) does not take them — they go only where they are asked for by name.
+//! (`all`) does not take them — they go only where they are asked for by name, and are
+//! not stored at all when no subscription asks.
 
 use crate::catalog::EventType;
 use crate::model::{Millis, rfc3339};

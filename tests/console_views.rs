@@ -234,3 +234,35 @@ fn the_audit_trail_shows_in_its_pane_and_in_a_subscriptions_detail() {
         "{text}"
     );
 }
+
+/// The header's incident line: what is wrong now in the words of `hookctl incident`, cut
+/// to the width; `!` goes to the endpoint it names; nothing wrong, no line.
+#[test]
+fn the_incident_line_names_the_endpoint_in_trouble_and_bang_goes_there() {
+    let mut app = fixture_app();
+    for (w, h) in [(80, 24), (120, 40)] {
+        let text = render::text(&render::buffer(&app, w, h, Theme { color: false }));
+        let header: String = text.lines().take(3).collect::<Vec<_>>().join("\n");
+        assert!(
+            header.contains("▲ incident: legacy-erp failing since"),
+            "{header}"
+        );
+        insta::assert_snapshot!(format!("incident_header_{w}x{h}"), header);
+    }
+    app.pane = hookctl::tui::state::Pane::Dead;
+    app.apply(Action::GotoIncident);
+    assert_eq!(app.pane, hookctl::tui::state::Pane::Subscriptions);
+    let selected = &app.visible_subs()[app.sel()];
+    assert_eq!(selected.sub.id, "sub_erp");
+
+    // Nothing wrong: no line, and the tabs sit right under the header.
+    let mut snap = app.snapshot.clone().unwrap();
+    snap.incident.clear();
+    app.set_snapshot(snap);
+    let text = render::text(&render::buffer(&app, 80, 24, Theme { color: false }));
+    assert!(!text.contains("incident"), "{text}");
+    assert!(
+        text.lines().nth(1).unwrap().starts_with(" 1 Subs"),
+        "{text}"
+    );
+}

@@ -93,6 +93,7 @@ pub fn action(app: &App, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('d') => Action::Delete,
         KeyCode::Char('y') => Action::Copy,
         KeyCode::Char(':') => Action::StartLine,
+        KeyCode::Char('!') => Action::GotoIncident,
         _ => return None,
     })
 }

@@ -81,6 +81,8 @@ pub struct Snapshot {
     pub dead: Vec<DeadItem>,
     /// The newest operator actions.
     pub audit: Vec<crate::audit::AuditEntry>,
+    /// Endpoints in trouble within the last hour (the header's incident line).
+    pub incident: Vec<crate::incident::EndpointIncident>,
     pub inspected: Option<EventDetail>,
     /// The inspector was asked for an event the store does not have.
     pub inspect_missing: Option<String>,
@@ -112,6 +114,11 @@ impl Snapshot {
     /// More dead letters exist than the snapshot holds.
     pub fn dead_cut(&self) -> bool {
         (self.dead.len() as i64) < self.counts.dead
+    }
+
+    /// The incident line, when something is wrong now.
+    pub fn incident_line(&self) -> Option<String> {
+        crate::incident::headline(&self.incident)
     }
 
     pub fn sub(&self, id: &str) -> Option<&Subscription> {
@@ -213,6 +220,7 @@ pub async fn load(
                 ..Default::default()
             })
             .await?,
+        incident: store.incident(now - HOUR_MS).await?,
         inspected,
         inspect_missing,
     })

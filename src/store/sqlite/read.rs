@@ -558,11 +558,11 @@ pub fn incident(c: &Connection, since: Millis) -> Result<Vec<crate::incident::En
         let last_failure_at = errors.iter().map(|e| e.3).max();
         let last_success_at: Option<Millis> = c
             .prepare_cached(
-                "SELECT updated_at FROM deliveries WHERE id = \
-                   (SELECT max(id) FROM deliveries WHERE subscription_id = ? AND status = 'delivered')",
+                "SELECT max(at) FROM attempts WHERE delivery_id = \
+                   (SELECT max(id) FROM deliveries WHERE subscription_id = ? AND status = 'delivered') \
+                   AND error_class IS NULL",
             )?
-            .query_row([&sub.id], |r| r.get(0))
-            .optional()?;
+            .query_row([&sub.id], |r| r.get(0))?;
         let failing_since: Option<Millis> = match (last_failure_at, last_success_at) {
             (Some(f), Some(s)) if s >= f => None,
             (Some(_), s) => c

@@ -68,6 +68,8 @@ pub enum Action {
     NextPane,
     PrevPane,
     Goto(Pane),
+    /// To the subscription the header's incident line names.
+    GotoIncident,
     Up,
     Down,
     Top,
@@ -524,6 +526,17 @@ impl App {
             Action::NextPane => self.pane = Pane::ALL[(self.pane.index() + 1) % 5],
             Action::PrevPane => self.pane = Pane::ALL[(self.pane.index() + 4) % 5],
             Action::Goto(p) => self.pane = p,
+            Action::GotoIncident => {
+                let target = self.snapshot.as_ref().and_then(|s| {
+                    crate::incident::headline_subscription(&s.incident).map(str::to_string)
+                });
+                if let Some(id) = target
+                    && let Some(i) = self.visible_subs().iter().position(|r| r.sub.id == id)
+                {
+                    self.pane = Pane::Subscriptions;
+                    self.selected[Pane::Subscriptions.index()] = i;
+                }
+            }
             Action::Up => self.move_by(-1),
             Action::Down => self.move_by(1),
             Action::PageUp => self.move_by(-(self.page as isize)),

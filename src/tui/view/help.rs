@@ -6,9 +6,9 @@ use ratatui::widgets::{Block, Clear, Paragraph};
 
 const KEYS: &[(&str, &str)] = &[
     ("1-6 Tab", "switch pane (6: the audit trail)"),
+    ("!", "go to the endpoint the incident line names"),
     ("j k ↑ ↓", "move"),
-    ("g G", "top / bottom"),
-    ("PgUp PgDn", "page"),
+    ("g G", "top / bottom (PgUp PgDn: a page)"),
     ("Enter", "inspect (details on Subscriptions)"),
     ("Esc", "back · clear filter"),
     ("/", "filter"),

@@ -32,14 +32,21 @@ pub fn draw(frame: &mut Frame, app: &App, theme: Theme) {
         frame.render_widget(Paragraph::new(fmt::cut(&msg, area.width as usize)), area);
         return;
     }
-    let [header, tabs, body, footer] = Layout::vertical([
+    let incident = app.snapshot.as_ref().and_then(|s| s.incident_line());
+    let [header, alert, tabs, body, footer] = Layout::vertical([
         Constraint::Length(1),
+        Constraint::Length(u16::from(incident.is_some())),
         Constraint::Length(1),
         Constraint::Min(1),
         Constraint::Length(1),
     ])
     .areas(area);
     draw_header(frame, header, app, theme);
+    if let Some(line) = incident {
+        // What is wrong now, the same words as `hookctl incident`; `!` goes to the endpoint.
+        let text = fmt::cut(&format!("▲ {line} · ! to see"), alert.width as usize);
+        frame.render_widget(Paragraph::new(Span::styled(text, theme.bad())), alert);
+    }
     draw_tabs(frame, tabs, app, theme);
     match app.pane {
         Pane::Subscriptions => subs::draw(frame, body, app, theme),

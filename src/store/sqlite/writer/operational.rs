@@ -30,10 +30,22 @@ fn subject(conn: &Connection, id: &str) -> Result<Option<Subject>> {
 
 /// Publishes each piece of news about a subscription that may be told of; says how many.
 pub(super) fn tell(conn: &Connection, news: &[(String, News)], now: Millis) -> Result<usize> {
+    if news.is_empty() {
+        return Ok(0);
+    }
+    let routes = super::publish::routes(conn)?;
     let mut events = Vec::new();
     for (id, n) in news {
         if let Some(s) = subject(conn, id)? {
-            events.push(ops::event(&s, n, now));
+            let e = ops::event(&s, n, now);
+            // News nobody subscribed to is not stored: without an ops subscription the
+            // stream shows the product's events only.
+            if routes
+                .iter()
+                .any(|r| r.matches(&e.event_type, e.location_id.as_deref()))
+            {
+                events.push(e);
+            }
         }
     }
     if !events.is_empty() {

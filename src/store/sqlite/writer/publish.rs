@@ -15,7 +15,7 @@ pub(super) struct Route {
 }
 
 impl Route {
-    fn matches(&self, event_type: &str, location: Option<&str>) -> bool {
+    pub(super) fn matches(&self, event_type: &str, location: Option<&str>) -> bool {
         // Every type (`all`) leaves out operational events: they go only where named.
         let wanted = match &self.events {
             None => !crate::ops::is_operational(event_type),
