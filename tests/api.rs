@@ -894,3 +894,75 @@ fn operator_actions_are_recorded_with_who_and_how_they_ended() {
         "{text}"
     );
 }
+
+/// `GET /v2/incident` (scope webhooks:read): the endpoints in trouble, the same summary as
+/// `hookctl incident --json`; a location-bound token sees its location's endpoints only.
+#[test]
+fn the_incident_summary_is_served_with_location_isolation() {
+    let env = Env::new();
+    let failing = Sink::start(&env, &["--status", "503"]);
+    let serve = Serve::start(&env);
+    let api = Api::new(&serve);
+    let a = env.sub_add(&[
+        "--url",
+        &failing.url("/a"),
+        "--events",
+        "ContactCreate",
+        "--location",
+        "locA",
+        "--retry-schedule",
+        "",
+    ]);
+    let b = env.sub_add(&[
+        "--url",
+        &failing.url("/b"),
+        "--events",
+        "ContactCreate",
+        "--location",
+        "locB",
+        "--retry-schedule",
+        "",
+    ]);
+    env.ok(&["emit", "ContactCreate", "--location", "locA"]);
+    env.ok(&["emit", "ContactCreate", "--location", "locB"]);
+    wait_until("both deliveries dead", LONG, || {
+        env.json(&["event", "list", "--status", "dead"])
+            .as_array()
+            .unwrap()
+            .len()
+            == 2
+    });
+    let reader = token(&env, "webhooks:read", None);
+    let (st, all) = api.call("GET", "/v2/incident?since=30m", Some(&reader), None, &[]);
+    assert_eq!(st, 200, "{all}");
+    let ids = |v: &Value| -> Vec<String> {
+        v["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["subscription_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut both = ids(&all);
+    both.sort();
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(both, want);
+    let e = &all["endpoints"][0];
+    assert_eq!(e["errors"][0]["kind"], "status 503", "{e}");
+    assert_eq!(e["dead"], 1);
+    assert_eq!(e["current"], true);
+    assert!(all["headline"].as_str().unwrap().starts_with("incident: "));
+    let cli = env.json_any(&["incident", "--since", "30m"]).1;
+    assert_eq!(ids(&cli).len(), 2);
+
+    let only_a = token(&env, "webhooks:read", Some("locA"));
+    let (st, mine) = api.call("GET", "/v2/incident", Some(&only_a), None, &[]);
+    assert_eq!(st, 200, "{mine}");
+    assert_eq!(ids(&mine), vec![a]);
+    let events_only = token(&env, "events:read", None);
+    let (st, _) = api.call("GET", "/v2/incident", Some(&events_only), None, &[]);
+    assert_eq!(st, 403);
+    let (st, err) = api.call("GET", "/v2/incident?since=lately", Some(&reader), None, &[]);
+    assert_eq!(st, 400, "{err}");
+}
