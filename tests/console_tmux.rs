@@ -248,3 +248,32 @@ fn the_retry_countdown_ticks_in_seconds() {
         || countdown_secs(&t.screen()).is_some_and(|s| s <= first - 2),
     );
 }
+
+/// An endpoint failing under a running engine: the attached console shows the incident
+/// line under its header, and `!` selects that endpoint wherever the console is.
+#[test]
+fn the_incident_line_appears_and_bang_selects_its_endpoint() {
+    let env = Env::new();
+    let failing = Sink::start(&env, &["--status", "502"]);
+    let healthy = Sink::start(&env, &[]);
+    let _serve = Serve::start(&env);
+    env.sub_add(&["--url", &healthy.url("/ok"), "--name", "fine", "--all"]);
+    env.sub_add(&[
+        "--url",
+        &failing.url("/x"),
+        "--name",
+        "broken",
+        "--all",
+        "--retry-schedule",
+        "90s",
+    ]);
+    let t = Tmux::new(&env);
+    t.start(&env, "", &[], false);
+    t.wait_screen("attached", Duration::from_secs(30));
+    env.ok(&["emit", "ContactCreate"]);
+    t.wait_screen("▲ incident: broken failing since", Duration::from_secs(30));
+    t.keys(&["4", "!"]);
+    // The Subscriptions pane, with the broken endpoint's detail below the table.
+    t.wait_screen(" broken ─", Duration::from_secs(20));
+    assert!(t.screen().contains("Subscriptions"), "{}", t.screen());
+}
