@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// The version `--version` prints, with the database schema this build knows (a unit
 /// test keeps the number equal to the last migration).
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (database schema 9)");
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (database schema 10)");
 
 #[derive(Debug, Parser)]
 #[command(
