@@ -33,7 +33,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ -n "$addr" ] || { cat "$work/serve.err" >&2; exit 1; }
-token=$("$bin" token create --scopes events:write,events:read,webhooks:read,webhooks:write | tail -1)
+token=$("$bin" token create --scopes events:write,events:read,webhooks:read,webhooks:write,audit:read | tail -1)
 target/schemathesis-venv/bin/schemathesis run "$addr/openapi.json" \
   --header "Authorization: Bearer $token" \
   --max-examples "$max" \
