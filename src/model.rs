@@ -11,6 +11,11 @@ pub fn now_ms() -> Millis {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// The time `d` before `now`, saturating rather than overflowing on a huge `d`.
+pub fn before(now: Millis, d: std::time::Duration) -> Millis {
+    now.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 pub fn rfc3339(ms: Millis) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()

@@ -3,7 +3,7 @@
 use super::{ApiError, ApiResult, ApiState, auth};
 use crate::audit::AuditFilter;
 use crate::model::now_ms;
-use crate::{shapes, subscription};
+use crate::shapes;
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -29,15 +29,7 @@ pub async fn list(
 ) -> ApiResult {
     let token = auth::require(&s, &headers, &["audit:read"]).await?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let since = match &q.since {
-        Some(d) => Some(
-            now_ms()
-                - subscription::parse_duration(d)
-                    .map_err(|e| ApiError::bad_request(format!("since: {e}")))?
-                    .as_millis() as i64,
-        ),
-        None => None,
-    };
+    let since = ApiError::since(q.since.as_deref())?.map(|d| crate::model::before(now_ms(), d));
     let limit = q.limit.unwrap_or(200);
     if !(1..=LIMIT_MAX).contains(&limit) {
         return Err(ApiError::bad_request(format!(

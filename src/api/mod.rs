@@ -67,6 +67,15 @@ impl ApiError {
     pub fn bad_request(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", detail)
     }
+    /// A `since` duration as a request gives it (`2h`), or a 400 saying why not.
+    pub fn since(given: Option<&str>) -> Result<Option<std::time::Duration>, ApiError> {
+        given
+            .map(|d| {
+                crate::subscription::parse_duration(d)
+                    .map_err(|e| ApiError::bad_request(format!("since: {e}")))
+            })
+            .transpose()
+    }
     pub fn not_found(what: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
     }

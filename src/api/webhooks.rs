@@ -293,15 +293,8 @@ pub async fn redeliver(
                     )));
                 }
             };
-            let since = match input.since {
-                Some(d) => Some(
-                    now_ms()
-                        - subscription::parse_duration(&d)
-                            .map_err(|e| ApiError::bad_request(format!("since: {e}")))?
-                            .as_millis() as i64,
-                ),
-                None => None,
-            };
+            let since =
+                ApiError::since(input.since.as_deref())?.map(|d| crate::model::before(now_ms(), d));
             RedeliverTarget::Bulk {
                 subscription_id: sub.id.clone(),
                 statuses: vec![status],

@@ -83,7 +83,7 @@ pub async fn run(ctx: &Ctx, a: AuditArgs) -> Result<Exit> {
 pub async fn incident(ctx: &Ctx, a: IncidentArgs) -> Result<Exit> {
     let store = ctx.open_store().await?;
     let now = now_ms();
-    let since = now.saturating_sub(i64::try_from(a.since.as_millis()).unwrap_or(i64::MAX));
+    let since = crate::model::before(now, a.since);
     let found = crate::incident::summary(store.as_ref(), since).await?;
     if ctx.json {
         print_json(&crate::incident::json(&found, since, now))?;

@@ -21,9 +21,7 @@ const EXCERPT: usize = 200;
 pub async fn export(ctx: &Ctx, a: ExportArgs) -> Result<Exit> {
     let store = ctx.open_store().await?;
     let now = now_ms();
-    let ago = |d: std::time::Duration| {
-        now.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-    };
+    let ago = |d| crate::model::before(now, d);
     let filter = ExportFilter {
         status: a.status.map(|s| s.model()),
         subscription_id: match &a.sub {
@@ -123,41 +121,48 @@ fn open(path: &str) -> Result<Box<dyn BufRead>> {
     })
 }
 
-/// Every pair of the file, checked before anything is sent, in steps of `REPLAY_STEP`.
-/// The file is read twice (checked, then sent) so that memory stays small; stdin, which
-/// cannot be read again, is kept.
+/// Each non-blank line of `path` as its pair; a bad line is an error naming its number.
+fn listed_pairs(path: &str) -> Result<impl Iterator<Item = Result<(String, String)>>> {
+    let mut reader = open(path)?;
+    let path = path.to_string();
+    let mut n = 0u64;
+    Ok(std::iter::from_fn(move || {
+        let mut buf = String::new();
+        loop {
+            buf.clear();
+            match reader.read_line(&mut buf) {
+                Ok(0) => return None,
+                Ok(_) => n += 1,
+                Err(e) => return Some(Err(anyhow!("{path}: line {}: {e}", n + 1))),
+            }
+            if buf.trim().is_empty() {
+                continue;
+            }
+            return Some(pair(buf.trim()).map_err(|e| {
+                let cut = if buf.ends_with('\n') {
+                    ""
+                } else {
+                    " (the file ends mid-line)"
+                };
+                anyhow!("{path}: line {n}: {e}{cut}; nothing was redelivered")
+            }));
+        }
+    }))
+}
+
+/// Every pair of the file, checked before anything is sent. The file is read twice
+/// (checked, then sent) so that memory stays small; stdin, which cannot be read again, is
+/// kept.
 struct Listed {
     kept: Option<Vec<(String, String)>>,
     lines: u64,
 }
 
 fn check(path: &str) -> Result<Listed> {
-    let keep = path == "-";
-    let mut kept = keep.then(Vec::new);
+    let mut kept = (path == "-").then(Vec::new);
     let mut lines = 0u64;
-    let mut reader = open(path)?;
-    let mut buf = String::new();
-    let mut n = 0u64;
-    loop {
-        buf.clear();
-        let read = reader
-            .read_line(&mut buf)
-            .with_context(|| format!("{path}: line {}", n + 1))?;
-        if read == 0 {
-            break;
-        }
-        n += 1;
-        if buf.trim().is_empty() {
-            continue;
-        }
-        let p = pair(buf.trim()).map_err(|e| {
-            let cut = if buf.ends_with('\n') {
-                ""
-            } else {
-                " (the file ends mid-line)"
-            };
-            anyhow!("{path}: line {n}: {e}{cut}; nothing was redelivered")
-        })?;
+    for p in listed_pairs(path)? {
+        let p = p?;
         lines += 1;
         if let Some(k) = kept.as_mut() {
             k.push(p);
@@ -171,69 +176,36 @@ pub async fn redeliver_from(ctx: &Ctx, a: &RedeliverArgs, path: &str) -> Result<
     let store = ctx.open_store().await?;
     let by = Actor::cli();
     let now = now_ms();
+    let pairs: Box<dyn Iterator<Item = Result<(String, String)>>> = match listed.kept {
+        Some(kept) => Box::new(kept.into_iter().map(Ok)),
+        None => Box::new(listed_pairs(path)?),
+    };
     // A pair listed twice is sent once.
     let mut seen: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    let hasher =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
     let mut step: Vec<(String, String)> = Vec::with_capacity(REPLAY_STEP);
     let mut sent = 0u64;
-    let send = async |step: &mut Vec<(String, String)>| -> Result<u64> {
-        let chunk = std::mem::take(step);
-        let done = store
-            .redeliver(RedeliverTarget::Pairs(chunk), a.dry_run, now, None)
-            .await?;
-        Ok(done.len() as u64)
-    };
     let mut outcome: Result<()> = Ok(());
-    let mut push = |p: (String, String), step: &mut Vec<(String, String)>| {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        let h =
-            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(&p);
-        if seen.insert(h) {
+    let mut pairs = pairs.peekable();
+    while let Some(p) = pairs.next() {
+        let p = p?;
+        if seen.insert(std::hash::BuildHasher::hash_one(&hasher, &p)) {
             step.push(p);
         }
-    };
-    match listed.kept {
-        Some(pairs) => {
-            for p in pairs {
-                push(p, &mut step);
-                if step.len() == REPLAY_STEP {
-                    match send(&mut step).await {
-                        Ok(n) => sent += n,
-                        Err(e) => {
-                            outcome = Err(e);
-                            break;
-                        }
-                    }
-                }
-            }
+        if step.is_empty() || (step.len() < REPLAY_STEP && pairs.peek().is_some()) {
+            continue;
         }
-        None => {
-            let mut reader = open(path)?;
-            let mut buf = String::new();
-            loop {
-                buf.clear();
-                if reader.read_line(&mut buf)? == 0 {
-                    break;
-                }
-                if buf.trim().is_empty() {
-                    continue;
-                }
-                push(pair(buf.trim())?, &mut step);
-                if step.len() == REPLAY_STEP {
-                    match send(&mut step).await {
-                        Ok(n) => sent += n,
-                        Err(e) => {
-                            outcome = Err(e);
-                            break;
-                        }
-                    }
-                }
+        let chunk = std::mem::take(&mut step);
+        match store
+            .redeliver(RedeliverTarget::Pairs(chunk), a.dry_run, now, None)
+            .await
+        {
+            Ok(done) => sent += done.len() as u64,
+            Err(e) => {
+                outcome = Err(e);
+                break;
             }
-        }
-    }
-    if outcome.is_ok() && !step.is_empty() {
-        match send(&mut step).await {
-            Ok(n) => sent += n,
-            Err(e) => outcome = Err(e),
         }
     }
     if !a.dry_run {

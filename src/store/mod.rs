@@ -234,6 +234,7 @@ pub enum RedeliverTarget {
     },
     /// Exactly these (event id, subscription id) pairs, e.g. from an export; a pair whose
     /// latest delivery has arrived since, or whose event is no longer stored, is skipped.
+    /// One transaction: a long list goes in steps of the caller's.
     Pairs(Vec<(String, String)>),
 }
 

@@ -65,8 +65,6 @@ pub const CHECKPOINT_THREAD: &str = "hookctl-checkpoint";
 
 /// Prepared statements kept per connection: every statement the store runs, with room.
 const STATEMENT_CACHE: usize = 64;
-/// Listed (event, subscription) pairs redelivered per transaction.
-const PAIRS_STEP: usize = 1_000;
 
 fn connect(path: &Path, o: &OpenOptions, flags: OpenFlags) -> rusqlite::Result<Connection> {
     let c = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
@@ -610,40 +608,10 @@ impl Store for SqliteStore {
                 .await;
         }
         let entry = by.map(|b| crate::audit::entry::redeliver(b, &target));
-        if let RedeliverTarget::Pairs(pairs) = target {
-            // In steps of their own transactions, so a long list leaves the lock free
-            // between them; the entry says how many were sent in all.
-            let mut done = Vec::new();
-            let mut result = Ok(());
-            for chunk in pairs.chunks(PAIRS_STEP) {
-                let started = std::time::Instant::now();
-                match self
-                    .call(|reply| Op::Redeliver {
-                        target: RedeliverTarget::Pairs(chunk.to_vec()),
-                        now,
-                        page: None,
-                        reply,
-                    })
-                    .await
-                {
-                    Ok(d) => done.extend(d),
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                }
-                crate::store::leave_the_lock_free(started.elapsed()).await;
-            }
-            if let Some(e) = entry {
-                let e = match &result {
-                    Ok(()) => e.count(done.len() as i64),
-                    Err(err) => e.failed(err).count(done.len() as i64),
-                };
-                self.audit(e).await?;
-            }
-            return result.map(|()| done);
-        }
-        if matches!(target, RedeliverTarget::Event { .. }) {
+        if matches!(
+            target,
+            RedeliverTarget::Event { .. } | RedeliverTarget::Pairs(_)
+        ) {
             return self
                 .audited(entry, |reply| Op::Redeliver {
                     target,

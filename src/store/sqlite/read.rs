@@ -412,35 +412,37 @@ pub fn next_due(c: &Connection) -> Result<Option<Millis>> {
 /// (subscription, status) index per state instead of a walk over the backlog.
 pub fn backlogs(c: &Connection) -> Result<Vec<crate::ops::Backlog>> {
     let ids: Vec<String> = each(c, "SELECT id FROM subscriptions", [], |r| Ok(r.get(0)?))?;
-    let mut count = c.prepare_cached(
-        "SELECT count(*) FROM deliveries WHERE subscription_id = ? AND status IN ('pending', 'retrying')",
-    )?;
-    let mut oldest = c.prepare_cached(
-        "SELECT created_at FROM deliveries WHERE id = \
-           (SELECT min(id) FROM deliveries WHERE subscription_id = ?1 AND status = ?2)",
-    )?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let waiting: i64 = count.query_row([&id], |r| r.get(0))?;
-        let mut oldest_waiting_at: Option<Millis> = None;
-        if waiting > 0 {
-            for status in ["pending", "retrying"] {
-                let at: Option<Millis> = oldest
-                    .query_row(rusqlite::params![id, status], |r| r.get(0))
-                    .optional()?;
-                oldest_waiting_at = match (oldest_waiting_at, at) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
+    ids.into_iter().map(|id| backlog_of(c, id)).collect()
+}
+
+/// One subscription's waiting deliveries (see [`backlogs`]).
+fn backlog_of(c: &Connection, id: String) -> Result<crate::ops::Backlog> {
+    let waiting: i64 = c
+        .prepare_cached(
+            "SELECT count(*) FROM deliveries WHERE subscription_id = ? AND status IN ('pending', 'retrying')",
+        )?
+        .query_row([&id], |r| r.get(0))?;
+    let mut oldest_waiting_at: Option<Millis> = None;
+    if waiting > 0 {
+        let mut oldest = c.prepare_cached(
+            "SELECT created_at FROM deliveries WHERE id = \
+               (SELECT min(id) FROM deliveries WHERE subscription_id = ?1 AND status = ?2)",
+        )?;
+        for status in ["pending", "retrying"] {
+            let at: Option<Millis> = oldest
+                .query_row(rusqlite::params![id, status], |r| r.get(0))
+                .optional()?;
+            oldest_waiting_at = match (oldest_waiting_at, at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
-        out.push(crate::ops::Backlog {
-            subscription_id: id,
-            waiting,
-            oldest_waiting_at,
-        });
     }
-    Ok(out)
+    Ok(crate::ops::Backlog {
+        subscription_id: id,
+        waiting,
+        oldest_waiting_at,
+    })
 }
 
 pub fn export(
@@ -535,7 +537,6 @@ pub fn incident(c: &Connection, since: Millis) -> Result<Vec<crate::incident::En
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let backlogs = backlogs(c)?;
     let mut out = Vec::new();
     for sub in subscriptions(c)? {
         let alerts: Vec<String> = alerts
@@ -593,7 +594,7 @@ pub fn incident(c: &Connection, since: Millis) -> Result<Vec<crate::incident::En
                  WHERE subscription_id = ? AND status = 'dead' AND superseded_by IS NULL",
             )?
             .query_row([&sub.id], |r| r.get(0))?;
-        let backlog = backlogs.iter().find(|b| b.subscription_id == sub.id);
+        let backlog = backlog_of(c, sub.id.clone())?;
         out.push(EndpointIncident {
             subscription_id: sub.id.clone(),
             name: sub.name.clone(),
@@ -608,8 +609,8 @@ pub fn incident(c: &Connection, since: Millis) -> Result<Vec<crate::incident::En
             last_failure_at,
             last_success_at,
             errors: errors.into_iter().map(|(k, n, _, _)| (k, n)).collect(),
-            waiting: backlog.map(|b| b.waiting).unwrap_or(0),
-            oldest_waiting_at: backlog.and_then(|b| b.oldest_waiting_at),
+            waiting: backlog.waiting,
+            oldest_waiting_at: backlog.oldest_waiting_at,
             dead,
             locations,
             alerts,

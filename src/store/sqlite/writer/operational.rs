@@ -49,7 +49,7 @@ pub(super) fn tell(conn: &Connection, news: &[(String, News)], now: Millis) -> R
         }
     }
     if !events.is_empty() {
-        publish(conn, &events)?;
+        super::publish::publish_routed(conn, &events, &routes)?;
     }
     Ok(events.len())
 }

@@ -50,8 +50,16 @@ pub(super) fn routes(conn: &Connection) -> Result<Vec<Route>> {
 }
 
 pub(super) fn publish(conn: &Connection, events: &[NewEvent]) -> Result<Vec<Published>> {
+    publish_routed(conn, events, &routes(conn)?)
+}
+
+/// [`publish`] with the subscriptions already read.
+pub(super) fn publish_routed(
+    conn: &Connection,
+    events: &[NewEvent],
+    routes: &[Route],
+) -> Result<Vec<Published>> {
     let now = now_ms();
-    let routes = routes(conn)?;
     let stored = insert_events(conn, events, now)?;
     // (event_seq, subscription_id) for every new event × matching subscription, one
     // subscription after another (each in event order): the deliveries' indexes begin with
@@ -60,7 +68,7 @@ pub(super) fn publish(conn: &Connection, events: &[NewEvent]) -> Result<Vec<Publ
     // this schema, 500 events × 10 subscriptions a transaction: 6.0 → 3.4 µs a row.
     let mut fan: Vec<(i64, &str)> = Vec::new();
     let mut per_event = vec![0; events.len()];
-    for r in &routes {
+    for r in routes {
         for ((e, seq), n) in events.iter().zip(&stored).zip(&mut per_event) {
             if let Some(seq) = seq
                 && r.matches(&e.event_type, e.location_id.as_deref())
