@@ -3,6 +3,8 @@
 //! the CLI, the console and the API and never block the writer.
 
 pub mod header_text;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 pub use crate::audit::{Actor, AuditEntry, AuditFilter};
