@@ -119,3 +119,85 @@ fn a_fresh_database_gets_the_schema_and_bad_targets_get_one_line() {
         assert_eq!(e.lines().count(), 1, "{e}");
     });
 }
+
+/// Publishes fan out once per fresh id; claims from many tasks at once never lease the
+/// same delivery twice, and together lease every due one.
+#[test]
+fn publishes_fan_out_and_parallel_claims_are_disjoint() {
+    use hookctl::store::{NewEvent, postgres};
+    let c = Cluster::start();
+    rt().block_on(async {
+        let pool = postgres::connect(&c.url, 8).await.expect("connect");
+        for (id, events) in [
+            ("sub_all", None),
+            ("sub_contacts", Some("[\"ContactCreate\"]")),
+        ] {
+            sqlx::query(
+                "INSERT INTO subscriptions (id, name, url, events, secret, retry_schedule, \
+                   timeout_ms, state, created_at, updated_at) \
+                 VALUES ($1, $1, 'http://127.0.0.1:9/x', $2, 's', '[]', 1000, 'active', 0, 0)",
+            )
+            .bind(id)
+            .bind(events)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let event = |id: String, t: &str| NewEvent {
+            id,
+            event_type: t.into(),
+            location_id: None,
+            timestamp: 0,
+            data: serde_json::json!({"n": 1}),
+            received_at: None,
+        };
+        let mut batch: Vec<NewEvent> = (0..500)
+            .map(|i| {
+                event(
+                    format!("e{i}"),
+                    if i % 2 == 0 {
+                        "ContactCreate"
+                    } else {
+                        "InvoicePaid"
+                    },
+                )
+            })
+            .collect();
+        batch.push(event("e0".into(), "ContactCreate"));
+        let done = postgres::work::publish(&pool, &batch).await.unwrap();
+        assert_eq!(done.iter().filter(|p| p.duplicate).count(), 1);
+        assert_eq!(done.iter().map(|p| p.deliveries).sum::<usize>(), 750);
+        let again = postgres::work::publish(&pool, &batch[..10]).await.unwrap();
+        assert!(again.iter().all(|p| p.duplicate && p.deliveries == 0));
+
+        let now = hookctl::model::now_ms();
+        let claims = (0..6).map(|w| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let wants = vec![
+                        ("sub_all".to_string(), 16),
+                        ("sub_contacts".to_string(), 16),
+                    ];
+                    let got =
+                        postgres::work::claim(&pool, &wants, now, now + 60_000, &format!("w{w}"))
+                            .await
+                            .unwrap();
+                    if got.is_empty() {
+                        break mine;
+                    }
+                    mine.extend(got.into_iter().map(|l| l.delivery_id));
+                }
+            })
+        });
+        let mut all = Vec::new();
+        for h in claims {
+            all.extend(h.await.unwrap());
+        }
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!((n, all.len()), (750, 750), "a delivery was leased twice");
+    });
+}

@@ -2,6 +2,7 @@
 //! Writes are few kinds of operation (publish, claim, record, state changes); reads serve
 //! the CLI, the console and the API and never block the writer.
 
+pub mod fanout;
 pub mod header_text;
 #[cfg(feature = "postgres")]
 pub mod postgres;

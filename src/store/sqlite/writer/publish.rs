@@ -7,27 +7,7 @@ use rusqlite::{Connection, Statement, params};
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-/// What fan-out needs of a subscription.
-pub(super) struct Route {
-    id: String,
-    events: Option<Vec<String>>,
-    location_id: Option<String>,
-}
-
-impl Route {
-    pub(super) fn matches(&self, event_type: &str, location: Option<&str>) -> bool {
-        // Every type (`all`) leaves out operational events: they go only where named.
-        let wanted = match &self.events {
-            None => !crate::ops::is_operational(event_type),
-            Some(t) => t.iter().any(|t| t == event_type),
-        };
-        wanted
-            && self
-                .location_id
-                .as_deref()
-                .is_none_or(|l| location == Some(l))
-    }
-}
+pub(super) use crate::store::fanout::Route;
 
 pub(super) fn routes(conn: &Connection) -> Result<Vec<Route>> {
     let mut q = conn.prepare_cached("SELECT id, events, location_id FROM subscriptions")?;
@@ -40,11 +20,7 @@ pub(super) fn routes(conn: &Connection) -> Result<Vec<Route>> {
     })?;
     rows.map(|r| {
         let (id, events, location_id) = r?;
-        Ok(Route {
-            id,
-            events: events.map(|e| serde_json::from_str(&e)).transpose()?,
-            location_id,
-        })
+        Route::from_columns(id, events.as_deref(), location_id)
     })
     .collect()
 }

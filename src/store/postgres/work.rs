@@ -1,0 +1,174 @@
+//! The delivery queue on PostgreSQL: publishes fanned out in one transaction each, claims
+//! with `FOR UPDATE SKIP LOCKED` so that workers never wait for one another's rows, and
+//! leases that name their worker.
+
+use crate::model::{Millis, now_ms};
+use crate::store::fanout::Route;
+use crate::store::{NewEvent, Published};
+use anyhow::Result;
+use sqlx::{PgPool, Row};
+
+/// The channel workers listen on; a commit that makes work notifies it.
+pub const WORK_CHANNEL: &str = "hookctl_work";
+
+async fn routes(tx: &mut sqlx::PgConnection) -> Result<Vec<Route>> {
+    let rows = sqlx::query("SELECT id, events, location_id FROM subscriptions")
+        .fetch_all(&mut *tx)
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            let events: Option<String> = r.try_get("events")?;
+            Route::from_columns(
+                r.try_get("id")?,
+                events.as_deref(),
+                r.try_get("location_id")?,
+            )
+        })
+        .collect()
+}
+
+/// Stores each event not stored yet and its deliveries, in one transaction; acknowledged
+/// only after the commit.
+pub async fn publish(pool: &PgPool, events: &[NewEvent]) -> Result<Vec<Published>> {
+    let now = now_ms();
+    let mut tx = pool.begin().await?;
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let locations: Vec<Option<&str>> = events.iter().map(|e| e.location_id.as_deref()).collect();
+    let stamps: Vec<i64> = events.iter().map(|e| e.timestamp).collect();
+    let data: Vec<String> = events.iter().map(|e| e.data.to_string()).collect();
+    let received: Vec<i64> = events
+        .iter()
+        .map(|e| e.received_at.unwrap_or(now))
+        .collect();
+    // One statement for the batch: the first of a repeated id is stored, the rest are
+    // duplicates (as are ids stored before).
+    let rows = sqlx::query(
+        "INSERT INTO events (id, type, location_id, timestamp, data, received_at) \
+         SELECT DISTINCT ON (t.id) t.id, t.type, t.location_id, t.timestamp, t.data, t.received_at \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[]) \
+           WITH ORDINALITY AS t(id, type, location_id, timestamp, data, received_at, ord) \
+         ORDER BY t.id, t.ord \
+         ON CONFLICT (id) DO NOTHING RETURNING seq, id",
+    )
+    .bind(&ids)
+    .bind(&types)
+    .bind(&locations)
+    .bind(&stamps)
+    .bind(&data)
+    .bind(&received)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut seq_of: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    for r in rows {
+        seq_of.insert(r.try_get("id")?, r.try_get("seq")?);
+    }
+    let routes = routes(&mut tx).await?;
+    let (mut fan_seq, mut fan_sub): (Vec<i64>, Vec<&str>) = (Vec::new(), Vec::new());
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        // Only the first occurrence of a fresh id fans out.
+        let Some(seq) = seq_of.remove(&e.id) else {
+            out.push(Published {
+                id: e.id.clone(),
+                duplicate: true,
+                deliveries: 0,
+            });
+            continue;
+        };
+        let mut n = 0;
+        for r in routes
+            .iter()
+            .filter(|r| r.matches(&e.event_type, e.location_id.as_deref()))
+        {
+            fan_seq.push(seq);
+            fan_sub.push(r.id.as_str());
+            n += 1;
+        }
+        out.push(Published {
+            id: e.id.clone(),
+            duplicate: false,
+            deliveries: n,
+        });
+    }
+    if !fan_seq.is_empty() {
+        sqlx::query(
+            "INSERT INTO deliveries (event_seq, subscription_id, status, attempts, next_at, created_at, updated_at) \
+             SELECT s, sub, 'pending', 0, $3, $3, $3 FROM UNNEST($1::bigint[], $2::text[]) AS t(s, sub)",
+        )
+        .bind(&fan_seq)
+        .bind(&fan_sub)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(WORK_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let fresh = out.iter().filter(|p| !p.duplicate).count() as i64;
+    if fresh > 0 {
+        sqlx::query(
+            "INSERT INTO counters (name, value) VALUES ('events_published', $1) \
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
+        )
+        .bind(fresh)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// A delivery leased by a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leased {
+    pub delivery_id: i64,
+    pub event_seq: i64,
+    pub subscription_id: String,
+    pub attempts: u32,
+    pub probes: u32,
+}
+
+/// Leases up to `n` due deliveries of each listed active subscription to `worker` until
+/// `lease_until`. Rows another worker is leasing at this moment are skipped, not waited
+/// for, so claims in parallel never return the same delivery.
+pub async fn claim(
+    pool: &PgPool,
+    wants: &[(String, usize)],
+    now: Millis,
+    lease_until: Millis,
+    worker: &str,
+) -> Result<Vec<Leased>> {
+    let mut out = Vec::new();
+    let mut tx = pool.begin().await?;
+    for (sub, n) in wants.iter().filter(|(_, n)| *n > 0) {
+        let rows = sqlx::query(
+            "UPDATE deliveries SET lease_until = $1, lease_owner = $2 \
+             WHERE id IN (SELECT id FROM deliveries \
+                 WHERE subscription_id = $3 AND status IN ('pending', 'retrying') \
+                   AND lease_until IS NULL AND next_at <= $4 \
+                 ORDER BY next_at LIMIT $5 FOR UPDATE SKIP LOCKED) \
+               AND EXISTS (SELECT 1 FROM subscriptions WHERE id = $3 AND state = 'active') \
+             RETURNING id, event_seq, attempts, probes",
+        )
+        .bind(lease_until)
+        .bind(worker)
+        .bind(sub)
+        .bind(now)
+        .bind(i64::try_from(*n).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows {
+            out.push(Leased {
+                delivery_id: r.try_get("id")?,
+                event_seq: r.try_get("event_seq")?,
+                subscription_id: sub.clone(),
+                attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                probes: u32::try_from(r.try_get::<i64, _>("probes")?).unwrap_or(u32::MAX),
+            });
+        }
+    }
+    tx.commit().await?;
+    Ok(out)
+}
