@@ -201,3 +201,104 @@ fn publishes_fan_out_and_parallel_claims_are_disjoint() {
         assert_eq!((n, all.len()), (750, 750), "a delivery was leased twice");
     });
 }
+
+/// Outcomes recorded: the attempts, the delivery's state, a template's bytes kept once,
+/// the counters, and the circuit opened at the threshold as `crate::health` says.
+#[test]
+fn outcomes_record_attempts_bodies_counters_and_health() {
+    use hookctl::model::{Attempt, DeliveryStatus, ErrorClass};
+    use hookctl::store::{NewEvent, Outcome, SentBody, postgres};
+    let c = Cluster::start();
+    rt().block_on(async {
+        let pool = postgres::connect(&c.url, 4).await.expect("connect");
+        sqlx::query(
+            "INSERT INTO subscriptions (id, name, url, secret, retry_schedule, timeout_ms, \
+               state, created_at, updated_at) \
+             VALUES ('sub_a', 'a', 'http://127.0.0.1:9/x', 's', '[1000]', 1000, 'active', 0, 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let events: Vec<NewEvent> = (0..4)
+            .map(|i| NewEvent {
+                id: format!("e{i}"),
+                event_type: "ContactCreate".into(),
+                location_id: None,
+                timestamp: 0,
+                data: serde_json::json!({}),
+                received_at: None,
+            })
+            .collect();
+        postgres::work::publish(&pool, &events).await.unwrap();
+        let now = hookctl::model::now_ms();
+        let leased = postgres::work::claim(&pool, &[("sub_a".into(), 10)], now, now + 60_000, "w")
+            .await
+            .unwrap();
+        assert_eq!(leased.len(), 4);
+        let outcome = |l: &postgres::work::Leased, ok: bool| Outcome {
+            delivery_id: l.delivery_id,
+            subscription_id: l.subscription_id.clone(),
+            probe: false,
+            probes: 0,
+            gone: false,
+            attempt: Attempt {
+                n: 1,
+                at: now,
+                status_code: Some(if ok { 200 } else { 500 }),
+                error_class: (!ok).then_some(ErrorClass::Status),
+                error: (!ok).then(|| "HTTP 500".to_string()),
+                latency_ms: 7,
+                request_headers: vec![("x-wl-attempt".into(), "1".into())],
+                response_headers: vec![],
+                response_body: None,
+            },
+            status: if ok { DeliveryStatus::Delivered } else { DeliveryStatus::Retrying },
+            next_at: (!ok).then_some(now + 1000),
+            body: Some(SentBody::Bytes(b"{\"same\":1}".to_vec())),
+            kept_headers: None,
+        };
+        // One success, then three failures in a row: threshold 3 opens the circuit.
+        let batch: Vec<Outcome> = leased
+            .iter()
+            .enumerate()
+            .map(|(i, l)| outcome(l, i == 0))
+            .collect();
+        let news = postgres::record::record(&pool, &batch, 3).await.unwrap();
+        assert!(
+            matches!(news.as_slice(), [(s, hookctl::ops::News::CircuitOpened { failures: 3, .. })] if s == "sub_a"),
+            "{news:?}"
+        );
+        let (failures, circuit): (i64, String) = sqlx::query_as(
+            "SELECT consecutive_failures, circuit FROM subscriptions WHERE id = 'sub_a'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!((failures, circuit.as_str()), (3, "open"));
+        let statuses: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, count(*) FROM deliveries WHERE lease_until IS NULL GROUP BY 1 ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(statuses, vec![("delivered".into(), 1), ("retrying".into(), 3)]);
+        let bodies: i64 = sqlx::query_scalar("SELECT count(*) FROM bodies")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        // Four events, each its own body (bodies are kept per event).
+        assert_eq!(bodies, 4);
+        let attempts: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'attempts'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(attempts, 4);
+        // The same batch recorded again changes no count of attempts rows.
+        postgres::record::record(&pool, &batch, 3).await.unwrap();
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 4);
+    });
+}
