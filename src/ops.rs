@@ -73,6 +73,24 @@ pub fn takes_operational(events: Option<&[String]>) -> bool {
     events.is_some_and(|t| t.iter().any(|t| is_operational(t)))
 }
 
+/// A batch's dead letters by subscription: (subscription, how many, the last one's error).
+pub fn deaths(outcomes: &[crate::store::Outcome]) -> Vec<(String, i64, Option<String>)> {
+    let mut deaths: Vec<(String, i64, Option<String>)> = Vec::new();
+    for o in outcomes
+        .iter()
+        .filter(|o| o.status == crate::model::DeliveryStatus::Dead)
+    {
+        match deaths.iter_mut().find(|d| d.0 == o.subscription_id) {
+            Some(d) => {
+                d.1 += 1;
+                d.2 = o.attempt.error.clone();
+            }
+            None => deaths.push((o.subscription_id.clone(), 1, o.attempt.error.clone())),
+        }
+    }
+    deaths
+}
+
 /// What an operational event says about: the endpoint, as its subscription describes it.
 #[derive(Debug, Clone)]
 pub struct Subject {

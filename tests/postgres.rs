@@ -219,6 +219,16 @@ fn outcomes_record_attempts_bodies_counters_and_health() {
         .execute(&pool)
         .await
         .unwrap();
+        sqlx::query(
+            "INSERT INTO subscriptions (id, name, url, events, secret, retry_schedule, timeout_ms, \
+               state, created_at, updated_at) \
+             VALUES ('sub_ops', 'ops', 'http://127.0.0.1:9/ops', \
+               '[\"hookctl.circuit.opened\", \"hookctl.delivery.dead_lettered\"]', 's', '[]', \
+               1000, 'active', 0, 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
         let events: Vec<NewEvent> = (0..4)
             .map(|i| NewEvent {
                 id: format!("e{i}"),
@@ -235,7 +245,7 @@ fn outcomes_record_attempts_bodies_counters_and_health() {
             .await
             .unwrap();
         assert_eq!(leased.len(), 4);
-        let outcome = |l: &postgres::work::Leased, ok: bool| Outcome {
+        let outcome = |l: &postgres::work::Leased, ok: bool, last: bool| Outcome {
             delivery_id: l.delivery_id,
             subscription_id: l.subscription_id.clone(),
             probe: false,
@@ -252,8 +262,8 @@ fn outcomes_record_attempts_bodies_counters_and_health() {
                 response_headers: vec![],
                 response_body: None,
             },
-            status: if ok { DeliveryStatus::Delivered } else { DeliveryStatus::Retrying },
-            next_at: (!ok).then_some(now + 1000),
+            status: if ok { DeliveryStatus::Delivered } else if last { DeliveryStatus::Dead } else { DeliveryStatus::Retrying },
+            next_at: (!ok && !last).then_some(now + 1000),
             body: Some(SentBody::Bytes(b"{\"same\":1}".to_vec())),
             kept_headers: None,
         };
@@ -261,7 +271,7 @@ fn outcomes_record_attempts_bodies_counters_and_health() {
         let batch: Vec<Outcome> = leased
             .iter()
             .enumerate()
-            .map(|(i, l)| outcome(l, i == 0))
+            .map(|(i, l)| outcome(l, i == 0, i == 3))
             .collect();
         let news = postgres::record::record(&pool, &batch, 3).await.unwrap();
         assert!(
@@ -276,12 +286,26 @@ fn outcomes_record_attempts_bodies_counters_and_health() {
         .unwrap();
         assert_eq!((failures, circuit.as_str()), (3, "open"));
         let statuses: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT status, count(*) FROM deliveries WHERE lease_until IS NULL GROUP BY 1 ORDER BY 1",
+            "SELECT status, count(*) FROM deliveries WHERE subscription_id = 'sub_a' \
+             GROUP BY 1 ORDER BY 1",
         )
         .fetch_all(&pool)
         .await
         .unwrap();
-        assert_eq!(statuses, vec![("delivered".into(), 1), ("retrying".into(), 3)]);
+        assert_eq!(
+            statuses,
+            vec![("dead".into(), 1), ("delivered".into(), 1), ("retrying".into(), 2)]
+        );
+        // The circuit's opening and the dead letter, told to the ops subscription in the
+        // record's own transaction.
+        let told: Vec<String> = sqlx::query_scalar(
+            "SELECT e.type FROM events e JOIN deliveries d ON d.event_seq = e.seq \
+             WHERE d.subscription_id = 'sub_ops' ORDER BY e.seq",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(told, ["hookctl.circuit.opened", "hookctl.delivery.dead_lettered"]);
         let bodies: i64 = sqlx::query_scalar("SELECT count(*) FROM bodies")
             .fetch_one(&pool)
             .await

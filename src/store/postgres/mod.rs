@@ -3,6 +3,7 @@
 //! clear line for each way that fails, the embedded migrations applied under an advisory
 //! lock — and refuses a schema newer than the binary knows.
 
+pub mod operational;
 pub mod record;
 pub mod work;
 

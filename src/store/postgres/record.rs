@@ -9,7 +9,8 @@ use anyhow::Result;
 use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 
-/// Commits a batch of outcomes; returns the health changes operational events tell of.
+/// Commits a batch of outcomes with the operational events they cause; returns the
+/// health changes those tell of.
 pub async fn record(
     pool: &PgPool,
     outcomes: &[Outcome],
@@ -73,6 +74,11 @@ pub async fn record(
     }
     count_outcomes(&mut tx, outcomes).await?;
     let news = update_health(&mut tx, outcomes, circuit_threshold, now).await?;
+    super::operational::tell(&mut tx, &news, now).await?;
+    let deaths = crate::ops::deaths(outcomes);
+    if !deaths.is_empty() {
+        super::operational::dead_letters(&mut tx, &deaths, now).await?;
+    }
     tx.commit().await?;
     Ok(news)
 }

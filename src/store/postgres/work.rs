@@ -11,7 +11,7 @@ use sqlx::{PgPool, Row};
 /// The channel workers listen on; a commit that makes work notifies it.
 pub const WORK_CHANNEL: &str = "hookctl_work";
 
-async fn routes(tx: &mut sqlx::PgConnection) -> Result<Vec<Route>> {
+pub(super) async fn routes(tx: &mut sqlx::PgConnection) -> Result<Vec<Route>> {
     let rows = sqlx::query("SELECT id, events, location_id FROM subscriptions")
         .fetch_all(&mut *tx)
         .await?;
@@ -30,8 +30,19 @@ async fn routes(tx: &mut sqlx::PgConnection) -> Result<Vec<Route>> {
 /// Stores each event not stored yet and its deliveries, in one transaction; acknowledged
 /// only after the commit.
 pub async fn publish(pool: &PgPool, events: &[NewEvent]) -> Result<Vec<Published>> {
-    let now = now_ms();
     let mut tx = pool.begin().await?;
+    let out = publish_in(&mut tx, events).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// [`publish`] inside a transaction of the caller's (operational events join the change
+/// they report).
+pub async fn publish_in(
+    tx: &mut sqlx::PgConnection,
+    events: &[NewEvent],
+) -> Result<Vec<Published>> {
+    let now = now_ms();
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
     let locations: Vec<Option<&str>> = events.iter().map(|e| e.location_id.as_deref()).collect();
@@ -63,7 +74,7 @@ pub async fn publish(pool: &PgPool, events: &[NewEvent]) -> Result<Vec<Published
     for r in rows {
         seq_of.insert(r.try_get("id")?, r.try_get("seq")?);
     }
-    let routes = routes(&mut tx).await?;
+    let routes = routes(&mut *tx).await?;
     let (mut fan_seq, mut fan_sub): (Vec<i64>, Vec<&str>) = (Vec::new(), Vec::new());
     let mut out = Vec::with_capacity(events.len());
     for e in events {
@@ -116,7 +127,6 @@ pub async fn publish(pool: &PgPool, events: &[NewEvent]) -> Result<Vec<Published
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
     Ok(out)
 }
 

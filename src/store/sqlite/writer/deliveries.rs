@@ -158,16 +158,7 @@ pub(super) fn record(
     count_outcomes(conn, outcomes)?;
     let news = update_health(conn, outcomes, circuit_threshold)?;
     operational::tell(conn, &news, now)?;
-    let mut deaths: Vec<(String, i64, Option<String>)> = Vec::new();
-    for o in outcomes.iter().filter(|o| o.status == DeliveryStatus::Dead) {
-        match deaths.iter_mut().find(|d| d.0 == o.subscription_id) {
-            Some(d) => {
-                d.1 += 1;
-                d.2 = o.attempt.error.clone();
-            }
-            None => deaths.push((o.subscription_id.clone(), 1, o.attempt.error.clone())),
-        }
-    }
+    let deaths = crate::ops::deaths(outcomes);
     if !deaths.is_empty() {
         operational::dead_letters(conn, &deaths, now)?;
     }
