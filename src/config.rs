@@ -39,6 +39,8 @@ pub struct Config {
     pub verify_interval: std::time::Duration,
     /// Backlog limits that raise `hookctl.backlog.alert` events.
     pub alerts: crate::ops::Limits,
+    /// Several engines on one PostgreSQL database: how long a lease outlives its worker.
+    pub worker_lease: std::time::Duration,
 }
 
 /// Every setting as the file and the environment give it, and the defaults: the one list
@@ -67,6 +69,7 @@ struct Settings {
     verify_interval: String,
     backlog_alert: u64,
     age_alert: String,
+    worker_lease: String,
 }
 
 impl Default for Settings {
@@ -91,6 +94,7 @@ impl Default for Settings {
             verify_interval: "10s".into(),
             backlog_alert: 1_000,
             age_alert: "15m".into(),
+            worker_lease: "10s".into(),
         }
     }
 }
@@ -238,6 +242,7 @@ impl Config {
                 age_ms: i64::try_from(parse_duration("age_alert", &s.age_alert)?.as_millis())
                     .unwrap_or(i64::MAX),
             },
+            worker_lease: parse_duration("worker_lease", &s.worker_lease)?,
         })
     }
 }

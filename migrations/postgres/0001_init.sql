@@ -1,6 +1,6 @@
 -- The PostgreSQL schema: the SQLite schema at its version 10, in one step, and what
--- several engines on one database need beside it (workers, lease owners, endpoint
--- slots). Times are bigint milliseconds since the Unix epoch (UTC), as in SQLite, so both
+-- several engines on one database need beside it (workers, lease owners, rate
+-- tokens). Times are bigint milliseconds since the Unix epoch (UTC), as in SQLite, so both
 -- backends share their row conversions and the domain code never sees a difference.
 
 CREATE TABLE subscriptions (
@@ -31,6 +31,9 @@ CREATE TABLE subscriptions (
     circuit          text NOT NULL DEFAULT 'closed',
     circuit_changed_at bigint,
     verify_token     text,
+    -- the deployment's token bucket for rate_per_sec: tokens left, and when counted
+    rate_tokens      double precision,
+    rate_at          bigint,
     created_at       bigint NOT NULL,
     updated_at       bigint NOT NULL
 );
@@ -87,19 +90,11 @@ CREATE INDEX deliveries_due ON deliveries(subscription_id, next_at)
     WHERE status IN ('pending', 'retrying') AND lease_until IS NULL;
 CREATE INDEX deliveries_event ON deliveries(event_seq);
 CREATE INDEX deliveries_sub_status ON deliveries(subscription_id, status, id);
-CREATE INDEX deliveries_leased ON deliveries(lease_until) WHERE lease_until IS NOT NULL;
+-- An endpoint's leases are its requests in flight across all workers (see claims).
+CREATE INDEX deliveries_leased ON deliveries(subscription_id, lease_until) WHERE lease_until IS NOT NULL;
 CREATE INDEX deliveries_retrying ON deliveries(next_at) WHERE status = 'retrying';
 CREATE INDEX deliveries_dead ON deliveries(subscription_id) WHERE status = 'dead';
 CREATE INDEX deliveries_superseded ON deliveries(superseded_by) WHERE superseded_by IS NOT NULL;
-
--- Requests in flight to an endpoint across all workers: a claim takes a slot row per
--- delivery it leases (at most endpoint_in_flight rows per endpoint), the record frees it.
-CREATE TABLE endpoint_slots (
-    subscription_id text NOT NULL,
-    delivery_id     bigint NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
-    lease_until     bigint NOT NULL,
-    PRIMARY KEY (subscription_id, delivery_id)
-);
 
 CREATE TABLE attempts (
     delivery_id      bigint NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,

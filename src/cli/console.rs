@@ -12,7 +12,16 @@ use std::sync::Arc;
 
 /// Console logs go to a file: the terminal belongs to the console.
 fn log_to_file(db: &Path) -> Result<()> {
-    let mut path = db.as_os_str().to_owned();
+    // Beside a database file; a database server's consoles log where the default file
+    // would be.
+    let mut path = if crate::store::is_url(db) {
+        crate::config::default_db_path().into_os_string()
+    } else {
+        db.as_os_str().to_owned()
+    };
+    if let Some(dir) = Path::new(&path).parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
     path.push(".console.log");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -52,7 +61,17 @@ async fn start_api(
 pub async fn console(ctx: &Ctx) -> Result<Exit> {
     let store = ctx.open_store().await?;
     log_to_file(&ctx.cfg.db)?;
-    let (engine, api) = match store.claim_engine()? {
+    // Where several engines share the database, one already running does the work; a
+    // console starts its own only when none does.
+    let claim = if store.shares_engines() && store.engine_pid().is_some() {
+        Err(crate::store::EngineRunning {
+            db: crate::store::shown(&ctx.cfg.db),
+            pid: store.engine_pid().map(|p| p.to_string()),
+        })
+    } else {
+        store.claim_engine()?
+    };
+    let (engine, api) = match claim {
         Ok(claim) => {
             let engine =
                 Engine::start(store.clone(), claim, EngineConfig::from_config(&ctx.cfg)).await?;

@@ -33,6 +33,7 @@ pub struct Ctx {
 impl Ctx {
     pub async fn open_store(&self) -> Result<Arc<dyn crate::store::Store>> {
         if self.default_db
+            && !crate::store::is_url(&self.cfg.db)
             && let Some(dir) = self.cfg.db.parent()
         {
             std::fs::create_dir_all(dir)
@@ -43,6 +44,9 @@ impl Ctx {
             &crate::store::OpenSettings {
                 synchronous_full: self.cfg.synchronous_full,
                 busy_timeout: Duration::from_millis(self.cfg.busy_timeout_ms),
+                worker_lease: self.cfg.worker_lease,
+                endpoint_in_flight: self.cfg.endpoint_in_flight,
+                max_connections: 16,
             },
         )
         .await

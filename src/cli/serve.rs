@@ -26,9 +26,9 @@ pub async fn run(ctx: &Ctx, a: ServeArgs) -> Result<Exit> {
     });
     eprintln!(
         "hookctl serve: engine running on {}; API listening on http://{addr}",
-        ctx.cfg.db.display()
+        crate::store::shown(&ctx.cfg.db)
     );
-    tracing::info!(db = %ctx.cfg.db.display(), %addr, "serving");
+    tracing::info!(db = %crate::store::shown(&ctx.cfg.db), %addr, "serving");
 
     // SIGTERM (systemd), SIGINT (a terminal), SIGHUP (the SSH session dropped): all drain.
     let mut term = signal(SignalKind::terminate())?;

@@ -9,7 +9,8 @@ use serde_json::json;
 
 pub async fn run(ctx: &Ctx) -> Result<Exit> {
     let store = ctx.open_store().await?;
-    let engine_pid = store.engine_pid();
+    let engines = store.engines().await?;
+    let engine_pid = engines.first().map(|e| e.pid);
     let (queue, stats) = store.overview().await?;
     let subs = store.subscriptions().await?;
 
@@ -66,20 +67,34 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
         print_json(&json!({
             "healthy": healthy,
             "problems": problems,
-            "db": ctx.cfg.db,
-            "engine": {"running": engine_pid.is_some(), "pid": engine_pid},
+            "db": crate::store::shown(&ctx.cfg.db),
+            "engine": {"running": engine_pid.is_some(), "pid": engine_pid, "workers": engines},
             "queue": queue,
             "retention_days": ctx.cfg.retention_days,
             "subscriptions": endpoints,
         }))?;
     } else {
-        println!("hookctl status — {}", ctx.cfg.db.display());
-        println!(
-            "engine    {}",
-            engine_pid
-                .map(|p| format!("running (pid {p})"))
-                .unwrap_or_else(|| "not running".into())
-        );
+        println!("hookctl status — {}", crate::store::shown(&ctx.cfg.db));
+        match engines.as_slice() {
+            [] => println!("engine    not running"),
+            [one] if one.heartbeat_at.is_none() => println!("engine    running (pid {})", one.pid),
+            many => {
+                let n = many.len();
+                println!("engine    {n} worker{} running", if n == 1 { "" } else { "s" });
+                let now = now_ms();
+                for e in many {
+                    println!(
+                        "  {}  pid {}  on {}  heartbeat {}",
+                        e.worker,
+                        e.pid,
+                        e.host,
+                        e.heartbeat_at
+                            .map(|t| format!("{:.1} s ago", (now - t).max(0) as f64 / 1000.0))
+                            .unwrap_or_else(|| "-".into())
+                    );
+                }
+            }
+        }
         println!(
             "queue     {} pending, {} retrying, {} in flight, {} dead, {} delivered, {} cancelled",
             queue.pending,

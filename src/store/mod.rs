@@ -297,6 +297,18 @@ pub struct EngineRunning {
     pub pid: Option<String>,
 }
 
+/// An engine running on a store.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EngineInfo {
+    /// The engine's name among several on one database.
+    pub worker: String,
+    pub host: String,
+    pub pid: u32,
+    pub started_at: Option<Millis>,
+    /// Its last sign of life, where the backend keeps one.
+    pub heartbeat_at: Option<Millis>,
+}
+
 /// How a store is opened; what each backend makes of it is its own business.
 #[derive(Debug, Clone)]
 pub struct OpenSettings {
@@ -304,6 +316,13 @@ pub struct OpenSettings {
     pub synchronous_full: bool,
     /// How long to wait for another process's write lock.
     pub busy_timeout: std::time::Duration,
+    /// Several engines on one database: how long a lease lasts unless renewed.
+    pub worker_lease: std::time::Duration,
+    /// Requests in flight to one endpoint, for the whole deployment where several engines
+    /// share a database.
+    pub endpoint_in_flight: usize,
+    /// Connections a backend with a server may open.
+    pub max_connections: u32,
 }
 
 impl Default for OpenSettings {
@@ -311,12 +330,46 @@ impl Default for OpenSettings {
         OpenSettings {
             synchronous_full: false,
             busy_timeout: std::time::Duration::from_secs(10),
+            worker_lease: std::time::Duration::from_secs(10),
+            endpoint_in_flight: 32,
+            max_connections: 16,
         }
     }
 }
 
-/// Opens the store `db` names. Callers hold `dyn Store` and never a backend's type.
+/// Whether `db` names a database server (a `postgres://` URL) rather than a SQLite file.
+pub fn is_url(db: &std::path::Path) -> bool {
+    db.to_str().is_some_and(|d| {
+        d.starts_with("postgres://") || d.starts_with("postgresql://")
+    })
+}
+
+/// `db` as it may be shown: a URL without its password.
+pub fn shown(db: &std::path::Path) -> String {
+    match db.to_str() {
+        Some(url) if is_url(db) => redact_url(url),
+        _ => db.display().to_string(),
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "the database URL".to_string(),
+    }
+}
+
+/// Opens the store `db` names: a `postgres://` URL is PostgreSQL, anything else a SQLite
+/// file. Callers hold `dyn Store` and never a backend's type.
 pub async fn open(db: &std::path::Path, s: &OpenSettings) -> Result<Arc<dyn Store>> {
+    if is_url(db) {
+        return open_server(db.to_str().unwrap_or_default(), s).await;
+    }
     let store = sqlite::SqliteStore::open(
         db,
         sqlite::OpenOptions {
@@ -329,6 +382,28 @@ pub async fn open(db: &std::path::Path, s: &OpenSettings) -> Result<Arc<dyn Stor
     Ok(store)
 }
 
+#[cfg(feature = "postgres")]
+async fn open_server(url: &str, s: &OpenSettings) -> Result<Arc<dyn Store>> {
+    let store = postgres::PgStore::open(
+        url,
+        postgres::PgSettings {
+            max_connections: s.max_connections,
+            lease_ms: i64::try_from(s.worker_lease.as_millis()).unwrap_or(i64::MAX).max(300),
+            endpoint_slots: s.endpoint_in_flight.max(1),
+        },
+    )
+    .await?;
+    Ok(store)
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_server(url: &str, _: &OpenSettings) -> Result<Arc<dyn Store>> {
+    anyhow::bail!(
+        "{}: this hookctl was built without PostgreSQL (cargo feature `postgres`)",
+        redact_url(url)
+    )
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// What this process has committed, so that its engine and console wake at once
@@ -336,8 +411,28 @@ pub trait Store: Send + Sync + 'static {
     fn local_commits(&self) -> Arc<LocalCommits>;
     /// Takes the right to run the engine on this store, or says who holds it.
     fn claim_engine(&self) -> Result<Result<EngineClaim, EngineRunning>>;
-    /// The process running an engine on this store, if any.
+    /// The process running an engine on this store, if any (one of them, where several
+    /// share it).
     fn engine_pid(&self) -> Option<u32>;
+    /// Several engines may run on this store at once, each claiming its own share of the
+    /// work (a console then attaches to them rather than start one of its own).
+    fn shares_engines(&self) -> bool {
+        false
+    }
+    /// Every engine running on this store.
+    async fn engines(&self) -> Result<Vec<EngineInfo>> {
+        Ok(self
+            .engine_pid()
+            .map(|pid| EngineInfo {
+                worker: format!("pid {pid}"),
+                host: String::new(),
+                pid,
+                started_at: None,
+                heartbeat_at: None,
+            })
+            .into_iter()
+            .collect())
+    }
     /// Resolves once the store has closed its files and connections after its last
     /// handle was dropped (removing a database before that leaves its space in use).
     fn closed(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;

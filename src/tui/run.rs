@@ -124,7 +124,7 @@ async fn loader(
     // What the query's parts (stream, inspected event) were last read for.
     let mut parts: Option<(DataKey, Query)> = None;
     let mut last: Option<Snapshot> = None;
-    let db_text = db.display().to_string();
+    let db_text = crate::store::shown(&db);
     loop {
         let query = queries.borrow_and_update().clone();
         let counter = store.change_counter().await.ok();

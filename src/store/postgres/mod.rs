@@ -3,9 +3,17 @@
 //! clear line for each way that fails, the embedded migrations applied under an advisory
 //! lock — and refuses a schema newer than the binary knows.
 
+mod admin;
+mod maintenance;
 pub mod operational;
+mod read;
 pub mod record;
+mod rows;
+mod store;
 pub mod work;
+pub mod workers;
+
+pub use store::{PgSettings, PgStore};
 
 use anyhow::{Result, anyhow, bail};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -25,22 +33,9 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// The advisory lock key that serialises migrations between processes ("hookctl" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0068_6f6f_6b63_746c;
 
-/// Whether `db` names a PostgreSQL database rather than a SQLite file.
-pub fn is_url(db: &str) -> bool {
-    db.starts_with("postgres://") || db.starts_with("postgresql://")
-}
-
 /// The URL without its password, for messages.
 pub fn shown(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            u.to_string()
-        }
-        Err(_) => "the PostgreSQL URL".to_string(),
-    }
+    super::shown(std::path::Path::new(url))
 }
 
 /// Opens a pool on `url` and brings its schema up to date.

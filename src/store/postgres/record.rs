@@ -79,6 +79,16 @@ pub async fn record(
     if !deaths.is_empty() {
         super::operational::dead_letters(&mut tx, &deaths, now).await?;
     }
+    // Endpoint health that changed is read again by every engine at once.
+    let channel = if news.is_empty() {
+        super::workers::WORK
+    } else {
+        super::workers::CONFIG
+    };
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(channel)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(news)
 }

@@ -8,9 +8,6 @@ use crate::store::{NewEvent, Published};
 use anyhow::Result;
 use sqlx::{PgPool, Row};
 
-/// The channel workers listen on; a commit that makes work notifies it.
-pub const WORK_CHANNEL: &str = "hookctl_work";
-
 pub(super) async fn routes(tx: &mut sqlx::PgConnection) -> Result<Vec<Route>> {
     let rows = sqlx::query("SELECT id, events, location_id FROM subscriptions")
         .fetch_all(&mut *tx)
@@ -113,7 +110,7 @@ pub async fn publish_in(
         .execute(&mut *tx)
         .await?;
         sqlx::query("SELECT pg_notify($1, '')")
-            .bind(WORK_CHANNEL)
+            .bind(super::workers::WORK)
             .execute(&mut *tx)
             .await?;
     }
@@ -141,34 +138,91 @@ pub struct Leased {
 }
 
 /// Leases up to `n` due deliveries of each listed active subscription to `worker` until
-/// `lease_until`. Rows another worker is leasing at this moment are skipped, not waited
-/// for, so claims in parallel never return the same delivery.
+/// `lease_until`. An endpoint's leases across all workers are its requests in flight: a
+/// claim takes at most `slots` less those held (one while its circuit is open), and a
+/// rate-limited endpoint's share of its token bucket, which refills at its rate for the
+/// whole deployment. Claims for one endpoint take turns (a transaction-scoped advisory
+/// lock); rows another transaction holds are skipped, never waited for.
 pub async fn claim(
     pool: &PgPool,
     wants: &[(String, usize)],
     now: Millis,
     lease_until: Millis,
     worker: &str,
+    slots: usize,
 ) -> Result<Vec<Leased>> {
     let mut out = Vec::new();
     let mut tx = pool.begin().await?;
     for (sub, n) in wants.iter().filter(|(_, n)| *n > 0) {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(CLAIM_LOCK)
+            .bind(sub)
+            .execute(&mut *tx)
+            .await?;
+        let Some(row) = sqlx::query(
+            "SELECT circuit, rate_per_sec, rate_tokens, rate_at FROM subscriptions \
+             WHERE id = $1 AND state = 'active'",
+        )
+        .bind(sub)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            continue;
+        };
+        // A stopped worker's leases, expired, come back here first.
+        sqlx::query(
+            "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL \
+             WHERE subscription_id = $1 AND lease_until IS NOT NULL AND lease_until < $2",
+        )
+        .bind(sub)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM deliveries WHERE subscription_id = $1 AND lease_until IS NOT NULL",
+        )
+        .bind(sub)
+        .fetch_one(&mut *tx)
+        .await?;
+        let circuit: String = row.try_get("circuit")?;
+        let cap = if circuit == "open" { 1 } else { slots as i64 };
+        let mut take = (*n as i64).min(cap - held).max(0);
+        let rate: Option<f64> = row.try_get::<Option<f64>, _>("rate_per_sec")?.filter(|r| *r > 0.0);
+        let mut tokens = 0.0;
+        if let Some(rate) = rate {
+            let burst = rate.max(1.0);
+            let (had, at): (Option<f64>, Option<i64>) =
+                (row.try_get("rate_tokens")?, row.try_get("rate_at")?);
+            let elapsed = at.map_or(f64::MAX, |at| (now - at).max(0) as f64 / 1000.0);
+            tokens = (had.unwrap_or(burst) + elapsed * rate).min(burst);
+            take = take.min(tokens.floor() as i64);
+        }
+        if take == 0 {
+            continue;
+        }
         let rows = sqlx::query(
             "UPDATE deliveries SET lease_until = $1, lease_owner = $2 \
              WHERE id IN (SELECT id FROM deliveries \
                  WHERE subscription_id = $3 AND status IN ('pending', 'retrying') \
                    AND lease_until IS NULL AND next_at <= $4 \
                  ORDER BY next_at LIMIT $5 FOR UPDATE SKIP LOCKED) \
-               AND EXISTS (SELECT 1 FROM subscriptions WHERE id = $3 AND state = 'active') \
              RETURNING id, event_seq, attempts, probes",
         )
         .bind(lease_until)
         .bind(worker)
         .bind(sub)
         .bind(now)
-        .bind(i64::try_from(*n).unwrap_or(i64::MAX))
+        .bind(take)
         .fetch_all(&mut *tx)
         .await?;
+        if rate.is_some() {
+            sqlx::query("UPDATE subscriptions SET rate_tokens = $2, rate_at = $3 WHERE id = $1")
+                .bind(sub)
+                .bind(tokens - rows.len() as f64)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
         for r in rows {
             out.push(Leased {
                 delivery_id: r.try_get("id")?,
@@ -182,3 +236,6 @@ pub async fn claim(
     tx.commit().await?;
     Ok(out)
 }
+
+/// The first key of the advisory locks claims take per endpoint ("hook").
+const CLAIM_LOCK: i32 = 0x686f_6f6b;

@@ -8,6 +8,7 @@ pub mod lock;
 mod migrate;
 mod read;
 mod rows;
+pub use rows::SUBSCRIPTION_COLUMNS;
 mod sql;
 mod steps;
 mod writer;
