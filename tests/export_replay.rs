@@ -14,10 +14,7 @@ fn lines(text: &str) -> Vec<Value> {
 }
 
 fn deliveries(env: &Env) -> i64 {
-    rusqlite::Connection::open(&env.db)
-        .unwrap()
-        .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
-        .unwrap()
+    env.count_sql("SELECT count(*) FROM deliveries")
 }
 
 /// Five events dead at a failing endpoint, delivered at a healthy one.
@@ -175,7 +172,7 @@ fn a_bad_line_is_named_and_nothing_is_redelivered() {
 #[test]
 #[ignore]
 fn a_million_dead_deliveries_export_in_constant_memory() {
-    let env = Env::new();
+    let env = Env::sqlite_only();
     env.sub_add(&["--url", "http://127.0.0.1:9/x", "--all"]);
     let file = env.path("1m.ndjson");
     {

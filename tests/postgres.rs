@@ -2,62 +2,9 @@
 //! (`scripts/pg-cluster.sh`; the server from Debian's postgresql package).
 #![cfg(feature = "postgres")]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-/// A cluster for one test, stopped when dropped.
-struct Cluster {
-    _root: tempfile::TempDir,
-    dir: PathBuf,
-    url: String,
-    port: u16,
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-cluster.sh")
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let root = tempfile::tempdir().unwrap();
-        // The server runs as the postgres user when the tests run as root.
-        std::fs::set_permissions(
-            root.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        let dir = root.path().join("pg");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let out = Command::new(script())
-            .args(["start", dir.to_str().unwrap(), &port.to_string()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cluster: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        Cluster {
-            _root: root,
-            dir,
-            url,
-            port,
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new(script())
-            .args(["stop", self.dir.to_str().unwrap()])
-            .output();
-    }
-}
+use common::pg::Cluster;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -181,7 +128,7 @@ fn publishes_fan_out_and_parallel_claims_are_disjoint() {
                         ("sub_contacts".to_string(), 16),
                     ];
                     let got =
-                        postgres::work::claim(&pool, &wants, now, now + 60_000, &format!("w{w}"))
+                        postgres::work::claim(&pool, &wants, now, now + 60_000, &format!("w{w}"), 1_000)
                             .await
                             .unwrap();
                     if got.is_empty() {
@@ -241,7 +188,7 @@ fn outcomes_record_attempts_bodies_counters_and_health() {
             .collect();
         postgres::work::publish(&pool, &events).await.unwrap();
         let now = hookctl::model::now_ms();
-        let leased = postgres::work::claim(&pool, &[("sub_a".into(), 10)], now, now + 60_000, "w")
+        let leased = postgres::work::claim(&pool, &[("sub_a".into(), 10)], now, now + 60_000, "w", 1_000)
             .await
             .unwrap();
         assert_eq!(leased.len(), 4);

@@ -70,15 +70,21 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts delivering. Every lease left in the database belonged to an engine that is no
-    /// longer running (we hold the claim), so those deliveries go back to the queue first.
+    /// Starts delivering. Where this is the store's only engine, every lease left in the
+    /// database belonged to one that is no longer running (we hold the claim), so those
+    /// deliveries go back to the queue first; where engines share it, a stopped one's
+    /// leases come back as they expire.
     pub async fn start(
         store: Arc<dyn Store>,
         claim: crate::store::EngineClaim,
         cfg: EngineConfig,
     ) -> Result<Engine> {
         let local_commits = store.local_commits();
-        let reclaimed = store.release(Release::All).await?;
+        let reclaimed = if store.shares_engines() {
+            0
+        } else {
+            store.release(Release::All).await?
+        };
         if reclaimed > 0 {
             tracing::info!(
                 reclaimed,
@@ -102,6 +108,7 @@ impl Engine {
         let (recorded_tx, recorded_rx) = mpsc::unbounded_channel();
         tokio::spawn(recorder::run(
             store.clone(),
+            store.outcome_gathering(),
             outcomes_rx,
             recorded_tx,
             cfg.circuit_threshold,

@@ -8,15 +8,13 @@ use tokio::sync::mpsc;
 
 /// Most outcomes in one `record` call.
 const MAX_BATCH: usize = 1000;
-/// How long outcomes are gathered before they are committed, unless ENOUGH came sooner.
-/// Larger batches cost less per outcome to commit, but outcomes awaiting their commit hold
-/// leases: with hundreds of requests on the wire, a longer wait leaves the lanes little of
-/// the lease budget (twice `max_in_flight`) to keep ready.
-const GATHER: Duration = Duration::from_millis(4);
+/// Outcomes gathered are committed once this many came, or the store's gathering time
+/// (`Store::outcome_gathering`) is up.
 const ENOUGH: usize = 256;
 
 pub async fn run(
     store: Arc<dyn Store>,
+    gather: Duration,
     mut rx: mpsc::UnboundedReceiver<Outcome>,
     recorded: mpsc::UnboundedSender<usize>,
     circuit_threshold: u32,
@@ -24,13 +22,8 @@ pub async fn run(
     let mut batch: Vec<Outcome> = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
-        // Gathered for a moment: a commit writes every page it changed to the WAL (the
-        // tails of the attempts table and of each index, the counters), nearly as many for
-        // ten outcomes as for a hundred. Taking only what had already finished, the writer
-        // made 1,638 commits and 23,140 WAL frames a second in workload 1; gathering, 768
-        // and 13,974 (`hookctl bench --only 1`, uprobes on pagerWalFrames and
-        // walWriteOneFrame).
-        let until = tokio::time::Instant::now() + GATHER;
+        // Gathered for a moment, as long as the store says a batch is worth it.
+        let until = tokio::time::Instant::now() + gather;
         loop {
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {

@@ -419,6 +419,14 @@ pub trait Store: Send + Sync + 'static {
     fn shares_engines(&self) -> bool {
         false
     }
+    /// How long an engine gathers attempt outcomes before it records them. Larger batches
+    /// cost less per outcome to commit, but outcomes awaiting their commit hold leases.
+    /// On SQLite a commit writes every page it changed to the WAL, nearly as many for ten
+    /// outcomes as for a hundred: gathering for 4 ms, the writer made 768 commits and
+    /// 13,974 WAL frames a second in workload 1 instead of 1,638 and 23,140.
+    fn outcome_gathering(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(4)
+    }
     /// Every engine running on this store.
     async fn engines(&self) -> Result<Vec<EngineInfo>> {
         Ok(self

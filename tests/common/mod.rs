@@ -2,6 +2,8 @@
 //! 127.0.0.1, `serve` as a child process. Every wait is on a condition with a deadline.
 #![allow(dead_code)]
 
+#[cfg(feature = "postgres")]
+pub mod pg;
 pub mod tmux;
 
 use serde_json::Value;
@@ -28,17 +30,122 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
     }
 }
 
-/// A scratch directory with a database path and the environment every command gets.
+/// A scratch directory with a database and the environment every command gets. The
+/// database is a SQLite file in the directory, or, when `TEST_POSTGRES_URL` names a
+/// PostgreSQL server (`scripts/test.sh` starts one), a fresh database on it: the same
+/// tests run against either backend.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// A file path, or a `postgres://` URL.
     pub db: PathBuf,
+}
+
+/// The PostgreSQL server the tests run against, if any (an URL of a database on it that
+/// may create databases).
+pub fn test_pg() -> Option<String> {
+    std::env::var("TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// A new, empty database on the test server; returns its URL.
+#[cfg(feature = "postgres")]
+pub fn fresh_pg_database(admin: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "t_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        rand_suffix()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(admin)
+            .await
+            .expect("connect to the test PostgreSQL server");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut c)
+            .await
+            .expect("create a test database");
+    });
+    let mut url = url::Url::parse(admin).expect("TEST_POSTGRES_URL is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+/// Two counts from one query on a PostgreSQL database.
+#[cfg(feature = "postgres")]
+pub fn pg_query_pair(url: &str, sql: &'static str) -> (i64, i64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+        sqlx::query_as(sql).fetch_one(&mut c).await.expect("query")
+    })
+}
+
+#[cfg(feature = "postgres")]
+pub fn pg_query_one(url: &str, sql: &'static str) -> i64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+        sqlx::query_scalar(sql).fetch_one(&mut c).await.expect("query")
+    })
+}
+
+#[cfg(not(feature = "postgres"))]
+pub fn pg_query_one(_url: &str, _sql: &'static str) -> i64 {
+    panic!("this build has no PostgreSQL (feature `postgres`)")
+}
+
+#[cfg(not(feature = "postgres"))]
+pub fn pg_query_pair(_url: &str, _sql: &'static str) -> (i64, i64) {
+    panic!("this build has no PostgreSQL (feature `postgres`)")
+}
+
+#[cfg(not(feature = "postgres"))]
+pub fn fresh_pg_database(_admin: &str) -> String {
+    panic!("TEST_POSTGRES_URL is set but this build has no PostgreSQL (feature `postgres`)")
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
 }
 
 impl Env {
     pub fn new() -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
+        let db = match test_pg() {
+            Some(admin) => PathBuf::from(fresh_pg_database(&admin)),
+            None => dir.path().join("hookctl.db"),
+        };
+        Env { dir, db }
+    }
+
+    /// A SQLite file whatever the backend under test: for what only a file has (its
+    /// directory, its lock, its pages).
+    pub fn sqlite_only() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("hookctl.db");
         Env { dir, db }
+    }
+
+    /// The database is a SQLite file (the default backend).
+    pub fn sqlite(&self) -> bool {
+        !self.db.to_string_lossy().starts_with("postgres")
     }
 
     pub fn cmd(&self) -> Command {
@@ -55,14 +162,26 @@ impl Env {
 
     /// How many bodies the database keeps, and how many deliveries point at one.
     pub fn stored_bodies(&self) -> (i64, i64) {
+        const SQL: &str =
+            "SELECT (SELECT COUNT(*) FROM bodies), (SELECT COUNT(*) FROM delivery_bodies)";
+        if !self.sqlite() {
+            return pg_query_pair(&self.db.to_string_lossy(), SQL);
+        }
         rusqlite::Connection::open(&self.db)
             .expect("open the database")
-            .query_row(
-                "SELECT (SELECT COUNT(*) FROM bodies), (SELECT COUNT(*) FROM delivery_bodies)",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row(SQL, [], |r| Ok((r.get(0)?, r.get(1)?)))
             .expect("count bodies")
+    }
+
+    /// A count the database answers, whichever backend it is.
+    pub fn count_sql(&self, sql: &'static str) -> i64 {
+        if !self.sqlite() {
+            return pg_query_one(&self.db.to_string_lossy(), sql);
+        }
+        rusqlite::Connection::open(&self.db)
+            .expect("open the database")
+            .query_row(sql, [], |r| r.get(0))
+            .expect("count")
     }
 
     /// Runs a command to completion.

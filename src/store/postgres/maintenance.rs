@@ -26,11 +26,15 @@ pub async fn bump(c: &mut PgConnection, deltas: &[(&str, i64)]) -> Result<()> {
     Ok(())
 }
 
-/// Returns leases to the queue. `All` means this worker's: other workers' leases are
-/// theirs until they expire.
+/// Returns leases to the queue. `All` means this worker's, as it stops (its registration
+/// goes too): other workers' leases are theirs until they expire.
 pub async fn release(c: &mut PgConnection, which: &Release, worker: &str) -> Result<u64> {
     let r = match which {
         Release::All => {
+            sqlx::query("DELETE FROM workers WHERE id = $1")
+                .bind(worker)
+                .execute(&mut *c)
+                .await?;
             sqlx::query(
                 "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL \
                  WHERE lease_until IS NOT NULL AND lease_owner = $1",

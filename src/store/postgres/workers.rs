@@ -137,44 +137,61 @@ pub async fn listen(
 
 /// Registers `id` as a worker and beats until `stop` is dropped: each beat renews the
 /// worker's heartbeat and the leases it holds, so that only a stopped worker's leases
-/// expire. The worker's row goes when it stops.
+/// expire. An engine that stops removes its row (`Release::All`); the beat then stops
+/// renewing rather than register it again.
 pub async fn beat(pool: PgPool, id: String, lease_ms: i64, mut stop: watch::Receiver<()>) {
     let started = now_ms();
     let every = Duration::from_millis((lease_ms / 3).max(100) as u64);
     let mut tick = tokio::time::interval(every);
+    let mut registered = false;
     loop {
         tokio::select! {
             _ = stop.changed() => break,
             _ = tick.tick() => {
-                if let Err(e) = renew(&pool, &id, started, lease_ms).await {
-                    tracing::warn!("worker heartbeat failed (its leases expire unless the next one succeeds): {e}");
+                match renew(&pool, &id, started, lease_ms, registered).await {
+                    Ok(true) => registered = true,
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!("worker heartbeat failed (its leases expire unless the next one succeeds): {e}");
+                    }
                 }
             }
         }
     }
-    if let Err(e) = sqlx::query("DELETE FROM workers WHERE id = $1")
-        .bind(&id)
-        .execute(&pool)
-        .await
-    {
-        tracing::debug!("removing the worker's row: {e}");
-    }
 }
 
-async fn renew(pool: &PgPool, id: &str, started: Millis, lease_ms: i64) -> Result<()> {
+/// One beat; false once the worker's row is gone (it stopped).
+async fn renew(
+    pool: &PgPool,
+    id: &str,
+    started: Millis,
+    lease_ms: i64,
+    registered: bool,
+) -> Result<bool> {
     let now = now_ms();
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO workers (id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-    )
-    .bind(id)
-    .bind(host())
-    .bind(i64::from(std::process::id()))
-    .bind(started)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    let beat = if registered {
+        sqlx::query("UPDATE workers SET heartbeat_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+    } else {
+        sqlx::query(
+            "INSERT INTO workers (id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(id)
+        .bind(host())
+        .bind(i64::from(std::process::id()))
+        .bind(started)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+    };
+    if beat.rows_affected() == 0 {
+        return Ok(false);
+    }
     sqlx::query(
         "UPDATE deliveries SET lease_until = $2 WHERE lease_owner = $1 AND lease_until IS NOT NULL",
     )
@@ -188,5 +205,5 @@ async fn renew(pool: &PgPool, id: &str, started: Millis, lease_ms: i64) -> Resul
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(true)
 }
