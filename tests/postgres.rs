@@ -127,10 +127,16 @@ fn publishes_fan_out_and_parallel_claims_are_disjoint() {
                         ("sub_all".to_string(), 16),
                         ("sub_contacts".to_string(), 16),
                     ];
-                    let got =
-                        postgres::work::claim(&pool, &wants, now, now + 60_000, &format!("w{w}"), 1_000)
-                            .await
-                            .unwrap();
+                    let got = postgres::work::claim(
+                        &pool,
+                        &wants,
+                        now,
+                        now + 60_000,
+                        &format!("w{w}"),
+                        1_000,
+                    )
+                    .await
+                    .unwrap();
                     if got.is_empty() {
                         break mine;
                     }
@@ -259,7 +265,7 @@ fn outcomes_record_attempts_bodies_counters_and_health() {
             .unwrap();
         // Four events, each its own body (bodies are kept per event).
         assert_eq!(bodies, 4);
-        let attempts: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'attempts'")
+        let attempts: i64 = sqlx::query_scalar("SELECT sum(value)::bigint FROM counters WHERE name = 'attempts'")
             .fetch_one(&pool)
             .await
             .unwrap();

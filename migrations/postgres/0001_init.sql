@@ -151,9 +151,13 @@ CREATE TABLE inbound (
     created_at  bigint NOT NULL
 );
 
+-- Monotonic counters, each in 16 shards summed when read: every commit that counts
+-- updates a random shard, so commits from many workers do not queue on one row.
 CREATE TABLE counters (
-    name  text PRIMARY KEY,
-    value bigint NOT NULL
+    name  text NOT NULL,
+    shard smallint NOT NULL,
+    value bigint NOT NULL,
+    PRIMARY KEY (name, shard)
 );
 
 CREATE TABLE audit (

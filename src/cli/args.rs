@@ -21,7 +21,13 @@ pub struct Cli {
     /// The database: a SQLite file (default: under the XDG data dir) or a PostgreSQL URL
     /// (postgres://user:password@host/db), which several `serve` workers can share.
     // The value may hold a password: help never shows it.
-    #[arg(long, global = true, env = "HOOKCTL_DB", value_name = "PATH|URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "HOOKCTL_DB",
+        value_name = "PATH|URL",
+        hide_env_values = true
+    )]
     pub db: Option<PathBuf>,
     /// Config file (TOML; default: under the XDG config dir). Every key also as HOOKCTL_<KEY>.
     #[arg(long, global = true, env = "HOOKCTL_CONFIG", value_name = "FILE")]

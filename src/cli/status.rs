@@ -80,7 +80,10 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
             [one] if one.heartbeat_at.is_none() => println!("engine    running (pid {})", one.pid),
             many => {
                 let n = many.len();
-                println!("engine    running: {n} worker{}", if n == 1 { "" } else { "s" });
+                println!(
+                    "engine    running: {n} worker{}",
+                    if n == 1 { "" } else { "s" }
+                );
                 let now = now_ms();
                 for e in many {
                     println!(

@@ -339,9 +339,8 @@ impl Default for OpenSettings {
 
 /// Whether `db` names a database server (a `postgres://` URL) rather than a SQLite file.
 pub fn is_url(db: &std::path::Path) -> bool {
-    db.to_str().is_some_and(|d| {
-        d.starts_with("postgres://") || d.starts_with("postgresql://")
-    })
+    db.to_str()
+        .is_some_and(|d| d.starts_with("postgres://") || d.starts_with("postgresql://"))
 }
 
 /// `db` as it may be shown: a URL without its password.
@@ -388,7 +387,9 @@ async fn open_server(url: &str, s: &OpenSettings) -> Result<Arc<dyn Store>> {
         url,
         postgres::PgSettings {
             max_connections: s.max_connections,
-            lease_ms: i64::try_from(s.worker_lease.as_millis()).unwrap_or(i64::MAX).max(300),
+            lease_ms: i64::try_from(s.worker_lease.as_millis())
+                .unwrap_or(i64::MAX)
+                .max(300),
             endpoint_slots: s.endpoint_in_flight.max(1),
         },
     )

@@ -43,7 +43,9 @@ pub struct Env {
 /// The PostgreSQL server the tests run against, if any (an URL of a database on it that
 /// may create databases).
 pub fn test_pg() -> Option<String> {
-    std::env::var("TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
+    std::env::var("TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
 }
 
 /// A new, empty database on the test server; returns its URL.
@@ -99,7 +101,10 @@ pub fn pg_query_one(url: &str, sql: &'static str) -> i64 {
     rt.block_on(async {
         use sqlx::Connection;
         let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
-        sqlx::query_scalar(sql).fetch_one(&mut c).await.expect("query")
+        sqlx::query_scalar(sql)
+            .fetch_one(&mut c)
+            .await
+            .expect("query")
     })
 }
 

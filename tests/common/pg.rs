@@ -59,7 +59,6 @@ impl Drop for Cluster {
     }
 }
 
-
 /// An environment on a fresh database of its own: on the server `TEST_POSTGRES_URL` names,
 /// or on a cluster started for it (kept running while the guard lives).
 pub fn env() -> (Option<Cluster>, super::Env) {

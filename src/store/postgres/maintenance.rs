@@ -16,11 +16,13 @@ pub async fn bump(c: &mut PgConnection, deltas: &[(&str, i64)]) -> Result<()> {
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO counters (name, value) SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
-         ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
+        "INSERT INTO counters (name, shard, value) \
+         SELECT n, $3, v FROM UNNEST($1::text[], $2::bigint[]) AS t(n, v) ORDER BY n \
+         ON CONFLICT (name, shard) DO UPDATE SET value = counters.value + excluded.value",
     )
     .bind(&names)
     .bind(&values)
+    .bind(super::work::counter_shard())
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -29,38 +31,37 @@ pub async fn bump(c: &mut PgConnection, deltas: &[(&str, i64)]) -> Result<()> {
 /// Returns leases to the queue. `All` means this worker's, as it stops (its registration
 /// goes too): other workers' leases are theirs until they expire.
 pub async fn release(c: &mut PgConnection, which: &Release, worker: &str) -> Result<u64> {
-    let r = match which {
-        Release::All => {
-            sqlx::query("DELETE FROM workers WHERE id = $1")
+    let r =
+        match which {
+            Release::All => {
+                sqlx::query("DELETE FROM workers WHERE id = $1")
+                    .bind(worker)
+                    .execute(&mut *c)
+                    .await?;
+                sqlx::query(
+                    "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL \
+                 WHERE lease_until IS NOT NULL AND lease_owner = $1",
+                )
                 .bind(worker)
                 .execute(&mut *c)
-                .await?;
-            sqlx::query(
-                "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL \
-                 WHERE lease_until IS NOT NULL AND lease_owner = $1",
-            )
-            .bind(worker)
-            .execute(&mut *c)
-            .await?
-        }
-        Release::ExpiredBefore(t) => {
-            sqlx::query(
-                "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL \
+                .await?
+            }
+            Release::ExpiredBefore(t) => {
+                sqlx::query(
+                    "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL \
                  WHERE lease_until IS NOT NULL AND lease_until < $1",
-            )
-            .bind(t)
-            .execute(&mut *c)
-            .await?
-        }
-        Release::Ids(ids) => {
-            sqlx::query(
+                )
+                .bind(t)
+                .execute(&mut *c)
+                .await?
+            }
+            Release::Ids(ids) => sqlx::query(
                 "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL WHERE id = ANY($1)",
             )
             .bind(ids)
             .execute(&mut *c)
-            .await?
-        }
-    };
+            .await?,
+        };
     Ok(r.rows_affected())
 }
 
@@ -181,19 +182,28 @@ pub async fn redeliver(
                 }
                 let leased: Option<bool> = r.try_get("leased")?;
                 let leased = id.is_some() && leased.unwrap_or(false);
-                plan.push((r.try_get("seq")?, event_id.clone(), sub.clone(), id, status, leased));
+                plan.push((
+                    r.try_get("seq")?,
+                    event_id.clone(),
+                    sub.clone(),
+                    id,
+                    status,
+                    leased,
+                ));
             }
         }
     }
     if dry_run {
         return Ok(plan
             .into_iter()
-            .map(|(_, event_id, subscription_id, previous, _, _)| Redelivered {
-                event_id,
-                subscription_id,
-                previous,
-                delivery_id: None,
-            })
+            .map(
+                |(_, event_id, subscription_id, previous, _, _)| Redelivered {
+                    event_id,
+                    subscription_id,
+                    previous,
+                    delivery_id: None,
+                },
+            )
             .collect());
     }
     let seqs: Vec<i64> = plan.iter().map(|p| p.0).collect();
@@ -265,7 +275,9 @@ pub async fn purge(
     let q = if dry_run {
         format!("SELECT count(*) FROM deliveries WHERE {filter}")
     } else {
-        format!("WITH gone AS (DELETE FROM deliveries WHERE {filter} RETURNING 1) SELECT count(*) FROM gone")
+        format!(
+            "WITH gone AS (DELETE FROM deliveries WHERE {filter} RETURNING 1) SELECT count(*) FROM gone"
+        )
     };
     let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(q))
         .bind(&statuses)
@@ -333,13 +345,24 @@ pub async fn expire_held(
         ],
     )
     .await?;
-    log(c, sub, "expired held deliveries", Some(&format!("{n}: {reason}"))).await?;
+    log(
+        c,
+        sub,
+        "expired held deliveries",
+        Some(&format!("{n}: {reason}")),
+    )
+    .await?;
     super::operational::dead_letters(c, &[(sub.to_string(), n_i, Some(reason.to_string()))], now)
         .await?;
     Ok(n)
 }
 
-pub async fn prune(c: &mut PgConnection, before: Millis, from: Millis, limit: u32) -> Result<Pruned> {
+pub async fn prune(
+    c: &mut PgConnection,
+    before: Millis,
+    from: Millis,
+    limit: u32,
+) -> Result<Pruned> {
     let doomed: Vec<(i64, Millis)> = sqlx::query_as(
         "SELECT seq, received_at FROM events \
          WHERE received_at >= $1 AND received_at < $2 AND NOT EXISTS \
@@ -473,9 +496,11 @@ pub async fn ops_tick(c: &mut PgConnection, limits: ops::Limits, now: Millis) ->
             }
         }
     }
-    sqlx::query("DELETE FROM ops_alerts WHERE subscription_id NOT IN (SELECT id FROM subscriptions)")
-        .execute(&mut *c)
-        .await?;
+    sqlx::query(
+        "DELETE FROM ops_alerts WHERE subscription_id NOT IN (SELECT id FROM subscriptions)",
+    )
+    .execute(&mut *c)
+    .await?;
     sqlx::query(
         "DELETE FROM ops_dead_windows WHERE subscription_id NOT IN (SELECT id FROM subscriptions)",
     )

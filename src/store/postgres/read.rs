@@ -205,12 +205,11 @@ fn delivery_filter(q: &mut sqlx::QueryBuilder<sqlx::Postgres>, f: &EventFilter) 
 }
 
 pub async fn event_detail(pool: &PgPool, id: &str) -> Result<Option<EventDetail>> {
-    let Some(r) = sqlx::query(
-        "SELECT seq, id, type, location_id, timestamp, data FROM events WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?
+    let Some(r) =
+        sqlx::query("SELECT seq, id, type, location_id, timestamp, data FROM events WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
     else {
         return Ok(None);
     };
@@ -272,10 +271,7 @@ pub async fn events_by_seq(pool: &PgPool, seqs: &[i64]) -> Result<HashMap<i64, A
 }
 
 /// The first bodies of deliveries attempted before, by delivery id, for their next attempt.
-pub async fn bodies(
-    pool: &PgPool,
-    wanted: &[(i64, Arc<Event>)],
-) -> Result<HashMap<i64, Vec<u8>>> {
+pub async fn bodies(pool: &PgPool, wanted: &[(i64, Arc<Event>)]) -> Result<HashMap<i64, Vec<u8>>> {
     let ids: Vec<i64> = wanted.iter().map(|(id, _)| *id).collect();
     let rows = sqlx::query(
         "SELECT d.id, d.body_shape, b.body FROM deliveries d \
@@ -354,7 +350,8 @@ pub async fn export(
     );
     q.push_bind(after);
     if let Some(st) = f.status {
-        q.push(" AND d.status = ").push_bind(st.as_str().to_string());
+        q.push(" AND d.status = ")
+            .push_bind(st.as_str().to_string());
     }
     if let Some(sub) = &f.subscription_id {
         q.push(" AND d.subscription_id = ").push_bind(sub.clone());
@@ -384,10 +381,11 @@ pub async fn export(
         })
         .collect::<Result<_>>()?;
     let ids: Vec<i64> = out.iter().map(|d| d.delivery_id).collect();
-    let attempts = sqlx::query("SELECT * FROM attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, n")
-        .bind(&ids)
-        .fetch_all(pool)
-        .await?;
+    let attempts =
+        sqlx::query("SELECT * FROM attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, n")
+            .bind(&ids)
+            .fetch_all(pool)
+            .await?;
     let index: HashMap<i64, usize> = out
         .iter()
         .enumerate()
@@ -403,7 +401,10 @@ pub async fn export(
 }
 
 /// Endpoints in trouble since `since` (see [`crate::store::Store::incident`]).
-pub async fn incident(pool: &PgPool, since: Millis) -> Result<Vec<crate::incident::EndpointIncident>> {
+pub async fn incident(
+    pool: &PgPool,
+    since: Millis,
+) -> Result<Vec<crate::incident::EndpointIncident>> {
     use crate::incident::EndpointIncident;
     let mut c = pool.acquire().await?;
     let mut failures: HashMap<String, Vec<(String, i64, Millis, Millis)>> = HashMap::new();
@@ -426,7 +427,12 @@ pub async fn incident(pool: &PgPool, since: Millis) -> Result<Vec<crate::inciden
         failures
             .entry(r.try_get("subscription_id")?)
             .or_default()
-            .push((kind, r.try_get("n")?, r.try_get("first")?, r.try_get("last")?));
+            .push((
+                kind,
+                r.try_get("n")?,
+                r.try_get("first")?,
+                r.try_get("last")?,
+            ));
     }
     let dead_since: HashMap<String, i64> = sqlx::query_as(
         "SELECT subscription_id, count(*) FROM deliveries \
@@ -474,10 +480,10 @@ pub async fn incident(pool: &PgPool, since: Millis) -> Result<Vec<crate::inciden
         .bind(&sub.id)
         .fetch_one(&mut *c)
         .await?;
-        let failing_since: Option<Millis> = match (last_failure_at, last_success_at) {
-            (Some(f), Some(s)) if s >= f => None,
-            (Some(_), s) => {
-                sqlx::query_scalar(
+        let failing_since: Option<Millis> =
+            match (last_failure_at, last_success_at) {
+                (Some(f), Some(s)) if s >= f => None,
+                (Some(_), s) => sqlx::query_scalar(
                     "SELECT min(a.at) FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
                      WHERE a.at >= $1 AND a.at > $2 AND a.error_class IS NOT NULL \
                        AND d.subscription_id = $3",
@@ -486,10 +492,9 @@ pub async fn incident(pool: &PgPool, since: Millis) -> Result<Vec<crate::inciden
                 .bind(s.unwrap_or(Millis::MIN))
                 .bind(&sub.id)
                 .fetch_one(&mut *c)
-                .await?
-            }
-            (None, _) => None,
-        };
+                .await?,
+                (None, _) => None,
+            };
         let locations: Vec<Option<String>> = sqlx::query_scalar(
             "SELECT DISTINCT e.location_id FROM attempts a \
              JOIN deliveries d ON d.id = a.delivery_id JOIN events e ON e.seq = d.event_seq \

@@ -180,11 +180,13 @@ async fn count_outcomes(tx: &mut PgConnection, outcomes: &[Outcome]) -> Result<(
     }
     let (names, values): (Vec<String>, Vec<i64>) = deltas.into_iter().unzip();
     sqlx::query(
-        "INSERT INTO counters (name, value) SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
-         ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
+        "INSERT INTO counters (name, shard, value) \
+         SELECT n, $3, v FROM UNNEST($1::text[], $2::bigint[]) AS t(n, v) ORDER BY n \
+         ON CONFLICT (name, shard) DO UPDATE SET value = counters.value + excluded.value",
     )
     .bind(&names)
     .bind(&values)
+    .bind(super::work::counter_shard())
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -212,7 +214,10 @@ async fn update_health(
 ) -> Result<Vec<(String, crate::ops::News)>> {
     use crate::ops::News;
     let mut news = Vec::new();
-    for h in health::summarise(outcomes) {
+    // Endpoints' rows are locked in one order by every worker.
+    let mut summaries = health::summarise(outcomes);
+    summaries.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
+    for h in summaries {
         let sub = h.subscription_id.as_str();
         // Locks the subscription's row: workers recording for one endpoint at once apply
         // their batches one after the other.

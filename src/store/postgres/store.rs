@@ -171,8 +171,7 @@ impl PgStore {
     }
 
     async fn key_span(&self, sql: &'static str) -> Result<(i64, i64)> {
-        let (a, b): (Option<i64>, Option<i64>) =
-            sqlx::query_as(sql).fetch_one(&self.pool).await?;
+        let (a, b): (Option<i64>, Option<i64>) = sqlx::query_as(sql).fetch_one(&self.pool).await?;
         Ok((a.unwrap_or(0), b.unwrap_or(0)))
     }
 
@@ -180,7 +179,9 @@ impl PgStore {
         let ids = self
             .key_span("SELECT min(id), max(id) FROM deliveries")
             .await?;
-        let seqs = self.key_span("SELECT min(seq), max(seq) FROM events").await?;
+        let seqs = self
+            .key_span("SELECT min(seq), max(seq) FROM events")
+            .await?;
         let mut count = PurgeCount::default();
         for (after, upto) in steps(ids) {
             let mut tx = self.begin().await?;
@@ -247,7 +248,11 @@ impl PgStore {
         .await
     }
 
-    async fn redeliver_bulk(&self, target: RedeliverTarget, now: Millis) -> Result<Vec<Redelivered>> {
+    async fn redeliver_bulk(
+        &self,
+        target: RedeliverTarget,
+        now: Millis,
+    ) -> Result<Vec<Redelivered>> {
         let (_, last_id) = self
             .key_span("SELECT min(id), max(id) FROM deliveries")
             .await?;
@@ -625,17 +630,15 @@ impl Store for PgStore {
     }
 
     async fn add_token(&self, token: ApiToken, hash: String, by: Option<&Actor>) -> Result<()> {
-        let entry = by.map(|b| {
-            AuditEntry::new(b, action::TOKEN_CREATE).filter(format!("id={}", token.id))
-        });
+        let entry =
+            by.map(|b| AuditEntry::new(b, action::TOKEN_CREATE).filter(format!("id={}", token.id)));
         let mut tx = self.begin().await?;
         let r = admin::add_token(&mut tx, &token, &hash).await;
         self.finish(tx, r, entry, kept, Wake::Work).await
     }
 
     async fn revoke_token(&self, id: &str, by: Option<&Actor>) -> Result<bool> {
-        let entry =
-            by.map(|b| AuditEntry::new(b, action::TOKEN_REVOKE).filter(format!("id={id}")));
+        let entry = by.map(|b| AuditEntry::new(b, action::TOKEN_REVOKE).filter(format!("id={id}")));
         let mut tx = self.begin().await?;
         let r = admin::revoke_token(&mut tx, id).await;
         let judge = |found: &bool, e: AuditEntry| {
@@ -672,7 +675,10 @@ impl Store for PgStore {
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>> {
-        Ok(read::tokens(&self.pool, Some(hash)).await?.into_iter().next())
+        Ok(read::tokens(&self.pool, Some(hash))
+            .await?
+            .into_iter()
+            .next())
     }
 
     async fn inbounds(&self) -> Result<Vec<Inbound>> {
@@ -696,11 +702,11 @@ impl Store for PgStore {
     }
 
     async fn counters(&self) -> Result<Vec<(String, i64)>> {
-        Ok(
-            sqlx::query_as("SELECT name, value FROM counters ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?,
+        Ok(sqlx::query_as(
+            "SELECT name, sum(value)::bigint FROM counters GROUP BY name ORDER BY name",
         )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn values(&self) -> Result<Vec<CustomValue>> {

@@ -117,14 +117,20 @@ pub async fn publish_in(
     let fresh = out.iter().filter(|p| !p.duplicate).count() as i64;
     if fresh > 0 {
         sqlx::query(
-            "INSERT INTO counters (name, value) VALUES ('events_published', $1) \
-             ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
+            "INSERT INTO counters (name, shard, value) VALUES ('events_published', $2, $1) \
+             ON CONFLICT (name, shard) DO UPDATE SET value = counters.value + excluded.value",
         )
         .bind(fresh)
+        .bind(counter_shard())
         .execute(&mut *tx)
         .await?;
     }
     Ok(out)
+}
+
+/// The counters' shard a commit adds to (see the schema).
+pub fn counter_shard() -> i16 {
+    rand::random::<u8>() as i16 % 16
 }
 
 /// A delivery leased by a worker.
@@ -152,8 +158,12 @@ pub async fn claim(
     slots: usize,
 ) -> Result<Vec<Leased>> {
     let mut out = Vec::new();
+    // Endpoints' locks are taken in one order by every claim, or two claims could each
+    // wait for the other's.
+    let mut wants: Vec<&(String, usize)> = wants.iter().filter(|(_, n)| *n > 0).collect();
+    wants.sort_by(|a, b| a.0.cmp(&b.0));
     let mut tx = pool.begin().await?;
-    for (sub, n) in wants.iter().filter(|(_, n)| *n > 0) {
+    for (sub, n) in wants {
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind(CLAIM_LOCK)
             .bind(sub)
@@ -187,7 +197,9 @@ pub async fn claim(
         let circuit: String = row.try_get("circuit")?;
         let cap = if circuit == "open" { 1 } else { slots as i64 };
         let mut take = (*n as i64).min(cap - held).max(0);
-        let rate: Option<f64> = row.try_get::<Option<f64>, _>("rate_per_sec")?.filter(|r| *r > 0.0);
+        let rate: Option<f64> = row
+            .try_get::<Option<f64>, _>("rate_per_sec")?
+            .filter(|r| *r > 0.0);
         let mut tokens = 0.0;
         if let Some(rate) = rate {
             let burst = rate.max(1.0);

@@ -88,12 +88,7 @@ pub async fn live(pool: &PgPool, stale_ms: i64) -> Result<Vec<Worker>> {
 
 /// Listens until the store is dropped (`closed` then ends). A lost connection is
 /// reconnected by the listener; what was said meanwhile is unknown, so it counts as news.
-pub async fn listen(
-    pool: PgPool,
-    heard: Heard,
-    stale_ms: i64,
-    mut closed: watch::Receiver<()>,
-) {
+pub async fn listen(pool: PgPool, heard: Heard, stale_ms: i64, mut closed: watch::Receiver<()>) {
     let mut listener: Option<PgListener> = None;
     let mut refresh = tokio::time::interval(Duration::from_secs(1));
     loop {
