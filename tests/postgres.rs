@@ -194,7 +194,7 @@ fn outcomes_record_attempts_bodies_counters_and_health() {
             .collect();
         postgres::work::publish(&pool, &events).await.unwrap();
         let now = hookctl::model::now_ms();
-        let leased = postgres::work::claim(&pool, &[("sub_a".into(), 10)], now, now + 60_000, "w", 1_000)
+        let leased = postgres::work::claim(&pool, &[("sub_a".into(), 10)], now, now + 60_000, "w", 1_000, 10_000, false)
             .await
             .unwrap();
         assert_eq!(leased.len(), 4);

@@ -46,16 +46,75 @@ pub(super) struct Bench {
     pub(super) dir: tempfile::TempDir,
     pub(super) store: Arc<dyn Store>,
     pub(super) engine: Engine,
+    /// More engines on the same database server, each a worker of its own.
+    pub(super) others: Vec<(Arc<dyn Store>, Engine)>,
+    /// The scratch database on a server: (server URL, database name).
+    pub(super) scratch: Option<(String, String)>,
 }
 
 impl Bench {
-    /// Stops the engine and removes its database before the next workload, so neither
+    /// Stops the engines and removes their database before the next workload, so neither
     /// competes for the cores with what is measured next.
     pub(super) async fn finish(self) -> Result<()> {
-        let Bench { dir, store, engine } = self;
+        let Bench {
+            dir,
+            store,
+            engine,
+            others,
+            scratch,
+        } = self;
         engine.drain(Duration::from_secs(5)).await?;
+        for (s, e) in others {
+            e.drain(Duration::from_secs(5)).await?;
+            s.closed().await;
+        }
+        if let Some((server, name)) = scratch {
+            let closed = store.closed();
+            drop(store);
+            closed.await;
+            return drop_scratch(&server, &name).await;
+        }
         retire(store, dir).await
     }
+
+    /// The database's size on disk.
+    pub(super) async fn bytes(&self) -> u64 {
+        match &self.scratch {
+            Some((server, name)) => scratch_bytes(server, name).await.unwrap_or(0),
+            None => db_bytes(self.dir.path()),
+        }
+    }
+}
+
+/// A fresh database on the server `server` names (a `postgres://` URL): (its URL, name).
+#[cfg(feature = "postgres")]
+pub(super) async fn new_scratch(server: &str) -> Result<(String, String)> {
+    crate::store::postgres::scratch::create(server).await
+}
+
+#[cfg(feature = "postgres")]
+async fn drop_scratch(server: &str, name: &str) -> Result<()> {
+    crate::store::postgres::scratch::drop(server, name).await
+}
+
+#[cfg(feature = "postgres")]
+async fn scratch_bytes(server: &str, name: &str) -> Result<u64> {
+    crate::store::postgres::scratch::bytes(server, name).await
+}
+
+#[cfg(not(feature = "postgres"))]
+pub(super) async fn new_scratch(_: &str) -> Result<(String, String)> {
+    anyhow::bail!("this hookctl was built without PostgreSQL (cargo feature `postgres`)")
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn drop_scratch(_: &str, _: &str) -> Result<()> {
+    Ok(())
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn scratch_bytes(_: &str, _: &str) -> Result<u64> {
+    Ok(0)
 }
 
 /// Deletes a workload's database once its store has closed it. Left to `TempDir`'s drop,
@@ -78,24 +137,44 @@ pub(super) async fn retire(store: Arc<dyn Store>, dir: tempfile::TempDir) -> Res
         .context("cannot remove a workload's database")
 }
 
-pub(super) async fn fresh(synchronous_full: bool, endpoint_in_flight: usize) -> Result<Bench> {
+/// A fresh database (a file, or a scratch database on the plan's server) with the plan's
+/// engines on it.
+pub(super) async fn fresh(p: &Plan) -> Result<Bench> {
     let dir = tempfile::tempdir()?;
-    let db = dir.path().join("bench.db");
-    let store = crate::store::open(
-        &db,
-        &OpenSettings {
-            synchronous_full,
-            ..OpenSettings::default()
-        },
-    )
-    .await?;
-    let claim = store.claim_engine()?.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut cfg = EngineConfig::from_config(&crate::config::Config::defaults());
-    cfg.policy = Arc::new(Policy::new(vec!["127.0.0.0/8".parse()?]));
-    cfg.endpoint_in_flight = endpoint_in_flight;
-    cfg.max_in_flight = 512;
-    let engine = Engine::start(store.clone(), claim, cfg).await?;
-    Ok(Bench { dir, store, engine })
+    let (db, scratch) = match &p.server {
+        Some(server) => {
+            let (url, name) = new_scratch(server).await?;
+            (std::path::PathBuf::from(url), Some((server.clone(), name)))
+        }
+        None => (dir.path().join("bench.db"), None),
+    };
+    let settings = OpenSettings {
+        synchronous_full: p.synchronous_full,
+        endpoint_in_flight: p.in_flight,
+        ..OpenSettings::default()
+    };
+    let start = || async {
+        let store = crate::store::open(&db, &settings).await?;
+        let claim = store.claim_engine()?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut cfg = EngineConfig::from_config(&crate::config::Config::defaults());
+        cfg.policy = Arc::new(Policy::new(vec!["127.0.0.0/8".parse()?]));
+        cfg.endpoint_in_flight = p.in_flight;
+        cfg.max_in_flight = 512;
+        let engine = Engine::start(store.clone(), claim, cfg).await?;
+        anyhow::Ok((store, engine))
+    };
+    let (store, engine) = start().await?;
+    let mut others = Vec::new();
+    for _ in 1..p.workers {
+        others.push(start().await?);
+    }
+    Ok(Bench {
+        dir,
+        store,
+        engine,
+        others,
+        scratch,
+    })
 }
 
 /// Failed attempts so far, by class, when there were any: a workload that took longer than
@@ -205,7 +284,7 @@ pub(super) async fn measured(
         p999: percentile(&mut lat, 0.999),
         cpu_per_1k,
         peak_rss_mb: rss_kb("VmHWM:") as f64 / 1024.0,
-        db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n as f64,
+        db_bytes_per_event: b.bytes().await as f64 / n as f64,
     })
 }
 
@@ -261,9 +340,21 @@ pub(super) fn request_for(s: &Subscription, i: usize) -> request::Request {
 
 /// The store-only rate: publish, claim and record the same deliveries, no HTTP. Returns
 /// deliveries/s and CPU seconds per 1,000 deliveries.
-pub(super) async fn store_only(n: usize) -> Result<(f64, f64)> {
+pub(super) async fn store_only(n: usize, server: Option<&str>) -> Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
-    let store = crate::store::open(&dir.path().join("s.db"), &OpenSettings::default()).await?;
+    let scratch = match server {
+        Some(server) => Some(new_scratch(server).await?),
+        None => None,
+    };
+    let db = match &scratch {
+        Some((url, _)) => std::path::PathBuf::from(url),
+        None => dir.path().join("s.db"),
+    };
+    let settings = OpenSettings {
+        endpoint_in_flight: 500,
+        ..OpenSettings::default()
+    };
+    let store = crate::store::open(&db, &settings).await?;
     let s = sub("s", "http://127.0.0.1:9/x".into());
     store.add_subscription(s.clone(), None).await?;
     // What the engine keeps of each attempt, byte for byte in size: the request's headers
@@ -324,6 +415,14 @@ pub(super) async fn store_only(n: usize) -> Result<(f64, f64)> {
     }
     let cpu_per_1k = (rusage_cpu() - cpu0) / (done.max(1) as f64 / 1000.0);
     let rate = done as f64 / start.elapsed().as_secs_f64();
-    retire(store, dir).await?;
+    match (scratch, server) {
+        (Some((_, name)), Some(server)) => {
+            let closed = store.closed();
+            drop(store);
+            closed.await;
+            drop_scratch(server, &name).await?;
+        }
+        _ => retire(store, dir).await?,
+    }
     Ok((rate, cpu_per_1k))
 }

@@ -24,6 +24,10 @@ struct Plan {
     in_flight: usize,
     /// The receiver runs as a child process (else in this one).
     child_sink: bool,
+    /// A PostgreSQL server to run on (a scratch database per workload), else SQLite files.
+    server: Option<String>,
+    /// Engines on each workload's database (several only on a server).
+    workers: usize,
 }
 
 impl Plan {
@@ -68,7 +72,7 @@ fn reset_peak_rss() {
 
 /// A fresh engine with `endpoints` subscriptions on one counting receiver.
 async fn setup(p: &Plan, paths: &[&str], slow: Option<Duration>) -> Result<(Bench, Receiver)> {
-    let b = fresh(p.synchronous_full, p.in_flight).await?;
+    let b = fresh(p).await?;
     let recv = start_sink(p.child_sink, slow).await?;
     for path in paths {
         b.store
@@ -78,24 +82,55 @@ async fn setup(p: &Plan, paths: &[&str], slow: Option<Duration>) -> Result<(Benc
     Ok((b, recv))
 }
 
-pub async fn run(quick: bool, only: &[u8], synchronous_full: bool, in_process: bool) -> Result<()> {
+/// Where `hookctl bench` runs its workloads.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// A PostgreSQL server's URL; `None` for SQLite files.
+    pub server: Option<String>,
+    /// Engines (workers) per workload on the server.
+    pub workers: usize,
+}
+
+pub async fn run(
+    quick: bool,
+    only: &[u8],
+    synchronous_full: bool,
+    in_process: bool,
+    target: Target,
+) -> Result<()> {
+    if target.server.is_none() && target.workers > 1 {
+        anyhow::bail!("--workers needs a PostgreSQL --db: engines share only a database server");
+    }
     let p = Plan {
         quick,
         synchronous_full,
         in_flight: 64,
         child_sink: !in_process,
+        server: target.server.clone(),
+        workers: target.workers.max(1),
     };
     let wanted = |w: u8| only.is_empty() || only.contains(&w);
     let started = Instant::now();
+    let storage = match &p.server {
+        Some(url) => format!(
+            "PostgreSQL {} (a scratch database per workload), {} worker{}",
+            crate::store::shown(std::path::Path::new(url)),
+            p.workers,
+            if p.workers == 1 { "" } else { "s" }
+        ),
+        None => format!(
+            "WAL, synchronous={}",
+            if synchronous_full { "FULL" } else { "NORMAL" }
+        ),
+    };
     println!(
-        "hookctl bench{} — {}, on 127.0.0.1; WAL, synchronous={}",
+        "hookctl bench{} — {}, on 127.0.0.1; {storage}",
         if quick { " --quick" } else { "" },
         if in_process {
             "engine and receiver in this process"
         } else {
             "engine in this process, receiver in a child process"
         },
-        if synchronous_full { "FULL" } else { "NORMAL" }
     );
     let raw_recv = start_sink(p.child_sink, None).await?;
     // Warm-up: connections open and the allocator settled before anything is timed.
@@ -115,7 +150,7 @@ pub async fn run(quick: bool, only: &[u8], synchronous_full: bool, in_process: b
     rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (raw, raw_cpu) = rounds[rounds.len() / 2];
     let raw_range = (rounds[0].0, rounds[rounds.len() - 1].0);
-    let (store_rate, store_cpu) = store_only(p.scale(100_000, 10_000)).await?;
+    let (store_rate, store_cpu) = store_only(p.scale(100_000, 10_000), p.server.as_deref()).await?;
     eprintln!("  store only: {store_rate:.0}/s, {store_cpu:.3} cpu s/1k");
     // What this machine could do at best: every delivery costs at least one raw exchange
     // plus its store work, and there are only so many cores to spend.
@@ -288,7 +323,15 @@ mod tests {
     /// 15 bytes): missing them would silently move their CPU to "other".
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_thread_split_finds_the_writer_and_checkpointer_and_counts_their_work() {
-        let b = fresh(false, 64).await.unwrap();
+        let p = Plan {
+            quick: true,
+            synchronous_full: false,
+            in_flight: 64,
+            child_sink: false,
+            server: None,
+            workers: 1,
+        };
+        let b = fresh(&p).await.unwrap();
         let before = Threads::now();
         for i in 0..40 {
             let events = (i * 500..(i + 1) * 500).map(event).collect();

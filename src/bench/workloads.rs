@@ -86,7 +86,7 @@ pub(super) async fn nine_fast(
 
 pub(super) async fn backlog(p: &Plan) -> Result<Row> {
     let n = p.scale(1_000_000, 20_000);
-    let b = fresh(p.synchronous_full, p.in_flight).await?;
+    let b = fresh(p).await?;
     let seen = start_sink(p.child_sink, None).await?;
     let mut s = sub("backlog", format!("http://{}/backlog", seen.addr()));
     s.state = SubState::Paused;
@@ -129,7 +129,7 @@ pub(super) async fn backlog(p: &Plan) -> Result<Row> {
         p999: f64::NAN,
         cpu_per_1k: cpu0.per_1k_since(&seen, got),
         peak_rss_mb: rss_kb("VmHWM:") as f64 / 1024.0,
-        db_bytes_per_event: db_bytes(b.dir.path()) as f64 / n as f64,
+        db_bytes_per_event: b.bytes().await as f64 / n as f64,
     };
     b.finish().await?;
     Ok(row)
@@ -241,22 +241,29 @@ pub(super) async fn via_api(p: &Plan) -> Result<Row> {
             None,
         )
         .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let api_addr = listener.local_addr()?;
-    let state = crate::api::ApiState::new(b.store.clone(), &crate::config::Config::defaults());
-    let server = tokio::spawn(async move {
-        let _ = crate::api::serve(listener, state).await;
-    });
-    let headers = ApiHeaders {
-        host: HeaderValue::from_str(&api_addr.to_string())?,
-        auth: HeaderValue::from_str(&format!("Bearer {secret}"))?,
-    };
+    // Every worker runs the API; the producers take turns among them.
+    let mut apis = Vec::new();
+    let mut servers = Vec::new();
+    for store in std::iter::once(&b.store).chain(b.others.iter().map(|(s, _)| s)) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let api_addr = listener.local_addr()?;
+        let state = crate::api::ApiState::new(store.clone(), &crate::config::Config::defaults());
+        servers.push(tokio::spawn(async move {
+            let _ = crate::api::serve(listener, state).await;
+        }));
+        let headers = ApiHeaders {
+            host: HeaderValue::from_str(&api_addr.to_string())?,
+            auth: HeaderValue::from_str(&format!("Bearer {secret}"))?,
+        };
+        apis.push((api_addr, headers));
+    }
     let cpu0 = Cpu::now(&seen);
     let start = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..64 {
-        let (next, headers) = (next.clone(), headers.clone());
+    for k in 0..64 {
+        let (api_addr, headers) = apis[k % apis.len()].clone();
+        let next = next.clone();
         tasks.push(tokio::spawn(async move {
             produce(api_addr, &headers, n, &next).await
         }));
@@ -286,7 +293,9 @@ pub(super) async fn via_api(p: &Plan) -> Result<Row> {
         failures(&b).await
     );
     // It holds the store: the database stays open until it stops.
-    server.abort();
+    for server in servers {
+        server.abort();
+    }
     b.finish().await?;
     Ok(row)
 }

@@ -88,6 +88,9 @@ pub enum Command {
         /// Run the receiver inside this process instead of a child process.
         #[arg(long)]
         sink_in_process: bool,
+        /// Engines per workload, with a PostgreSQL --db (each on a scratch database there).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
     },
     /// Shell completions, to be sourced (bash) or installed (zsh, fish).
     Completions {

@@ -97,9 +97,24 @@ pub async fn run(cli: Cli) -> Result<Exit> {
             quick,
             only,
             sink_in_process,
-        } => crate::bench::run(quick, &only, ctx.cfg.synchronous_full, sink_in_process)
+            workers,
+        } => {
+            // A database server: each workload on a scratch database of its own there.
+            let target = crate::bench::Target {
+                server: crate::store::is_url(&ctx.cfg.db)
+                    .then(|| ctx.cfg.db.to_string_lossy().into_owned()),
+                workers,
+            };
+            crate::bench::run(
+                quick,
+                &only,
+                ctx.cfg.synchronous_full,
+                sink_in_process,
+                target,
+            )
             .await
-            .map(|_| 0),
+            .map(|_| 0)
+        }
         Command::Completions { .. } | Command::Man => Ok(0),
         #[cfg(feature = "bench")]
         Command::BenchSink { slow_ms } => {

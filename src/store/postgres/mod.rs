@@ -4,11 +4,13 @@
 //! lock — and refuses a schema newer than the binary knows.
 
 mod admin;
+mod batch;
 mod maintenance;
 pub mod operational;
 mod read;
 pub mod record;
 mod rows;
+pub mod scratch;
 mod store;
 pub mod work;
 pub mod workers;

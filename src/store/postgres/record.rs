@@ -19,58 +19,74 @@ pub async fn record(
     let now = now_ms();
     let mut tx = pool.begin().await?;
     insert_attempts(&mut tx, outcomes).await?;
-    for o in outcomes {
-        let shape = match &o.body {
+    // One statement for every delivery of the batch. A delivery cancelled while in flight
+    // keeps its final state; the attempt stays.
+    let ids: Vec<i64> = outcomes.iter().map(|o| o.delivery_id).collect();
+    let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
+    let next: Vec<Option<i64>> = outcomes.iter().map(|o| o.next_at).collect();
+    let attempts: Vec<i64> = outcomes.iter().map(|o| i64::from(o.attempt.n)).collect();
+    let probes: Vec<i64> = outcomes.iter().map(|o| i64::from(o.probes)).collect();
+    let shapes: Vec<Option<&str>> = outcomes
+        .iter()
+        .map(|o| match &o.body {
             Some(SentBody::Made(s)) => Some(s.as_str()),
             _ => None,
+        })
+        .collect();
+    let seqs: Vec<(i64, i64)> = sqlx::query_as(
+        "UPDATE deliveries d SET \
+           status = CASE WHEN d.status IN ('pending', 'retrying') THEN t.status ELSE d.status END, \
+           next_at = CASE WHEN d.status IN ('pending', 'retrying') THEN t.next_at ELSE NULL END, \
+           attempts = t.attempts, probes = t.probes, lease_until = NULL, lease_owner = NULL, \
+           updated_at = $7, body_shape = coalesce(t.shape, d.body_shape) \
+         FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[]) \
+           AS t(id, status, next_at, attempts, probes, shape) \
+         WHERE d.id = t.id RETURNING d.id, d.event_seq",
+    )
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&next)
+    .bind(&attempts)
+    .bind(&probes)
+    .bind(&shapes)
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    let seq_of: HashMap<i64, i64> = seqs.into_iter().collect();
+    for o in outcomes {
+        let Some(SentBody::Bytes(b)) = &o.body else {
+            continue;
         };
-        // A delivery cancelled while in flight keeps its final state; the attempt stays.
-        let seq: i64 = sqlx::query_scalar(
-            "UPDATE deliveries SET \
-               status = CASE WHEN status IN ('pending', 'retrying') THEN $2 ELSE status END, \
-               next_at = CASE WHEN status IN ('pending', 'retrying') THEN $3 ELSE NULL END, \
-               attempts = $4, probes = $5, lease_until = NULL, lease_owner = NULL, \
-               updated_at = $6, body_shape = coalesce($7, body_shape) \
-             WHERE id = $1 RETURNING event_seq",
+        let Some(&seq) = seq_of.get(&o.delivery_id) else {
+            continue;
+        };
+        // Kept once per event and distinct bytes: a fan-out mostly sends the same.
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM bodies WHERE event_seq = $1 AND body = $2")
+                .bind(seq)
+                .bind(b)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                sqlx::query_scalar(
+                    "INSERT INTO bodies (event_seq, body) VALUES ($1, $2) RETURNING id",
+                )
+                .bind(seq)
+                .bind(b)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
+        sqlx::query(
+            "INSERT INTO delivery_bodies (delivery_id, body_id) VALUES ($1, $2) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(o.delivery_id)
-        .bind(o.status.as_str())
-        .bind(o.next_at)
-        .bind(i64::from(o.attempt.n))
-        .bind(i64::from(o.probes))
-        .bind(now)
-        .bind(shape)
-        .fetch_one(&mut *tx)
+        .bind(id)
+        .execute(&mut *tx)
         .await?;
-        if let Some(SentBody::Bytes(b)) = &o.body {
-            // Kept once per event and distinct bytes: a fan-out mostly sends the same.
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM bodies WHERE event_seq = $1 AND body = $2")
-                    .bind(seq)
-                    .bind(b)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let id = match found {
-                Some(id) => id,
-                None => {
-                    sqlx::query_scalar(
-                        "INSERT INTO bodies (event_seq, body) VALUES ($1, $2) RETURNING id",
-                    )
-                    .bind(seq)
-                    .bind(b)
-                    .fetch_one(&mut *tx)
-                    .await?
-                }
-            };
-            sqlx::query(
-                "INSERT INTO delivery_bodies (delivery_id, body_id) VALUES ($1, $2) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(o.delivery_id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
     }
     count_outcomes(&mut tx, outcomes).await?;
     let news = update_health(&mut tx, outcomes, circuit_threshold, now).await?;

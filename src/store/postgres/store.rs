@@ -45,6 +45,9 @@ pub struct PgStore {
     commits: Arc<LocalCommits>,
     changes: Arc<AtomicI64>,
     live_pid: Arc<AtomicU32>,
+    publishes: tokio::sync::mpsc::Sender<super::batch::Publish>,
+    /// This worker's row exists (its first claim makes sure).
+    registered: Arc<std::sync::atomic::AtomicBool>,
     /// Dropped with the store, which ends its listener.
     _closed: watch::Sender<()>,
 }
@@ -60,6 +63,15 @@ impl PgStore {
         let live = workers::live(&pool, stale).await?;
         let live_pid = Arc::new(AtomicU32::new(live.last().map_or(0, |w| w.pid)));
         let (closed_tx, closed) = watch::channel(());
+        let (publishes, queued) = tokio::sync::mpsc::channel(4096);
+        let heard = Heard {
+            commits: commits.clone(),
+            changes: changes.clone(),
+            live_pid: live_pid.clone(),
+        };
+        tokio::spawn(super::batch::run(pool.clone(), queued, move || {
+            heard.work()
+        }));
         tokio::spawn(workers::listen(
             pool.clone(),
             Heard {
@@ -77,8 +89,29 @@ impl PgStore {
             commits,
             changes,
             live_pid,
+            publishes,
+            registered: Default::default(),
             _closed: closed_tx,
         }))
+    }
+
+    async fn queue_publish(
+        &self,
+        events: Vec<NewEvent>,
+        token: Option<String>,
+    ) -> Result<Vec<Published>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.publishes
+            .send(super::batch::Publish {
+                events,
+                token,
+                reply,
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("the store's publisher has stopped"))?;
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the store's publisher has stopped"))?
     }
 
     fn heard(&self) -> Heard {
@@ -154,6 +187,8 @@ impl PgStore {
             commits: self.commits.clone(),
             changes: self.changes.clone(),
             live_pid: self.live_pid.clone(),
+            publishes: self.publishes.clone(),
+            registered: self.registered.clone(),
             _closed: watch::channel(()).0,
         }
     }
@@ -350,20 +385,11 @@ impl Store for PgStore {
     }
 
     async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>> {
-        let mut tx = self.begin().await?;
-        let out = work::publish_in(&mut tx, &events).await?;
-        self.commit(tx, Wake::Work).await?;
-        Ok(out)
+        self.queue_publish(events, None).await
     }
 
     async fn publish_as(&self, events: Vec<NewEvent>, token_id: String) -> Result<Vec<Published>> {
-        let mut tx = self.begin().await?;
-        if !admin::token_live(&mut tx, &token_id).await? {
-            return Err(anyhow::Error::new(TokenRevoked));
-        }
-        let out = work::publish_in(&mut tx, &events).await?;
-        self.commit(tx, Wake::Work).await?;
-        Ok(out)
+        self.queue_publish(events, Some(token_id)).await
     }
 
     async fn add_subscription(&self, sub: Subscription, by: Option<&Actor>) -> Result<()> {
@@ -407,6 +433,7 @@ impl Store for PgStore {
     ) -> Result<Vec<Job>> {
         // The lease is the store's: short, and renewed by the worker's heartbeat.
         let lease_until = now_ms() + self.settings.lease_ms;
+        let register = !self.registered.load(Ordering::Acquire);
         let leased = work::claim(
             &self.pool,
             &wants,
@@ -414,8 +441,13 @@ impl Store for PgStore {
             lease_until,
             &self.worker,
             self.settings.endpoint_slots,
+            self.settings.lease_ms,
+            register,
         )
         .await?;
+        if register {
+            self.registered.store(true, Ordering::Release);
+        }
         if leased.is_empty() {
             return Ok(Vec::new());
         }

@@ -143,12 +143,22 @@ pub struct Leased {
     pub probes: u32,
 }
 
+/// How many times its in-flight limit a worker alone on an endpoint may hold leased, so
+/// that its next requests are claimed while the last ones are on the wire.
+pub const LOOKAHEAD: i64 = 4;
+
 /// Leases up to `n` due deliveries of each listed active subscription to `worker` until
-/// `lease_until`. An endpoint's leases across all workers are its requests in flight: a
-/// claim takes at most `slots` less those held (one while its circuit is open), and a
-/// rate-limited endpoint's share of its token bucket, which refills at its rate for the
-/// whole deployment. Claims for one endpoint take turns (a transaction-scoped advisory
-/// lock); rows another transaction holds are skipped, never waited for.
+/// `lease_until`. Where several workers are live, an endpoint's leases across all of them
+/// are its requests in flight: a claim takes at most `slots` less those held (one while
+/// its circuit is open). A worker alone keeps up to [`LOOKAHEAD`] times that leased, its
+/// own lanes holding its requests to `slots`; once another worker is live, every claim
+/// counts against `slots` again, and the other gets none until the excess is spent, so
+/// the requests on the wire never exceed `slots`. A rate-limited endpoint's claims take
+/// from a token bucket that refills at its rate for the whole deployment. Claims for one
+/// endpoint take turns (a transaction-scoped advisory lock); rows another transaction
+/// holds are skipped, never waited for. `register` makes the worker known in the same
+/// transaction (its first claim), so no other claims as though it were alone meanwhile.
+#[allow(clippy::too_many_arguments)]
 pub async fn claim(
     pool: &PgPool,
     wants: &[(String, usize)],
@@ -156,6 +166,8 @@ pub async fn claim(
     lease_until: Millis,
     worker: &str,
     slots: usize,
+    lease_ms: i64,
+    register: bool,
 ) -> Result<Vec<Leased>> {
     let mut out = Vec::new();
     // Endpoints' locks are taken in one order by every claim, or two claims could each
@@ -163,6 +175,25 @@ pub async fn claim(
     let mut wants: Vec<&(String, usize)> = wants.iter().filter(|(_, n)| *n > 0).collect();
     wants.sort_by(|a, b| a.0.cmp(&b.0));
     let mut tx = pool.begin().await?;
+    if register {
+        sqlx::query(
+            "INSERT INTO workers (id, host, pid, started_at, heartbeat_at) \
+             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(worker)
+        .bind(super::workers::host())
+        .bind(i64::from(std::process::id()))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+    }
+    let others_live: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM workers WHERE id <> $1 AND heartbeat_at >= $2)",
+    )
+    .bind(worker)
+    .bind(now_ms() - lease_ms)
+    .fetch_one(&mut *tx)
+    .await?;
     for (sub, n) in wants {
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind(CLAIM_LOCK)
@@ -188,14 +219,22 @@ pub async fn claim(
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let held: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM deliveries WHERE subscription_id = $1 AND lease_until IS NOT NULL",
+        let (held, others_hold): (i64, bool) = sqlx::query_as(
+            "SELECT count(*), coalesce(bool_or(lease_owner IS DISTINCT FROM $2), false) \
+             FROM deliveries WHERE subscription_id = $1 AND lease_until IS NOT NULL",
         )
         .bind(sub)
+        .bind(worker)
         .fetch_one(&mut *tx)
         .await?;
         let circuit: String = row.try_get("circuit")?;
-        let cap = if circuit == "open" { 1 } else { slots as i64 };
+        let cap = if circuit == "open" {
+            1
+        } else if others_live || others_hold {
+            slots as i64
+        } else {
+            slots as i64 * LOOKAHEAD
+        };
         let mut take = (*n as i64).min(cap - held).max(0);
         let rate: Option<f64> = row
             .try_get::<Option<f64>, _>("rate_per_sec")?

@@ -92,6 +92,9 @@ pub async fn listen(pool: PgPool, heard: Heard, stale_ms: i64, mut closed: watch
     let mut listener: Option<PgListener> = None;
     let mut refresh = tokio::time::interval(Duration::from_secs(1));
     loop {
+        if pool.is_closed() {
+            return;
+        }
         if listener.is_none() {
             match PgListener::connect_with(&pool).await {
                 Ok(mut l) => match l.listen_all([WORK, CONFIG]).await {
@@ -120,6 +123,7 @@ pub async fn listen(pool: PgPool, heard: Heard, stale_ms: i64, mut closed: watch
                 Ok(Some(n)) if n.channel() == CONFIG => heard.config(),
                 Ok(Some(_)) => heard.work(),
                 Ok(None) => heard.config(),
+                Err(_) if pool.is_closed() => return,
                 Err(e) => {
                     tracing::warn!("lost the commit listener: {e}");
                     listener = None;
@@ -187,8 +191,10 @@ async fn renew(
     if beat.rows_affected() == 0 {
         return Ok(false);
     }
+    // Rows being recorded this moment are skipped, not waited for: their leases end there.
     sqlx::query(
-        "UPDATE deliveries SET lease_until = $2 WHERE lease_owner = $1 AND lease_until IS NOT NULL",
+        "UPDATE deliveries SET lease_until = $2 WHERE id IN (SELECT id FROM deliveries \
+           WHERE lease_owner = $1 AND lease_until IS NOT NULL FOR UPDATE SKIP LOCKED)",
     )
     .bind(id)
     .bind(now + lease_ms)
