@@ -134,6 +134,8 @@ fn publishes_fan_out_and_parallel_claims_are_disjoint() {
                         now + 60_000,
                         &format!("w{w}"),
                         1_000,
+                        10_000,
+                        false,
                     )
                     .await
                     .unwrap();

@@ -226,3 +226,179 @@ fn limits_and_pauses_hold_for_the_whole_deployment() {
     assert!(waiting > 0, "the pause left nothing waiting");
     drop(workers);
 }
+
+/// Acceptance: a console attached to a deployment of two workers shows what is published
+/// through either worker's API within a second, and its `p` and `r` act on every worker.
+#[test]
+fn a_console_attached_to_the_deployment_sees_and_acts_on_every_worker() {
+    let (_cluster, env) = pg::env();
+    let sink = Sink::start(&env, &[]);
+    let sub = env.sub_add(&["--url", &sink.url("/a"), "--all", "--name", "shared"]);
+    let workers: Vec<Serve> = (0..2).map(|n| worker(&env, n, &[])).collect();
+    let token = env.json(&["token", "create", "--scopes", "events:write"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let publish_via = |w: &Serve, id: &str| {
+        let body = format!("{{\"type\":\"InvoicePaid\",\"id\":\"{id}\"}}");
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sf",
+                "-X",
+                "POST",
+                "-H",
+                &format!("Authorization: Bearer {token}"),
+                "-H",
+                "content-type: application/json",
+                "--data",
+                &body,
+                &format!("http://{}/v2/events", w.addr),
+            ])
+            .output()
+            .expect("curl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let t = tmux::Tmux::new(&env);
+    t.start(&env, "", &[], false);
+    t.wait_screen("attached", Duration::from_secs(30));
+    t.keys(&["2"]);
+    t.wait_screen("following", Duration::from_secs(10));
+    for (i, w) in workers.iter().enumerate() {
+        let id = format!("via-worker-{i}");
+        publish_via(w, &id);
+        let published = Instant::now();
+        t.wait_screen(&id, Duration::from_secs(10));
+        let took = published.elapsed();
+        eprintln!("{id} on screen {took:?} after its publish was answered");
+        assert!(took < Duration::from_secs(1), "{id} took {took:?}");
+    }
+    sink.wait_count(2, LONG);
+
+    // `p` on the subscription pauses it for both workers.
+    t.keys(&["1"]);
+    t.wait_screen("shared", Duration::from_secs(10));
+    t.keys(&["p"]);
+    t.wait_screen("shared paused", LONG);
+    let paused_at = Instant::now();
+    for (i, w) in workers.iter().enumerate() {
+        publish_via(w, &format!("held-{i}"));
+    }
+    wait_until(
+        "two seconds after the pause",
+        Duration::from_secs(10),
+        || paused_at.elapsed() >= Duration::from_secs(2),
+    );
+    assert_eq!(sink.count(), 2, "a worker delivered to a paused endpoint");
+    t.keys(&["p"]);
+    t.wait_screen("shared resumed", LONG);
+    sink.wait_count(4, LONG);
+
+    // `r` on an event in the stream sends it again, through whichever worker claims it.
+    t.keys(&["2"]);
+    t.wait_screen("held-1", Duration::from_secs(10));
+    t.keys(&["r"]);
+    t.wait_screen("redeliver ", LONG);
+    let screen = t.screen();
+    let event = screen
+        .split("redeliver ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .trim_end_matches('?')
+        .to_string();
+    t.keys(&["y"]);
+    sink.wait_count(5, LONG);
+    let again = sink
+        .requests()
+        .iter()
+        .filter(|r| r["headers"]["webhook-id"].as_str() == Some(event.as_str()))
+        .count();
+    assert_eq!(again, 2, "{event} was not sent again: {screen}");
+    let st = env.json(&["status"]);
+    assert_eq!(st["subscriptions"][0]["id"], sub.as_str(), "{st}");
+    drop(workers);
+}
+
+/// Acceptance: a server that cannot be reached, a wrong password and a schema newer than
+/// the binary each give one line and a non-zero exit, the password never shown.
+#[test]
+fn bad_database_urls_get_one_line() {
+    let (_cluster, env) = pg::env();
+    env.ok(&["status"]);
+    let url = env.db.to_string_lossy().to_string();
+    let one_line = |db: &str, want: &str| {
+        let out = env.run(&["--db", db, "status"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{db}: {err}");
+        assert!(err.contains(want), "{db}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(!err.contains("nope") && !err.contains(":hookctl@"), "{err}");
+    };
+    one_line(
+        &url.replacen("hookctl:hookctl@", "hookctl:nope@", 1),
+        "wrong password",
+    );
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let parsed = url::Url::parse(&url).unwrap();
+    let mut elsewhere = parsed.clone();
+    elsewhere.set_port(Some(free)).unwrap();
+    one_line(elsewhere.as_str(), "cannot reach PostgreSQL at 127.0.0.1");
+    pg_query_one(
+        &url,
+        "WITH u AS (UPDATE schema_version SET version = 99 RETURNING 1) SELECT count(*) FROM u",
+    );
+    one_line(&url, "newer than this hookctl knows");
+}
+
+/// Acceptance: a worker whose connections are cut mid-run reconnects and goes on; every
+/// acknowledged publish is stored once and delivered once.
+#[test]
+fn a_worker_that_loses_its_connections_reconnects_and_resumes() {
+    let (_cluster, env) = pg::env();
+    let sink = Sink::start(&env, &["--delay", "5ms"]);
+    env.sub_add(&["--url", &sink.url("/a"), "--all"]);
+    env.sub_add(&["--url", &sink.url("/b"), "--all"]);
+    let serve = worker(&env, 0, &[]);
+    let (file, mut ids) = ndjson(&env, "first.ndjson", 2_000, "r1");
+    env.ok(&["emit", "--ndjson", path_str(&file)]);
+    sink.wait_count(500, LONG);
+    let url = env.db.to_string_lossy().to_string();
+    let cut = pg_query_one(
+        &url,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE application_name = 'hookctl' AND datname = current_database() \
+           AND pid <> pg_backend_pid()",
+    );
+    assert!(cut > 0, "no connection of the worker's to cut");
+    // Published after the cut, through the same worker's pool.
+    let (file, more) = ndjson(&env, "second.ndjson", 1_000, "r2");
+    env.ok(&["emit", "--ndjson", path_str(&file)]);
+    ids.extend(more);
+    let want = wanted(&ids);
+    wait_until("every pair after the cut", LONG, || {
+        missing(&arrivals(&sink), &want) == 0
+    });
+    wait_until("everything recorded delivered", LONG, || {
+        env.json(&["status"])["queue"]["delivered"] == 6_000
+    });
+    let a = arrivals(&sink);
+    println!(
+        "{cut} connections cut: 6,000 delivered, {} duplicates",
+        duplicates(&a)
+    );
+    assert_eq!(duplicates(&a), 0);
+    assert_eq!(
+        env.json(&["status"])["queue"]["events"],
+        3_000,
+        "acknowledged events stored once"
+    );
+    drop(serve);
+}
