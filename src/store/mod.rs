@@ -65,6 +65,41 @@ pub struct Job {
     pub event: Arc<Event>,
 }
 
+/// A delivery a claim leased, before its event is read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leased {
+    pub delivery_id: i64,
+    pub event_seq: i64,
+    pub subscription_id: String,
+    pub attempts: u32,
+    pub probes: u32,
+}
+
+/// Leased deliveries with their events (by sequence) and earlier bodies (by delivery) as
+/// jobs, and the deliveries whose events were not found (their leases go back).
+pub fn jobs_from(
+    leased: Vec<Leased>,
+    events: &std::collections::HashMap<i64, Arc<Event>>,
+    mut bodies: std::collections::HashMap<i64, Vec<u8>>,
+) -> (Vec<Job>, Vec<i64>) {
+    let mut jobs = Vec::with_capacity(leased.len());
+    let mut orphans = Vec::new();
+    for l in leased {
+        match events.get(&l.event_seq) {
+            Some(event) => jobs.push(Job {
+                delivery_id: l.delivery_id,
+                subscription_id: l.subscription_id,
+                attempts: l.attempts,
+                probes: l.probes,
+                body: bodies.remove(&l.delivery_id),
+                event: Arc::clone(event),
+            }),
+            None => orphans.push(l.delivery_id),
+        }
+    }
+    (jobs, orphans)
+}
+
 /// The result of one attempt, with the delivery's next state already decided.
 #[derive(Debug, Clone)]
 pub struct Outcome {

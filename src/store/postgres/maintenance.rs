@@ -9,6 +9,7 @@ use anyhow::{Result, anyhow};
 use sqlx::{PgConnection, Row};
 use std::collections::HashSet;
 
+/// Adds to monotonic counters, in a random one of each name's shards.
 pub async fn bump(c: &mut PgConnection, deltas: &[(&str, i64)]) -> Result<()> {
     let (names, values): (Vec<&str>, Vec<i64>) =
         deltas.iter().filter(|(_, d)| *d != 0).copied().unzip();

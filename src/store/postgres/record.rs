@@ -194,18 +194,8 @@ async fn count_outcomes(tx: &mut PgConnection, outcomes: &[Outcome]) -> Result<(
             _ => {}
         }
     }
-    let (names, values): (Vec<String>, Vec<i64>) = deltas.into_iter().unzip();
-    sqlx::query(
-        "INSERT INTO counters (name, shard, value) \
-         SELECT n, $3, v FROM UNNEST($1::text[], $2::bigint[]) AS t(n, v) ORDER BY n \
-         ON CONFLICT (name, shard) DO UPDATE SET value = counters.value + excluded.value",
-    )
-    .bind(&names)
-    .bind(&values)
-    .bind(super::work::counter_shard())
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    let deltas: Vec<(&str, i64)> = deltas.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    super::maintenance::bump(tx, &deltas).await
 }
 
 async fn log(tx: &mut PgConnection, sub: &str, change: &str, reason: &str, now: i64) -> Result<()> {

@@ -468,7 +468,7 @@ impl Store for PgStore {
             };
             anyhow::Ok((events, bodies))
         };
-        let (events, mut bodies) = match read.await {
+        let (events, bodies) = match read.await {
             Ok(r) => r,
             Err(e) => {
                 let ids = leased.iter().map(|l| l.delivery_id).collect();
@@ -476,21 +476,7 @@ impl Store for PgStore {
                 return Err(e.context("reading the claimed deliveries' events"));
             }
         };
-        let mut jobs = Vec::with_capacity(leased.len());
-        let mut orphans = Vec::new();
-        for l in leased {
-            match events.get(&l.event_seq) {
-                Some(event) => jobs.push(Job {
-                    delivery_id: l.delivery_id,
-                    subscription_id: l.subscription_id,
-                    attempts: l.attempts,
-                    probes: l.probes,
-                    body: bodies.remove(&l.delivery_id),
-                    event: Arc::clone(event),
-                }),
-                None => orphans.push(l.delivery_id),
-            }
-        }
+        let (jobs, orphans) = jobs_from(leased, &events, bodies);
         if !orphans.is_empty() {
             tracing::error!(?orphans, "claimed deliveries whose events are missing");
             self.release(Release::Ids(orphans)).await?;

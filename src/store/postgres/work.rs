@@ -133,15 +133,7 @@ pub fn counter_shard() -> i16 {
     rand::random::<u8>() as i16 % 16
 }
 
-/// A delivery leased by a worker.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Leased {
-    pub delivery_id: i64,
-    pub event_seq: i64,
-    pub subscription_id: String,
-    pub attempts: u32,
-    pub probes: u32,
-}
+pub use crate::store::Leased;
 
 /// How many times its in-flight limit a worker alone on an endpoint may hold leased, so
 /// that its next requests are claimed while the last ones are on the wire.

@@ -423,7 +423,7 @@ impl Store for SqliteStore {
             tx.finish()?;
             anyhow::Ok((events, bodies))
         });
-        let (events, mut bodies) = match read.await {
+        let (events, bodies) = match read.await {
             Ok(read) => read,
             Err(e) => {
                 // Hand the leases back at once rather than leave them to expire.
@@ -432,21 +432,7 @@ impl Store for SqliteStore {
                 return Err(e.context("reading the claimed deliveries' events"));
             }
         };
-        let mut jobs = Vec::with_capacity(leased.len());
-        let mut orphans = Vec::new();
-        for l in leased {
-            match events.get(&l.event_seq) {
-                Some(event) => jobs.push(Job {
-                    delivery_id: l.delivery_id,
-                    subscription_id: l.subscription_id,
-                    attempts: l.attempts,
-                    probes: l.probes,
-                    body: bodies.remove(&l.delivery_id),
-                    event: Arc::clone(event),
-                }),
-                None => orphans.push(l.delivery_id),
-            }
-        }
+        let (jobs, orphans) = jobs_from(leased, &events, bodies);
         if !orphans.is_empty() {
             // Cannot happen while deliveries cascade with their events; say so if it does.
             tracing::error!(?orphans, "claimed deliveries whose events are missing");

@@ -11,13 +11,7 @@ use std::sync::LazyLock;
 
 /// A leased delivery; its event is read afterwards on the read pool, outside the write
 /// transaction (events never change, and a leased delivery's event is never pruned).
-pub struct Leased {
-    pub delivery_id: i64,
-    pub event_seq: i64,
-    pub subscription_id: String,
-    pub attempts: u32,
-    pub probes: u32,
-}
+pub use crate::store::Leased;
 
 pub(super) fn claim(
     conn: &Connection,
