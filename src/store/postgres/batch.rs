@@ -19,20 +19,35 @@ pub struct Publish {
     pub reply: oneshot::Sender<Result<Vec<Published>>>,
 }
 
-/// Runs until every sender is gone; `committed` is told after each commit.
-pub async fn run(pool: PgPool, mut rx: mpsc::Receiver<Publish>, committed: impl Fn()) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        let mut events = batch[0].events.len();
-        while events < MAX_EVENTS {
-            match rx.try_recv() {
-                Ok(more) => {
-                    events += more.events.len();
-                    batch.push(more);
+/// Publishers working at once: while one waits for its commit to be flushed, the next
+/// gathers and writes its batch.
+pub const PUBLISHERS: usize = 2;
+
+/// One publisher: runs until every sender is gone; `committed` is told after each commit.
+pub async fn run(
+    pool: PgPool,
+    rx: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Publish>>>,
+    committed: impl Fn(),
+) {
+    loop {
+        let batch = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            let mut events = batch[0].events.len();
+            while events < MAX_EVENTS {
+                match rx.try_recv() {
+                    Ok(more) => {
+                        events += more.events.len();
+                        batch.push(more);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
-        }
+            batch
+        };
         match together(&pool, &batch).await {
             Ok(answers) => {
                 committed();
@@ -74,11 +89,8 @@ async fn together(pool: &PgPool, batch: &[Publish]) -> Result<Vec<Result<Vec<Pub
         .filter(|p| !refused(p))
         .flat_map(|p| p.events.iter().cloned())
         .collect();
+    // It notifies the workers when it made deliveries.
     let mut stored = work::publish_in(&mut tx, &all).await?.into_iter();
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(super::workers::WORK)
-        .execute(&mut *tx)
-        .await?;
     tx.commit().await?;
     Ok(batch
         .iter()
@@ -100,10 +112,6 @@ async fn alone(pool: &PgPool, p: &Publish) -> Result<Vec<Published>> {
         return Err(anyhow::Error::new(TokenRevoked));
     }
     let out = work::publish_in(&mut tx, &p.events).await?;
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(super::workers::WORK)
-        .execute(&mut *tx)
-        .await?;
     tx.commit().await?;
     Ok(out)
 }

@@ -64,14 +64,17 @@ impl PgStore {
         let live_pid = Arc::new(AtomicU32::new(live.last().map_or(0, |w| w.pid)));
         let (closed_tx, closed) = watch::channel(());
         let (publishes, queued) = tokio::sync::mpsc::channel(4096);
-        let heard = Heard {
-            commits: commits.clone(),
-            changes: changes.clone(),
-            live_pid: live_pid.clone(),
-        };
-        tokio::spawn(super::batch::run(pool.clone(), queued, move || {
-            heard.work()
-        }));
+        let queued = Arc::new(tokio::sync::Mutex::new(queued));
+        for _ in 0..super::batch::PUBLISHERS {
+            let heard = Heard {
+                commits: commits.clone(),
+                changes: changes.clone(),
+                live_pid: live_pid.clone(),
+            };
+            tokio::spawn(super::batch::run(pool.clone(), queued.clone(), move || {
+                heard.work()
+            }));
+        }
         tokio::spawn(workers::listen(
             pool.clone(),
             Heard {

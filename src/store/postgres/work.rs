@@ -202,23 +202,35 @@ pub async fn claim(
         else {
             continue;
         };
-        // A stopped worker's leases, expired, come back here first.
-        sqlx::query(
-            "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL \
-             WHERE subscription_id = $1 AND lease_until IS NOT NULL AND lease_until < $2",
-        )
-        .bind(sub)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let (held, others_hold): (i64, bool) = sqlx::query_as(
-            "SELECT count(*), coalesce(bool_or(lease_owner IS DISTINCT FROM $2), false) \
+        let (mut held, mut others_hold, expired): (i64, bool, i64) = sqlx::query_as(
+            "SELECT count(*), coalesce(bool_or(lease_owner IS DISTINCT FROM $2), false), \
+               count(*) FILTER (WHERE lease_until < $3) \
              FROM deliveries WHERE subscription_id = $1 AND lease_until IS NOT NULL",
         )
         .bind(sub)
         .bind(worker)
+        .bind(now)
         .fetch_one(&mut *tx)
         .await?;
+        if expired > 0 {
+            // A stopped worker's leases, expired, come back here first.
+            sqlx::query(
+                "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL \
+                 WHERE subscription_id = $1 AND lease_until IS NOT NULL AND lease_until < $2",
+            )
+            .bind(sub)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            (held, others_hold) = sqlx::query_as(
+                "SELECT count(*), coalesce(bool_or(lease_owner IS DISTINCT FROM $2), false) \
+                 FROM deliveries WHERE subscription_id = $1 AND lease_until IS NOT NULL",
+            )
+            .bind(sub)
+            .bind(worker)
+            .fetch_one(&mut *tx)
+            .await?;
+        }
         let circuit: String = row.try_get("circuit")?;
         let cap = if circuit == "open" {
             1
