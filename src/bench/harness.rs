@@ -87,34 +87,16 @@ impl Bench {
 }
 
 /// A fresh database on the server `server` names (a `postgres://` URL): (its URL, name).
-#[cfg(feature = "postgres")]
 pub(super) async fn new_scratch(server: &str) -> Result<(String, String)> {
-    crate::store::postgres::scratch::create(server).await
+    crate::store::scratch::create(server).await
 }
 
-#[cfg(feature = "postgres")]
 async fn drop_scratch(server: &str, name: &str) -> Result<()> {
-    crate::store::postgres::scratch::drop(server, name).await
+    crate::store::scratch::drop(server, name).await
 }
 
-#[cfg(feature = "postgres")]
 async fn scratch_bytes(server: &str, name: &str) -> Result<u64> {
-    crate::store::postgres::scratch::bytes(server, name).await
-}
-
-#[cfg(not(feature = "postgres"))]
-pub(super) async fn new_scratch(_: &str) -> Result<(String, String)> {
-    anyhow::bail!("this hookctl was built without PostgreSQL (cargo feature `postgres`)")
-}
-
-#[cfg(not(feature = "postgres"))]
-async fn drop_scratch(_: &str, _: &str) -> Result<()> {
-    Ok(())
-}
-
-#[cfg(not(feature = "postgres"))]
-async fn scratch_bytes(_: &str, _: &str) -> Result<u64> {
-    Ok(0)
+    crate::store::scratch::bytes(server, name).await
 }
 
 /// Deletes a workload's database once its store has closed it. Left to `TempDir`'s drop,

@@ -416,6 +416,27 @@ pub async fn open(db: &std::path::Path, s: &OpenSettings) -> Result<Arc<dyn Stor
     Ok(store)
 }
 
+/// Scratch databases on a database server, for `hookctl bench`: made, measured, dropped.
+pub mod scratch {
+    #[cfg(feature = "postgres")]
+    pub use super::postgres::scratch::{bytes, create, drop};
+
+    #[cfg(not(feature = "postgres"))]
+    pub async fn create(_: &str) -> anyhow::Result<(String, String)> {
+        anyhow::bail!("this hookctl was built without PostgreSQL (cargo feature `postgres`)")
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    pub async fn drop(_: &str, _: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    pub async fn bytes(_: &str, _: &str) -> anyhow::Result<u64> {
+        Ok(0)
+    }
+}
+
 #[cfg(feature = "postgres")]
 async fn open_server(url: &str, s: &OpenSettings) -> Result<Arc<dyn Store>> {
     let store = postgres::PgStore::open(
