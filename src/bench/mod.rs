@@ -285,8 +285,17 @@ pub async fn run(
             only.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
         )
     };
+    let db_arg = match &p.server {
+        Some(url) => format!(" --db {}", crate::store::shown(std::path::Path::new(url))),
+        None => String::new(),
+    };
+    let workers_arg = if p.workers > 1 {
+        format!(" --workers {}", p.workers)
+    } else {
+        String::new()
+    };
     println!(
-        "rerun: hookctl bench{}{only_arg}{}{}",
+        "rerun: hookctl{db_arg} bench{}{only_arg}{workers_arg}{}{}",
         if quick { " --quick" } else { "" },
         if in_process { " --sink-in-process" } else { "" },
         if synchronous_full {
