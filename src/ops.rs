@@ -201,6 +201,68 @@ impl Limits {
     }
 }
 
+/// The backlog alerts of `b` that change now, given whether each is raised: (the alert,
+/// whether it is raised now, the news that tells it).
+pub fn alert_changes(
+    limits: &Limits,
+    b: &Backlog,
+    raised: impl Fn(Alert) -> bool,
+    now: Millis,
+) -> Vec<(Alert, bool, News)> {
+    let (waiting, oldest_waiting_at) = (b.waiting, b.oldest_waiting_at);
+    Alert::ALL
+        .into_iter()
+        .filter_map(|alert| {
+            let was = raised(alert);
+            let is = limits.holds(alert, b, was, now);
+            (was != is).then(|| {
+                let news = if is {
+                    News::Backlog {
+                        alert,
+                        waiting,
+                        oldest_waiting_at,
+                    }
+                } else {
+                    News::BacklogCleared {
+                        alert,
+                        waiting,
+                        oldest_waiting_at,
+                    }
+                };
+                (alert, is, news)
+            })
+        })
+        .collect()
+}
+
+/// What setting a subscription's state tells, given its state and circuit before:
+/// resuming a disabled one enables it, and resuming one whose circuit was open closes the
+/// circuit (the operator says the endpoint is back).
+pub fn on_state_change(
+    id: &str,
+    was: &str,
+    circuit: &str,
+    state: crate::model::SubState,
+) -> Vec<(String, News)> {
+    use crate::model::SubState;
+    if state != SubState::Active {
+        return Vec::new();
+    }
+    let mut news = Vec::new();
+    if was == SubState::Disabled.as_str() {
+        news.push((id.to_string(), News::Enabled));
+    }
+    if circuit == "open" {
+        news.push((
+            id.to_string(),
+            News::CircuitClosed {
+                reason: "an operator resumed the subscription".into(),
+            },
+        ));
+    }
+    news
+}
+
 /// One endpoint's dead letters in the current window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Window {

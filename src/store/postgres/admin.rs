@@ -115,19 +115,8 @@ pub async fn set_state(c: &mut PgConnection, id: &str, state: SubState) -> Resul
     if found {
         log(c, id, state.as_str(), Some("operator")).await?;
     }
-    if let (Some((was, circuit)), SubState::Active) = (before, state) {
-        let mut news = Vec::new();
-        if was == SubState::Disabled.as_str() {
-            news.push((id.to_string(), crate::ops::News::Enabled));
-        }
-        if circuit == "open" {
-            news.push((
-                id.to_string(),
-                crate::ops::News::CircuitClosed {
-                    reason: "an operator resumed the subscription".into(),
-                },
-            ));
-        }
+    if let Some((was, circuit)) = before {
+        let news = crate::ops::on_state_change(id, &was, &circuit, state);
         super::operational::tell(c, &news, now_ms()).await?;
     }
     Ok(found)

@@ -453,15 +453,12 @@ pub async fn ops_tick(c: &mut PgConnection, limits: ops::Limits, now: Millis) ->
             .fetch_all(&mut *c)
             .await?;
     for b in super::read::backlogs(c).await? {
-        for alert in Alert::ALL {
-            let was = raised
+        let was = |alert: Alert| {
+            raised
                 .iter()
-                .any(|(s, k)| *s == b.subscription_id && k == alert.as_str());
-            let is = limits.holds(alert, &b, was, now);
-            if was == is {
-                continue;
-            }
-            let (waiting, oldest_waiting_at) = (b.waiting, b.oldest_waiting_at);
+                .any(|(s, k)| *s == b.subscription_id && k == alert.as_str())
+        };
+        for (alert, is, told) in ops::alert_changes(&limits, &b, was, now) {
             if is {
                 sqlx::query(
                     "INSERT INTO ops_alerts (subscription_id, kind, raised_at) VALUES ($1, $2, $3) \
@@ -472,29 +469,14 @@ pub async fn ops_tick(c: &mut PgConnection, limits: ops::Limits, now: Millis) ->
                 .bind(now)
                 .execute(&mut *c)
                 .await?;
-                news.push((
-                    b.subscription_id.clone(),
-                    News::Backlog {
-                        alert,
-                        waiting,
-                        oldest_waiting_at,
-                    },
-                ));
             } else {
                 sqlx::query("DELETE FROM ops_alerts WHERE subscription_id = $1 AND kind = $2")
                     .bind(&b.subscription_id)
                     .bind(alert.as_str())
                     .execute(&mut *c)
                     .await?;
-                news.push((
-                    b.subscription_id.clone(),
-                    News::BacklogCleared {
-                        alert,
-                        waiting,
-                        oldest_waiting_at,
-                    },
-                ));
             }
+            news.push((b.subscription_id.clone(), told));
         }
     }
     sqlx::query(

@@ -162,40 +162,20 @@ pub(super) fn tick(
             .prepare_cached("SELECT kind FROM ops_alerts WHERE subscription_id = ?")?
             .query_map([&b.subscription_id], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        for alert in Alert::ALL {
-            let was = raised.iter().any(|k| k == alert.as_str());
-            let is = limits.holds(alert, b, was, now);
-            if was == is {
-                continue;
-            }
-            let (waiting, oldest_waiting_at) = (b.waiting, b.oldest_waiting_at);
+        let was = |alert: Alert| raised.iter().any(|k| k == alert.as_str());
+        for (alert, is, told) in ops::alert_changes(&limits, b, was, now) {
             if is {
                 conn.prepare_cached(
                     "INSERT OR IGNORE INTO ops_alerts (subscription_id, kind, raised_at) VALUES (?, ?, ?)",
                 )?
                 .execute(params![b.subscription_id, alert.as_str(), now])?;
-                news.push((
-                    b.subscription_id.clone(),
-                    News::Backlog {
-                        alert,
-                        waiting,
-                        oldest_waiting_at,
-                    },
-                ));
             } else {
                 conn.prepare_cached(
                     "DELETE FROM ops_alerts WHERE subscription_id = ? AND kind = ?",
                 )?
                 .execute(params![b.subscription_id, alert.as_str()])?;
-                news.push((
-                    b.subscription_id.clone(),
-                    News::BacklogCleared {
-                        alert,
-                        waiting,
-                        oldest_waiting_at,
-                    },
-                ));
             }
+            news.push((b.subscription_id.clone(), told));
         }
     }
     // Windows and alerts of subscriptions removed since.

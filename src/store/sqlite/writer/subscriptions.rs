@@ -96,19 +96,8 @@ pub(super) fn set_state(conn: &Connection, id: &str, state: SubState) -> Result<
     if r > 0 {
         log(conn, id, state.as_str(), Some("operator"))?;
     }
-    if let (Some((was, circuit)), SubState::Active) = (before, state) {
-        let mut news = Vec::new();
-        if was == SubState::Disabled.as_str() {
-            news.push((id.to_string(), crate::ops::News::Enabled));
-        }
-        if circuit == "open" {
-            news.push((
-                id.to_string(),
-                crate::ops::News::CircuitClosed {
-                    reason: "an operator resumed the subscription".into(),
-                },
-            ));
-        }
+    if let Some((was, circuit)) = before {
+        let news = crate::ops::on_state_change(id, &was, &circuit, state);
         super::operational::tell(conn, &news, now_ms())?;
     }
     Ok(r > 0)
