@@ -47,6 +47,25 @@ fn duplicates(a: &Arrivals) -> usize {
     a.pairs.values().map(|n| n - 1).sum()
 }
 
+/// A POST with an API token through curl, which must succeed.
+fn post(url: &str, token: &str, json: Option<&str>) {
+    let auth = format!("Authorization: Bearer {token}");
+    let mut args = vec!["-sf", "-X", "POST", "-H", auth.as_str()];
+    if let Some(body) = json {
+        args.extend(["-H", "content-type: application/json", "--data", body]);
+    }
+    args.push(url);
+    let out = std::process::Command::new("curl")
+        .args(&args)
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Every (event, subscription) pair that must arrive.
 fn wanted(ids: &[String]) -> HashSet<(String, String)> {
     ids.iter()
@@ -181,21 +200,10 @@ fn limits_and_pauses_hold_for_the_whole_deployment() {
         .unwrap()
         .to_string();
     let paused_at = Instant::now();
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sf",
-            "-X",
-            "POST",
-            "-H",
-            &format!("Authorization: Bearer {token}"),
-            &format!("http://{}/v2/webhooks/{sub}/pause", workers[1].addr),
-        ])
-        .output()
-        .expect("curl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    post(
+        &format!("http://{}/v2/webhooks/{sub}/pause", workers[1].addr),
+        &token,
+        None,
     );
     // Nothing arrives a second after the pause; watched for a second more.
     let quiet_from = paused_at + Duration::from_secs(1);
@@ -241,26 +249,7 @@ fn a_console_attached_to_the_deployment_sees_and_acts_on_every_worker() {
         .to_string();
     let publish_via = |w: &Serve, id: &str| {
         let body = format!("{{\"type\":\"InvoicePaid\",\"id\":\"{id}\"}}");
-        let out = std::process::Command::new("curl")
-            .args([
-                "-sf",
-                "-X",
-                "POST",
-                "-H",
-                &format!("Authorization: Bearer {token}"),
-                "-H",
-                "content-type: application/json",
-                "--data",
-                &body,
-                &format!("http://{}/v2/events", w.addr),
-            ])
-            .output()
-            .expect("curl");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        post(&format!("http://{}/v2/events", w.addr), &token, Some(&body));
     };
     let t = tmux::Tmux::new(&env);
     t.start(&env, "", &[], false);
