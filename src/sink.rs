@@ -36,6 +36,9 @@ pub struct SinkRequest {
     pub remote: String,
     /// The sender's port: one per connection, so reuse shows.
     pub remote_port: u16,
+    /// Requests the sink held unanswered when this one came, itself among them: what an
+    /// endpoint's in-flight limit is checked against, whenever the line is read.
+    pub open: usize,
     /// The status the sink answered with.
     #[serde(skip)]
     pub answered: u16,
@@ -52,6 +55,17 @@ pub type OnRequest = Arc<dyn Fn(SinkRequest) + Send + Sync>;
 struct SinkState {
     cfg: SinkConfig,
     on_request: OnRequest,
+    /// Requests arrived and not answered yet.
+    open: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a request open until its handler ends, however it ends.
+struct Open<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Checks every signature form hookctl sends; valid when any present one matches.
@@ -83,6 +97,8 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let open = state.open.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+    let _open = Open(&state.open);
     let headers: BTreeMap<String, String> = headers
         .iter()
         .map(|(k, v)| {
@@ -139,6 +155,7 @@ async fn handle(
         verified,
         remote: remote.ip().to_string(),
         remote_port: remote.port(),
+        open,
         answered: status,
     });
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -164,7 +181,11 @@ pub fn router(cfg: SinkConfig, on_request: OnRequest) -> axum::Router {
     axum::Router::new()
         .fallback(handle)
         .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
-        .with_state(Arc::new(SinkState { cfg, on_request }))
+        .with_state(Arc::new(SinkState {
+            cfg,
+            on_request,
+            open: Default::default(),
+        }))
 }
 
 /// Serves until the task is dropped or the listener fails.

@@ -135,10 +135,11 @@ fn publishes_fan_out_and_parallel_claims_are_disjoint() {
                         &format!("w{w}"),
                         1_000,
                         10_000,
-                        false,
+                        0,
                     )
                     .await
-                    .unwrap();
+                    .unwrap()
+                    .0;
                     if got.is_empty() {
                         break mine;
                     }
@@ -196,9 +197,10 @@ fn outcomes_record_attempts_bodies_counters_and_health() {
             .collect();
         postgres::work::publish(&pool, &events).await.unwrap();
         let now = hookctl::model::now_ms();
-        let leased = postgres::work::claim(&pool, &[("sub_a".into(), 10)], now, now + 60_000, "w", 1_000, 10_000, false)
+        let leased = postgres::work::claim(&pool, &[("sub_a".into(), 10)], now, now + 60_000, "w", 1_000, 10_000, 0)
             .await
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(leased.len(), 4);
         let outcome = |l: &postgres::work::Leased, ok: bool, last: bool| Outcome {
             delivery_id: l.delivery_id,

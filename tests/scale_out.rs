@@ -166,20 +166,13 @@ fn a_killed_worker_leaves_nothing_behind() {
     );
 }
 
-/// The most requests a sink had open at once, from when they arrived: each is answered
-/// `delay` after its arrival, so requests arriving within less than `delay` of one another
-/// were open together.
-fn most_at_once(arrivals: &[Instant], delay: Duration) -> usize {
-    let window = delay - Duration::from_millis(15);
-    let mut best = 0;
-    for (i, a) in arrivals.iter().enumerate() {
-        let open = arrivals[..=i]
-            .iter()
-            .filter(|b| a.duration_since(**b) < window)
-            .count();
-        best = best.max(open);
-    }
-    best
+/// The most requests the sink held open at once.
+fn most_at_once(sink: &Sink) -> u64 {
+    sink.requests()
+        .iter()
+        .filter_map(|r| r["open"].as_u64())
+        .max()
+        .unwrap_or(0)
 }
 
 /// Acceptance: an in-flight limit of 2 holds across three workers, and a pause through one
@@ -187,7 +180,6 @@ fn most_at_once(arrivals: &[Instant], delay: Duration) -> usize {
 #[test]
 fn limits_and_pauses_hold_for_the_whole_deployment() {
     let (_cluster, env) = pg::env();
-    let delay = Duration::from_millis(100);
     let sink = Sink::start(&env, &["--delay", "100ms"]);
     let sub = env.sub_add(&["--url", &sink.url("/a"), "--all"]);
     let limit = [("HOOKCTL_ENDPOINT_IN_FLIGHT", "2")];
@@ -219,19 +211,97 @@ fn limits_and_pauses_hold_for_the_whole_deployment() {
         "{} requests before the pause, from {:?}; most open at once {}",
         times.len(),
         by,
-        most_at_once(&times, delay)
+        most_at_once(&sink)
     );
     assert_eq!(
         late, 0,
         "{late} requests arrived over a second after the pause"
     );
     assert!(
-        most_at_once(&times, delay) <= 2,
+        most_at_once(&sink) <= 2,
         "more than 2 requests open at once"
     );
     assert!(by.len() >= 2, "only one worker delivered: {by:?}");
     let waiting = env.json(&["status"])["queue"]["pending"].as_i64().unwrap();
     assert!(waiting > 0, "the pause left nothing waiting");
+    drop(workers);
+}
+
+/// Each live worker's part of an endpoint's limit, as `status` shows them.
+fn shares(env: &Env) -> Vec<u64> {
+    let (_, st) = env.json_any(&["status"]);
+    let workers = st["engine"]["workers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    workers
+        .iter()
+        .map(|w| w["endpoint_share"].as_u64().unwrap_or(0))
+        .collect()
+}
+
+/// Workers joining a running deployment and leaving it: each live worker gets its part of
+/// the endpoint's limit (and leases ahead within it), and the limit holds for the whole
+/// deployment at every step.
+#[test]
+fn workers_joining_and_leaving_split_the_limit_without_exceeding_it() {
+    let (_cluster, env) = pg::env();
+    let sink = Sink::start(&env, &["--delay", "100ms"]);
+    env.sub_add(&["--url", &sink.url("/a"), "--all"]);
+    let settings = [
+        ("HOOKCTL_ENDPOINT_IN_FLIGHT", "8"),
+        ("HOOKCTL_WORKER_LEASE", "2s"),
+    ];
+    let (file, ids) = ndjson(&env, "900.ndjson", 900, "j");
+    env.ok(&["emit", "--ndjson", path_str(&file)]);
+    let mut workers = vec![worker(&env, 0, &settings)];
+    sink.wait_count(80, LONG);
+    workers.push(worker(&env, 1, &settings));
+    // Two live workers: four each.
+    wait_until("two workers bound to 4 each", LONG, || {
+        shares(&env) == [4, 4]
+    });
+    let halves = sink.count();
+    workers.push(worker(&env, 2, &settings));
+    wait_until("three workers bound to 2 each", LONG, || {
+        shares(&env) == [2, 2, 2]
+    });
+    let thirds = sink.count();
+    // The first leaves as a user stops it; the other two take its part.
+    assert_eq!(
+        workers.remove(0).terminate(Duration::from_secs(30)),
+        Some(0)
+    );
+    wait_until("two workers bound to 4 each again", LONG, || {
+        shares(&env) == [4, 4]
+    });
+    let want: HashSet<(String, String)> = ids
+        .iter()
+        .map(|id| (id.clone(), "/a".to_string()))
+        .collect();
+    wait_until("every event at the sink", LONG, || {
+        missing(&arrivals(&sink), &want) == 0
+    });
+    let a = arrivals(&sink);
+    println!(
+        "900 deliveries: {halves} before the second worker's part, {thirds} before the third's; \
+         by worker {:?}; most open at once {}; duplicates {}",
+        a.by_source,
+        most_at_once(&sink),
+        duplicates(&a)
+    );
+    assert!(
+        most_at_once(&sink) <= 8,
+        "more than 8 requests open at once"
+    );
+    assert_eq!(duplicates(&a), 0, "duplicates without a crash");
+    for n in 0..3u8 {
+        assert!(
+            a.by_source.contains_key(&format!("127.0.0.{}", n + 2)),
+            "worker {n} sent nothing: {:?}",
+            a.by_source
+        );
+    }
     drop(workers);
 }
 

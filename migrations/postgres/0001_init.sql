@@ -66,7 +66,10 @@ CREATE TABLE workers (
     host        text NOT NULL,
     pid         bigint NOT NULL,
     started_at  bigint NOT NULL,
-    heartbeat_at bigint NOT NULL
+    heartbeat_at bigint NOT NULL,
+    -- the most requests this worker may have on the wire to any one endpoint (NULL:
+    -- the whole limit); claims lease ahead only while the live workers' bounds fit
+    lane_bound  integer
 );
 
 CREATE TABLE deliveries (
@@ -90,7 +93,7 @@ CREATE INDEX deliveries_due ON deliveries(subscription_id, next_at)
     WHERE status IN ('pending', 'retrying') AND lease_until IS NULL;
 CREATE INDEX deliveries_event ON deliveries(event_seq);
 CREATE INDEX deliveries_sub_status ON deliveries(subscription_id, status, id);
--- An endpoint's leases are its requests in flight across all workers (see claims).
+-- Claims count an endpoint's leases across all workers (see claims).
 CREATE INDEX deliveries_leased ON deliveries(subscription_id, lease_until) WHERE lease_until IS NOT NULL;
 CREATE INDEX deliveries_retrying ON deliveries(next_at) WHERE status = 'retrying';
 CREATE INDEX deliveries_dead ON deliveries(subscription_id) WHERE status = 'dead';

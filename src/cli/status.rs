@@ -87,13 +87,16 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
                 let now = now_ms();
                 for e in many {
                     println!(
-                        "  {}  pid {}  on {}  heartbeat {}",
+                        "  {}  pid {}  on {}  heartbeat {}{}",
                         e.worker,
                         e.pid,
                         e.host,
                         e.heartbeat_at
                             .map(|t| format!("{:.1} s ago", (now - t).max(0) as f64 / 1000.0))
-                            .unwrap_or_else(|| "-".into())
+                            .unwrap_or_else(|| "-".into()),
+                        e.endpoint_share
+                            .map(|n| format!("  up to {n} per endpoint"))
+                            .unwrap_or_default()
                     );
                 }
             }

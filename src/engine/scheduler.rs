@@ -2,8 +2,8 @@
 //!
 //! Each active endpoint has a lane: leased jobs waiting to start (`ready`, claimed a few
 //! batches ahead so the next request can start the moment one ends) and a count of requests
-//! on the wire, bounded by the endpoint's own limit — a slow endpoint only fills its own
-//! lane. An endpoint's slot is free as soon as its HTTP exchange ends; the lease itself is
+//! on the wire, bounded by the endpoint's own limit (this engine's part of it, where
+//! engines share the endpoints) — a slow endpoint only fills its own lane. An endpoint's slot is free as soon as its HTTP exchange ends; the lease itself is
 //! forgotten once the recorder has committed the outcome. Everything leased in memory
 //! (ready, sending, awaiting its commit) stays within a fixed budget, so a backlog waits
 //! in the database, not here.
@@ -11,7 +11,7 @@
 use super::housekeeping::Housekeeping;
 use super::{EngineConfig, attempt, http, verify};
 use crate::model::{Millis, SubState, Subscription, now_ms};
-use crate::store::{Job, LocalCommits, Outcome, Release, Store};
+use crate::store::{Claim, Job, LocalCommits, Outcome, Release, Store};
 use anyhow::Result;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -80,7 +80,7 @@ impl Lane {
 
 /// A claim's answer, sent back by the task that waited for the store.
 struct Claimed {
-    jobs: Result<Vec<Job>>,
+    claim: Result<Claim>,
     wants: Vec<(String, usize)>,
     probing: Vec<String>,
 }
@@ -95,6 +95,9 @@ pub(super) struct Scheduler {
     held: usize,
     /// Requests on the wire, all endpoints.
     sending: usize,
+    /// Requests each endpoint may have on the wire from this engine, as the last claim
+    /// said (0 before the first): where engines share an endpoint, a part of its limit.
+    lane_limit: usize,
     /// Custom values for templates, read with the subscriptions.
     values: Arc<Vec<crate::store::CustomValue>>,
     /// Pending subscriptions: when their last confirmation request went out.
@@ -138,6 +141,7 @@ impl Scheduler {
             lanes: HashMap::new(),
             held: 0,
             sending: 0,
+            lane_limit: 0,
             values: Arc::new(Vec::new()),
             verifying: HashMap::new(),
             outcomes_tx,
@@ -170,6 +174,21 @@ impl Scheduler {
             .collect();
         self.values = Arc::new(self.store.values().await?);
         Ok(())
+    }
+
+    /// Requests one endpoint may have on the wire from this engine.
+    fn limit(&self) -> usize {
+        match self.lane_limit {
+            0 => self.cfg.endpoint_in_flight,
+            n => n,
+        }
+    }
+
+    /// The most requests this engine has, or may start before the next claim's answer,
+    /// on the wire to any one endpoint.
+    fn on_wire(&self) -> usize {
+        let widest = self.lanes.values().map(|l| l.sending).max().unwrap_or(0);
+        widest.max(self.lane_limit)
     }
 
     fn sent(&mut self, (sub, took): &(String, Duration)) {
@@ -217,7 +236,7 @@ impl Scheduler {
             return false;
         }
         let now = now_ms();
-        let per_endpoint = self.cfg.endpoint_in_flight;
+        let per_endpoint = self.limit();
         let mut wants = Vec::new();
         let mut max_timeout = 0u64;
         let mut probing = Vec::new();
@@ -289,10 +308,13 @@ impl Scheduler {
         self.held += wants.iter().map(|(_, n)| n).sum::<usize>();
         self.claim_generation = generation;
         let (store, tx) = (self.store.clone(), self.claimed_tx.clone());
+        let on_wire = self.on_wire();
         tokio::spawn(async move {
-            let jobs = store.claim(wants.clone(), now, lease_until).await;
+            let claim = store
+                .claim_for_lanes(wants.clone(), now, lease_until, on_wire)
+                .await;
             let _ = tx.send(Claimed {
-                jobs,
+                claim,
                 wants,
                 probing,
             });
@@ -308,8 +330,15 @@ impl Scheduler {
     fn claimed(&mut self, c: Claimed) -> bool {
         let moved = self.local_commits.generation.load(Ordering::Acquire) != self.claim_generation;
         let asked: usize = c.wants.iter().map(|(_, n)| n).sum();
-        let jobs = match c.jobs {
-            Ok(jobs) => jobs,
+        let jobs = match c.claim {
+            Ok(claim) => {
+                // Applied before any of its jobs starts: the store counts on it.
+                self.lane_limit = claim
+                    .lane_limit
+                    .unwrap_or(self.cfg.endpoint_in_flight)
+                    .clamp(1, self.cfg.endpoint_in_flight);
+                claim.jobs
+            }
             Err(e) => {
                 tracing::warn!("claiming deliveries failed: {e:#}");
                 Vec::new()
@@ -358,6 +387,7 @@ impl Scheduler {
     /// more (endpoint paused, disabled, deleted, or its circuit opened meanwhile).
     async fn dispatch(&mut self) {
         let probe_ms = self.cfg.probe_interval.as_millis() as i64;
+        let limit = self.limit();
         let mut returned = Vec::new();
         let now = now_ms();
         for (id, lane) in self.lanes.iter_mut() {
@@ -384,9 +414,7 @@ impl Scheduler {
                     .clone();
                 (g, 1000.0 / rate)
             });
-            while lane.sending < self.cfg.endpoint_in_flight
-                && self.sending < self.cfg.max_in_flight
-            {
+            while lane.sending < limit && self.sending < self.cfg.max_in_flight {
                 let Some(job) = lane.ready.pop_front() else {
                     break;
                 };

@@ -65,6 +65,16 @@ pub struct Job {
     pub event: Arc<Event>,
 }
 
+/// What a claim leased, and how many requests its engine may have on the wire to any one
+/// endpoint from now on.
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub jobs: Vec<Job>,
+    /// Where engines share endpoints' limits, this engine's part of each (None: the
+    /// whole limit is its own).
+    pub lane_limit: Option<usize>,
+}
+
 /// A delivery a claim leased, before its event is read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Leased {
@@ -342,6 +352,9 @@ pub struct EngineInfo {
     pub started_at: Option<Millis>,
     /// Its last sign of life, where the backend keeps one.
     pub heartbeat_at: Option<Millis>,
+    /// Where engines share the endpoints' in-flight limits: the most requests this one
+    /// may have on the wire to one endpoint.
+    pub endpoint_share: Option<u32>,
 }
 
 /// How a store is opened; what each backend makes of it is its own business.
@@ -494,6 +507,7 @@ pub trait Store: Send + Sync + 'static {
                 pid,
                 started_at: None,
                 heartbeat_at: None,
+                endpoint_share: None,
             })
             .into_iter()
             .collect())
@@ -524,7 +538,18 @@ pub trait Store: Send + Sync + 'static {
         wants: Vec<(String, usize)>,
         now: Millis,
         lease_until: Millis,
-    ) -> Result<Vec<Job>>;
+    ) -> Result<Vec<Job>> {
+        Ok(self.claim_for_lanes(wants, now, lease_until, 0).await?.jobs)
+    }
+    /// [`claim`](Store::claim) for an engine that has, and until it applies the answer's
+    /// `lane_limit` may have, at most `on_wire` requests on the wire to any one endpoint.
+    async fn claim_for_lanes(
+        &self,
+        wants: Vec<(String, usize)>,
+        now: Millis,
+        lease_until: Millis,
+        on_wire: usize,
+    ) -> Result<Claim>;
     /// Commits attempt outcomes and their effect on endpoint health: the circuit opens
     /// after `circuit_threshold` consecutive failures and closes on a success.
     async fn record(&self, outcomes: Arc<[Outcome]>, circuit_threshold: u32) -> Result<()>;

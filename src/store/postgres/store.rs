@@ -46,8 +46,6 @@ pub struct PgStore {
     changes: Arc<AtomicI64>,
     live_pid: Arc<AtomicU32>,
     publishes: tokio::sync::mpsc::Sender<super::batch::Publish>,
-    /// This worker's row exists (its first claim makes sure).
-    registered: Arc<std::sync::atomic::AtomicBool>,
     /// Dropped with the store, which ends its listener.
     _closed: watch::Sender<()>,
 }
@@ -93,7 +91,6 @@ impl PgStore {
             changes,
             live_pid,
             publishes,
-            registered: Default::default(),
             _closed: closed_tx,
         }))
     }
@@ -191,7 +188,6 @@ impl PgStore {
             changes: self.changes.clone(),
             live_pid: self.live_pid.clone(),
             publishes: self.publishes.clone(),
-            registered: self.registered.clone(),
             _closed: watch::channel(()).0,
         }
     }
@@ -378,6 +374,7 @@ impl Store for PgStore {
                 pid: w.pid,
                 started_at: Some(w.started_at),
                 heartbeat_at: Some(w.heartbeat_at),
+                endpoint_share: w.lane_bound,
             })
             .collect())
     }
@@ -428,16 +425,16 @@ impl Store for PgStore {
         self.finish(tx, r, entry, judge, Wake::Config).await
     }
 
-    async fn claim(
+    async fn claim_for_lanes(
         &self,
         wants: Vec<(String, usize)>,
         now: Millis,
         _lease_until: Millis,
-    ) -> Result<Vec<Job>> {
+        on_wire: usize,
+    ) -> Result<Claim> {
         // The lease is the store's: short, and renewed by the worker's heartbeat.
         let lease_until = now_ms() + self.settings.lease_ms;
-        let register = !self.registered.load(Ordering::Acquire);
-        let leased = work::claim(
+        let (leased, share) = work::claim(
             &self.pool,
             &wants,
             now,
@@ -445,14 +442,15 @@ impl Store for PgStore {
             &self.worker,
             self.settings.endpoint_slots,
             self.settings.lease_ms,
-            register,
+            on_wire,
         )
         .await?;
-        if register {
-            self.registered.store(true, Ordering::Release);
-        }
+        let lane_limit = Some(share);
         if leased.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Claim {
+                jobs: Vec::new(),
+                lane_limit,
+            });
         }
         let mut seqs: Vec<i64> = leased.iter().map(|l| l.event_seq).collect();
         seqs.sort_unstable();
@@ -484,7 +482,7 @@ impl Store for PgStore {
             tracing::error!(?orphans, "claimed deliveries whose events are missing");
             self.release(Release::Ids(orphans)).await?;
         }
-        Ok(jobs)
+        Ok(Claim { jobs, lane_limit })
     }
 
     async fn record(&self, outcomes: Arc<[Outcome]>, circuit_threshold: u32) -> Result<()> {

@@ -135,21 +135,74 @@ pub fn counter_shard() -> i16 {
 
 pub use crate::store::Leased;
 
-/// How many times its in-flight limit a worker alone on an endpoint may hold leased, so
-/// that its next requests are claimed while the last ones are on the wire.
+/// How many times its part of an endpoint's limit a worker may hold leased, so that its
+/// next requests are claimed while the last ones are on the wire.
 pub const LOOKAHEAD: i64 = 4;
 
+/// The live workers as one claim sees them.
+struct Deployment {
+    /// Live workers' ids, this one's among them.
+    live: Vec<String>,
+    /// The other live workers' lane bounds, summed (an unknown bound counts as `slots`).
+    others_bound: i64,
+    /// This worker's lane bound as recorded.
+    own_bound: Option<i64>,
+}
+
+impl Deployment {
+    async fn read(
+        tx: &mut sqlx::PgConnection,
+        worker: &str,
+        slots: i64,
+        lease_ms: i64,
+    ) -> Result<Deployment> {
+        let rows: Vec<(String, Option<i32>, bool)> = sqlx::query_as(
+            "SELECT id, lane_bound, heartbeat_at >= $2 FROM workers \
+             WHERE id = $1 OR heartbeat_at >= $2",
+        )
+        .bind(worker)
+        .bind(now_ms() - lease_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut d = Deployment {
+            live: vec![worker.to_string()],
+            others_bound: 0,
+            own_bound: None,
+        };
+        for (id, bound, live) in rows {
+            if id == worker {
+                d.own_bound = bound.map(i64::from);
+            } else if live {
+                d.others_bound += bound.map_or(slots, i64::from);
+                d.live.push(id);
+            }
+        }
+        Ok(d)
+    }
+
+    /// Each live worker's part of an endpoint's limit.
+    fn share(&self, slots: i64) -> i64 {
+        (slots / self.live.len() as i64).max(1)
+    }
+}
+
 /// Leases up to `n` due deliveries of each listed active subscription to `worker` until
-/// `lease_until`. Where several workers are live, an endpoint's leases across all of them
-/// are its requests in flight: a claim takes at most `slots` less those held (one while
-/// its circuit is open). A worker alone keeps up to [`LOOKAHEAD`] times that leased, its
-/// own lanes holding its requests to `slots`; once another worker is live, every claim
-/// counts against `slots` again, and the other gets none until the excess is spent, so
-/// the requests on the wire never exceed `slots`. A rate-limited endpoint's claims take
-/// from a token bucket that refills at its rate for the whole deployment. Claims for one
-/// endpoint take turns (a transaction-scoped advisory lock); rows another transaction
-/// holds are skipped, never waited for. `register` makes the worker known in the same
-/// transaction (its first claim), so no other claims as though it were alone meanwhile.
+/// `lease_until`, and says how many requests the worker may have on the wire to one
+/// endpoint from now on: its part of the limit, `slots` split among the live workers.
+///
+/// Each worker records its lane bound: the larger of what it has on the wire (`on_wire`)
+/// and the part it is given. While the live workers' bounds add up to no more than
+/// `slots`, their requests cannot exceed an endpoint's limit whatever they hold leased, so
+/// each may lease up to [`LOOKAHEAD`] times its part ahead. Otherwise (a worker joined
+/// and the others have not yet come down to their new part, or the limit is too small to
+/// split), or where a worker no longer live holds leases on the endpoint, the leases
+/// across all workers are its requests in flight: a claim takes at most `slots` less
+/// those held (one while its circuit is open). Bounds change under an exclusive advisory
+/// lock, which claims that only read them take shared, so no claim decides on bounds that
+/// are changing. A rate-limited endpoint's claims take from a token bucket that refills at
+/// its rate for the whole deployment. Claims for one endpoint take turns (a
+/// transaction-scoped advisory lock); rows another transaction holds are skipped, never
+/// waited for.
 #[allow(clippy::too_many_arguments)]
 pub async fn claim(
     pool: &PgPool,
@@ -159,33 +212,52 @@ pub async fn claim(
     worker: &str,
     slots: usize,
     lease_ms: i64,
-    register: bool,
-) -> Result<Vec<Leased>> {
+    on_wire: usize,
+) -> Result<(Vec<Leased>, usize)> {
+    let slots = slots.max(1) as i64;
+    let on_wire = on_wire as i64;
     let mut out = Vec::new();
     // Endpoints' locks are taken in one order by every claim, or two claims could each
     // wait for the other's.
     let mut wants: Vec<&(String, usize)> = wants.iter().filter(|(_, n)| *n > 0).collect();
     wants.sort_by(|a, b| a.0.cmp(&b.0));
     let mut tx = pool.begin().await?;
-    if register {
-        sqlx::query(
-            "INSERT INTO workers (id, host, pid, started_at, heartbeat_at) \
-             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(worker)
-        .bind(super::workers::host())
-        .bind(i64::from(std::process::id()))
-        .bind(now_ms())
+    let guess = Deployment::read(&mut tx, worker, slots, lease_ms).await?;
+    let changes = guess.own_bound != Some(on_wire.max(guess.share(slots)));
+    let lock = if changes {
+        "SELECT pg_advisory_xact_lock($1, 0)"
+    } else {
+        "SELECT pg_advisory_xact_lock_shared($1, 0)"
+    };
+    sqlx::query(lock)
+        .bind(BOUNDS_LOCK)
         .execute(&mut *tx)
         .await?;
-    }
-    let others_live: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM workers WHERE id <> $1 AND heartbeat_at >= $2)",
-    )
-    .bind(worker)
-    .bind(now_ms() - lease_ms)
-    .fetch_one(&mut *tx)
-    .await?;
+    let seen = Deployment::read(&mut tx, worker, slots, lease_ms).await?;
+    let share = seen.share(slots);
+    let (bound, share) = match seen.own_bound {
+        Some(b) if !changes => (b, share.min(b)),
+        // The row went meanwhile (a worker silent for long is forgotten); the next claim
+        // records it again under the exclusive lock.
+        None if !changes => return Ok((Vec::new(), share as usize)),
+        _ => {
+            let bound = on_wire.max(share);
+            sqlx::query(
+                "INSERT INTO workers (id, host, pid, started_at, heartbeat_at, lane_bound) \
+                 VALUES ($1, $2, $3, $4, $4, $5) \
+                 ON CONFLICT (id) DO UPDATE SET lane_bound = excluded.lane_bound",
+            )
+            .bind(worker)
+            .bind(super::workers::host())
+            .bind(i64::from(std::process::id()))
+            .bind(now_ms())
+            .bind(i32::try_from(bound).unwrap_or(i32::MAX))
+            .execute(&mut *tx)
+            .await?;
+            (bound, share)
+        }
+    };
+    let ahead = seen.others_bound + bound <= slots;
     for (sub, n) in wants {
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind(CLAIM_LOCK)
@@ -202,16 +274,8 @@ pub async fn claim(
         else {
             continue;
         };
-        let (mut held, mut others_hold, expired): (i64, bool, i64) = sqlx::query_as(
-            "SELECT count(*), coalesce(bool_or(lease_owner IS DISTINCT FROM $2), false), \
-               count(*) FILTER (WHERE lease_until < $3) \
-             FROM deliveries WHERE subscription_id = $1 AND lease_until IS NOT NULL",
-        )
-        .bind(sub)
-        .bind(worker)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
+        let (mut all, mut own, mut unowned, expired) =
+            held(&mut tx, sub, worker, &seen.live, now).await?;
         if expired > 0 {
             // A stopped worker's leases, expired, come back here first.
             sqlx::query(
@@ -222,24 +286,17 @@ pub async fn claim(
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            (held, others_hold) = sqlx::query_as(
-                "SELECT count(*), coalesce(bool_or(lease_owner IS DISTINCT FROM $2), false) \
-                 FROM deliveries WHERE subscription_id = $1 AND lease_until IS NOT NULL",
-            )
-            .bind(sub)
-            .bind(worker)
-            .fetch_one(&mut *tx)
-            .await?;
+            (all, own, unowned, _) = held(&mut tx, sub, worker, &seen.live, now).await?;
         }
         let circuit: String = row.try_get("circuit")?;
-        let cap = if circuit == "open" {
-            1
-        } else if others_live || others_hold {
-            slots as i64
+        let room = if circuit == "open" {
+            1 - all
+        } else if ahead && unowned == 0 {
+            LOOKAHEAD * share - own
         } else {
-            slots as i64 * LOOKAHEAD
+            slots - all
         };
-        let mut take = (*n as i64).min(cap - held).max(0);
+        let mut take = (*n as i64).min(room).max(0);
         let rate: Option<f64> = row
             .try_get::<Option<f64>, _>("rate_per_sec")?
             .filter(|r| *r > 0.0);
@@ -289,8 +346,33 @@ pub async fn claim(
         }
     }
     tx.commit().await?;
-    Ok(out)
+    Ok((out, share as usize))
 }
+
+/// An endpoint's leases: all, this worker's, those of workers not live, and those expired.
+async fn held(
+    tx: &mut sqlx::PgConnection,
+    sub: &str,
+    worker: &str,
+    live: &[String],
+    now: Millis,
+) -> Result<(i64, i64, i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE lease_owner = $2), \
+           count(*) FILTER (WHERE lease_owner IS NULL OR NOT lease_owner = ANY($3)), \
+           count(*) FILTER (WHERE lease_until < $4) \
+         FROM deliveries WHERE subscription_id = $1 AND lease_until IS NOT NULL",
+    )
+    .bind(sub)
+    .bind(worker)
+    .bind(live)
+    .bind(now)
+    .fetch_one(tx)
+    .await?)
+}
+
+/// The first key of the advisory lock under which workers' lane bounds change ("lane").
+const BOUNDS_LOCK: i32 = 0x6c61_6e65;
 
 /// The first key of the advisory locks claims take per endpoint ("hook").
 const CLAIM_LOCK: i32 = 0x686f_6f6b;

@@ -25,6 +25,8 @@ pub struct Worker {
     pub pid: u32,
     pub started_at: Millis,
     pub heartbeat_at: Millis,
+    /// The most requests it may have on the wire to one endpoint, once it has claimed.
+    pub lane_bound: Option<u32>,
 }
 
 /// This process's name for itself among the workers: host, pid and a random part (a pid
@@ -67,8 +69,8 @@ impl Heard {
 
 /// Workers whose heartbeat is younger than `stale_ms`, newest first.
 pub async fn live(pool: &PgPool, stale_ms: i64) -> Result<Vec<Worker>> {
-    let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT id, host, pid, started_at, heartbeat_at FROM workers \
+    let rows: Vec<(String, String, i64, i64, i64, Option<i32>)> = sqlx::query_as(
+        "SELECT id, host, pid, started_at, heartbeat_at, lane_bound FROM workers \
          WHERE heartbeat_at >= $1 ORDER BY started_at, id",
     )
     .bind(now_ms() - stale_ms)
@@ -76,13 +78,16 @@ pub async fn live(pool: &PgPool, stale_ms: i64) -> Result<Vec<Worker>> {
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, host, pid, started_at, heartbeat_at)| Worker {
-            id,
-            host,
-            pid: u32::try_from(pid).unwrap_or(0),
-            started_at,
-            heartbeat_at,
-        })
+        .map(
+            |(id, host, pid, started_at, heartbeat_at, lane_bound)| Worker {
+                id,
+                host,
+                pid: u32::try_from(pid).unwrap_or(0),
+                started_at,
+                heartbeat_at,
+                lane_bound: lane_bound.and_then(|b| u32::try_from(b).ok()),
+            },
+        )
         .collect())
 }
 

@@ -376,12 +376,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn claim(
+    async fn claim_for_lanes(
         &self,
         wants: Vec<(String, usize)>,
         now: Millis,
         lease_until: Millis,
-    ) -> Result<Vec<Job>> {
+        _on_wire: usize,
+    ) -> Result<Claim> {
         let leased = self
             .call(|reply| Op::Claim {
                 wants,
@@ -391,7 +392,7 @@ impl Store for SqliteStore {
             })
             .await?;
         if leased.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Claim::default());
         }
         let mut seqs: Vec<i64> = leased.iter().map(|l| l.event_seq).collect();
         seqs.sort_unstable();
@@ -438,7 +439,10 @@ impl Store for SqliteStore {
             tracing::error!(?orphans, "claimed deliveries whose events are missing");
             self.release(Release::Ids(orphans)).await?;
         }
-        Ok(jobs)
+        Ok(Claim {
+            jobs,
+            lane_limit: None,
+        })
     }
 
     async fn record(&self, outcomes: Arc<[Outcome]>, circuit_threshold: u32) -> Result<()> {
