@@ -13,6 +13,13 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Claims' limits for tests that lease directly: wide enough not to be what is tested.
+const LIMITS: hookctl::store::postgres::work::Limits = hookctl::store::postgres::work::Limits {
+    slots: 1_000,
+    lease_ms: 10_000,
+    probe_ms: 1_000,
+};
+
 #[test]
 fn a_fresh_database_gets_the_schema_and_bad_targets_get_one_line() {
     use hookctl::store::postgres;
@@ -130,11 +137,9 @@ fn publishes_fan_out_and_parallel_claims_are_disjoint() {
                     let got = postgres::work::claim(
                         &pool,
                         &wants,
-                        now,
-                        now + 60_000,
+                        (now, now + 60_000),
                         &format!("w{w}"),
-                        1_000,
-                        10_000,
+                        &LIMITS,
                         0,
                     )
                     .await
@@ -197,7 +202,7 @@ fn outcomes_record_attempts_bodies_counters_and_health() {
             .collect();
         postgres::work::publish(&pool, &events).await.unwrap();
         let now = hookctl::model::now_ms();
-        let leased = postgres::work::claim(&pool, &[("sub_a".into(), 10)], now, now + 60_000, "w", 1_000, 10_000, 0)
+        let leased = postgres::work::claim(&pool, &[("sub_a".into(), 10)], (now, now + 60_000), "w", &LIMITS, 0)
             .await
             .unwrap()
             .0;
@@ -281,5 +286,84 @@ fn outcomes_record_attempts_bodies_counters_and_health() {
             .await
             .unwrap();
         assert_eq!(rows, 4);
+    });
+}
+
+/// An open circuit has one probe leased per interval, whichever workers ask.
+#[test]
+fn an_open_circuit_is_probed_once_per_interval_whoever_asks() {
+    use hookctl::store::{NewEvent, postgres};
+    let c = Cluster::start();
+    rt().block_on(async {
+        let pool = postgres::connect(&c.url, 4).await.expect("connect");
+        sqlx::query(
+            "INSERT INTO subscriptions (id, name, url, secret, retry_schedule, timeout_ms, \
+               state, circuit, circuit_changed_at, created_at, updated_at) \
+             VALUES ('sub_o', 'o', 'http://127.0.0.1:9/x', 's', '[1000]', 1000, 'active', \
+               'open', 0, 0, 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let events: Vec<NewEvent> = (0..5)
+            .map(|i| NewEvent {
+                id: format!("e{i}"),
+                event_type: "ContactCreate".into(),
+                location_id: None,
+                timestamp: 0,
+                data: serde_json::json!({}),
+                received_at: None,
+            })
+            .collect();
+        postgres::work::publish(&pool, &events).await.unwrap();
+        let now = hookctl::model::now_ms();
+        let claim = |worker: &'static str, at: i64| {
+            let pool = pool.clone();
+            async move {
+                postgres::work::claim(
+                    &pool,
+                    &[("sub_o".into(), 5)],
+                    (at, at + 60_000),
+                    worker,
+                    &LIMITS,
+                    0,
+                )
+                .await
+                .unwrap()
+                .0
+                .len()
+            }
+        };
+        let free = || async {
+            sqlx::query("UPDATE deliveries SET lease_until = NULL, lease_owner = NULL")
+                .execute(&pool)
+                .await
+                .unwrap();
+        };
+        assert_eq!(claim("w1", now).await, 1, "the probe");
+        assert_eq!(claim("w2", now).await, 0, "a second probe while one is out");
+        // The probe's outcome is recorded; the interval is not over yet.
+        free().await;
+        assert_eq!(
+            claim("w2", now + 500).await,
+            0,
+            "a probe within the interval"
+        );
+        assert_eq!(
+            claim("w3", now + 999).await,
+            0,
+            "a probe within the interval"
+        );
+        assert_eq!(
+            claim("w3", now + 1_000).await,
+            1,
+            "the next interval's probe"
+        );
+        free().await;
+        assert_eq!(
+            claim("w1", now + 1_500).await,
+            0,
+            "a probe within the interval"
+        );
     });
 }

@@ -305,6 +305,53 @@ fn workers_joining_and_leaving_split_the_limit_without_exceeding_it() {
     drop(workers);
 }
 
+/// An open circuit is probed once per interval by the whole deployment, not by each
+/// worker.
+#[test]
+fn an_open_circuit_is_probed_once_per_interval_by_the_deployment() {
+    let (_cluster, env) = pg::env();
+    let failing = Sink::start(&env, &["--status", "503"]);
+    let settings = [
+        ("HOOKCTL_CIRCUIT_THRESHOLD", "5"),
+        ("HOOKCTL_CIRCUIT_PROBE_INTERVAL", "1s"),
+    ];
+    let workers: Vec<Serve> = (0..3).map(|n| worker(&env, n, &settings)).collect();
+    let f = env.sub_add(&[
+        "--url",
+        &failing.url("/f"),
+        "--all",
+        "--retry-schedule",
+        "1s,1s,5m",
+    ]);
+    let (file, _) = ndjson(&env, "20.ndjson", 20, "c");
+    env.ok(&["emit", "--ndjson", path_str(&file)]);
+    wait_until("the circuit to open", LONG, || {
+        env.json(&["sub", "show", &f])["circuit"] == "open"
+    });
+    let opened_at = failing.count();
+    // Plenty due, so that every worker has something to probe with.
+    let (more, _) = ndjson(&env, "60.ndjson", 60, "d");
+    env.ok(&["emit", "--ndjson", path_str(&more)]);
+    wait_until("six requests after the circuit opened", LONG, || {
+        failing.count() >= opened_at + 6
+    });
+    // The last four are probes: one a second among three workers spans three seconds.
+    let times = failing.arrivals();
+    let last = &times[times.len() - 4..];
+    let span = last[3] - last[0];
+    let by = arrivals(&failing).by_source;
+    let after: Vec<String> = failing.requests()[opened_at..]
+        .iter()
+        .map(|r| r["remote"].as_str().unwrap_or("").to_string())
+        .collect();
+    println!("4 probes over {span:?}, by worker {by:?}; after opening from {after:?}");
+    assert!(
+        span >= Duration::from_millis(2_400),
+        "4 probes within {span:?}: each worker probes on its own"
+    );
+    drop(workers);
+}
+
 /// Acceptance: a console attached to a deployment of two workers shows what is published
 /// through either worker's API within a second, and its `p` and `r` act on every worker.
 #[test]

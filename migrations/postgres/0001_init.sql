@@ -30,6 +30,8 @@ CREATE TABLE subscriptions (
     consecutive_failures bigint NOT NULL DEFAULT 0,
     circuit          text NOT NULL DEFAULT 'closed',
     circuit_changed_at bigint,
+    -- when a worker last leased a probe of the open circuit
+    probed_at        bigint,
     verify_token     text,
     -- the deployment's token bucket for rate_per_sec: tokens left, and when counted
     rate_tokens      double precision,

@@ -47,6 +47,7 @@ impl Ctx {
                 worker_lease: self.cfg.worker_lease,
                 endpoint_in_flight: self.cfg.endpoint_in_flight,
                 max_connections: 16,
+                probe_interval: self.cfg.circuit_probe_interval,
             },
         )
         .await

@@ -350,11 +350,17 @@ impl Scheduler {
             *got.entry(job.subscription_id.as_str()).or_default() += 1;
         }
         let mut short = false;
+        let now = now_ms();
         for (sub, n) in &c.wants {
             let lane = self.lanes.entry(sub.clone()).or_default();
-            let less = got.get(sub.as_str()).copied().unwrap_or(0) < *n;
-            lane.drained = less && !moved;
+            let got = got.get(sub.as_str()).copied().unwrap_or(0);
+            lane.drained = got < *n && !moved;
             short |= lane.drained;
+            if got == 0 && c.probing.contains(sub) {
+                // Nothing to probe with, or another engine probed it lately: asked again
+                // an interval on, not at every turn of the loop.
+                lane.last_probe = Some(now);
+            }
         }
         for job in jobs {
             let lane = self.lanes.entry(job.subscription_id.clone()).or_default();

@@ -371,6 +371,8 @@ pub struct OpenSettings {
     pub endpoint_in_flight: usize,
     /// Connections a backend with a server may open.
     pub max_connections: u32,
+    /// How often an endpoint with an open circuit is probed, by the whole deployment.
+    pub probe_interval: std::time::Duration,
 }
 
 impl Default for OpenSettings {
@@ -381,6 +383,7 @@ impl Default for OpenSettings {
             worker_lease: std::time::Duration::from_secs(10),
             endpoint_in_flight: 32,
             max_connections: 16,
+            probe_interval: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -460,6 +463,7 @@ async fn open_server(url: &str, s: &OpenSettings) -> Result<Arc<dyn Store>> {
                 .unwrap_or(i64::MAX)
                 .max(300),
             endpoint_slots: s.endpoint_in_flight.max(1),
+            probe_ms: i64::try_from(s.probe_interval.as_millis()).unwrap_or(i64::MAX),
         },
     )
     .await?;

@@ -29,6 +29,8 @@ pub struct PgSettings {
     pub lease_ms: i64,
     /// Requests in flight to one endpoint across all workers.
     pub endpoint_slots: usize,
+    /// How often an open circuit is probed, by any worker.
+    pub probe_ms: i64,
 }
 
 /// Which channel a commit tells the other processes on.
@@ -437,11 +439,13 @@ impl Store for PgStore {
         let (leased, share) = work::claim(
             &self.pool,
             &wants,
-            now,
-            lease_until,
+            (now, lease_until),
             &self.worker,
-            self.settings.endpoint_slots,
-            self.settings.lease_ms,
+            &work::Limits {
+                slots: self.settings.endpoint_slots,
+                lease_ms: self.settings.lease_ms,
+                probe_ms: self.settings.probe_ms,
+            },
             on_wire,
         )
         .await?;

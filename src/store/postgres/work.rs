@@ -139,6 +139,16 @@ pub use crate::store::Leased;
 /// next requests are claimed while the last ones are on the wire.
 pub const LOOKAHEAD: i64 = 4;
 
+/// What claims hold to for the whole deployment.
+pub struct Limits {
+    /// Requests in flight to one endpoint.
+    pub slots: usize,
+    /// How long a worker stays live, and its leases, without a heartbeat.
+    pub lease_ms: i64,
+    /// How often an endpoint with an open circuit is probed.
+    pub probe_ms: i64,
+}
+
 /// The live workers as one claim sees them.
 struct Deployment {
     /// Live workers' ids, this one's among them.
@@ -197,24 +207,23 @@ impl Deployment {
 /// and the others have not yet come down to their new part, or the limit is too small to
 /// split), or where a worker no longer live holds leases on the endpoint, the leases
 /// across all workers are its requests in flight: a claim takes at most `slots` less
-/// those held (one while its circuit is open). Bounds change under an exclusive advisory
+/// those held. While its circuit is open an endpoint has one lease at most, a probe leased
+/// once per `probe_ms` by whichever worker asks first. Bounds change under an exclusive advisory
 /// lock, which claims that only read them take shared, so no claim decides on bounds that
 /// are changing. A rate-limited endpoint's claims take from a token bucket that refills at
 /// its rate for the whole deployment. Claims for one endpoint take turns (a
 /// transaction-scoped advisory lock); rows another transaction holds are skipped, never
 /// waited for.
-#[allow(clippy::too_many_arguments)]
 pub async fn claim(
     pool: &PgPool,
     wants: &[(String, usize)],
-    now: Millis,
-    lease_until: Millis,
+    (now, lease_until): (Millis, Millis),
     worker: &str,
-    slots: usize,
-    lease_ms: i64,
+    limits: &Limits,
     on_wire: usize,
 ) -> Result<(Vec<Leased>, usize)> {
-    let slots = slots.max(1) as i64;
+    let slots = limits.slots.max(1) as i64;
+    let lease_ms = limits.lease_ms;
     let on_wire = on_wire as i64;
     let mut out = Vec::new();
     // Endpoints' locks are taken in one order by every claim, or two claims could each
@@ -265,7 +274,8 @@ pub async fn claim(
             .execute(&mut *tx)
             .await?;
         let Some(row) = sqlx::query(
-            "SELECT circuit, rate_per_sec, rate_tokens, rate_at FROM subscriptions \
+            "SELECT circuit, circuit_changed_at, probed_at, rate_per_sec, rate_tokens, rate_at \
+             FROM subscriptions \
              WHERE id = $1 AND state = 'active'",
         )
         .bind(sub)
@@ -288,9 +298,16 @@ pub async fn claim(
             .await?;
             (all, own, unowned, _) = held(&mut tx, sub, worker, &seen.live, now).await?;
         }
-        let circuit: String = row.try_get("circuit")?;
-        let room = if circuit == "open" {
-            1 - all
+        let open = row.try_get::<String, _>("circuit")? == "open";
+        let room = if open {
+            let since: Option<i64> = row.try_get("probed_at")?;
+            let changed: Option<i64> = row.try_get("circuit_changed_at")?;
+            let last = since.max(changed).unwrap_or(0);
+            if now >= last.saturating_add(limits.probe_ms) {
+                1 - all
+            } else {
+                0
+            }
         } else if ahead && unowned == 0 {
             LOOKAHEAD * share - own
         } else {
@@ -327,6 +344,13 @@ pub async fn claim(
         .bind(take)
         .fetch_all(&mut *tx)
         .await?;
+        if open && !rows.is_empty() {
+            sqlx::query("UPDATE subscriptions SET probed_at = $2 WHERE id = $1")
+                .bind(sub)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
         if rate.is_some() {
             sqlx::query("UPDATE subscriptions SET rate_tokens = $2, rate_at = $3 WHERE id = $1")
                 .bind(sub)
