@@ -126,5 +126,5 @@ fn completions_source_and_the_manual_renders() {
 
     let out = Command::new(bin).arg("--version").output().unwrap();
     let version = String::from_utf8_lossy(&out.stdout);
-    assert!(version.contains("(database schema "), "{version}");
+    assert!(version.contains("(database schema: SQLite "), "{version}");
 }

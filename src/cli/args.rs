@@ -3,9 +3,12 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-/// The version `--version` prints, with the database schema this build knows (a unit
-/// test keeps the number equal to the last migration).
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (database schema 10)");
+/// The version `--version` prints, with the database schemas this build knows (unit tests
+/// keep the numbers equal to each backend's last migration).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (database schema: SQLite 10, PostgreSQL 1)"
+);
 
 #[derive(Debug, Parser)]
 #[command(

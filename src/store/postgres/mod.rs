@@ -129,3 +129,17 @@ async fn apply(conn: &mut sqlx::PgConnection, url: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_schema_version_is_the_last_migration() {
+        assert_eq!(
+            super::MIGRATIONS.last().map(|m| m.0),
+            Some(super::SCHEMA_VERSION)
+        );
+        assert!(
+            crate::cli::args::VERSION.ends_with(&format!(" PostgreSQL {})", super::SCHEMA_VERSION))
+        );
+    }
+}

@@ -152,10 +152,7 @@ mod tests {
             super::MIGRATIONS.last().map(|m| m.0),
             Some(super::SCHEMA_VERSION)
         );
-        assert!(
-            crate::cli::args::VERSION
-                .ends_with(&format!("(database schema {})", super::SCHEMA_VERSION))
-        );
+        assert!(crate::cli::args::VERSION.contains(&format!(" SQLite {},", super::SCHEMA_VERSION)));
     }
 
     use rusqlite::Connection;
