@@ -266,3 +266,19 @@ fn the_incident_line_names_the_endpoint_in_trouble_and_bang_goes_there() {
         "{text}"
     );
 }
+
+/// Attached to a PostgreSQL deployment, the header says how many workers share it.
+#[test]
+fn the_header_counts_a_deployments_workers() {
+    use hookctl::tui::snapshot::EngineMode;
+    let mut app = fixture_app();
+    if let Some(s) = app.snapshot.as_mut() {
+        s.engine = EngineMode::Deployment { workers: 3 };
+    }
+    let wide = render::text(&render::buffer(&app, 120, 40, Theme { color: true }));
+    let header = wide.lines().next().unwrap_or_default();
+    assert!(header.contains("attached to 3 workers"), "{header}");
+    let narrow = render::text(&render::buffer(&app, 60, 20, Theme { color: true }));
+    let header = narrow.lines().next().unwrap_or_default();
+    assert!(header.contains("3 workers"), "{header}");
+}

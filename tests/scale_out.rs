@@ -370,7 +370,8 @@ fn a_console_attached_to_the_deployment_sees_and_acts_on_every_worker() {
     };
     let t = tmux::Tmux::new(&env);
     t.start(&env, "", &[], false);
-    t.wait_screen("attached", Duration::from_secs(30));
+    // The header counts the deployment's workers.
+    t.wait_screen("2 workers", Duration::from_secs(30));
     t.keys(&["2"]);
     t.wait_screen("following", Duration::from_secs(10));
     for (i, w) in workers.iter().enumerate() {

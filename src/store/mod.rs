@@ -488,6 +488,10 @@ pub trait Store: Send + Sync + 'static {
     /// The process running an engine on this store, if any (one of them, where several
     /// share it).
     fn engine_pid(&self) -> Option<u32>;
+    /// How many engines run on this store (as last seen, where several share it).
+    fn live_engines(&self) -> usize {
+        usize::from(self.engine_pid().is_some())
+    }
     /// Several engines may run on this store at once, each claiming its own share of the
     /// work (a console then attaches to them rather than start one of its own).
     fn shares_engines(&self) -> bool {

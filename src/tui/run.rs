@@ -72,9 +72,10 @@ fn engine_mode(
     if launch_embedded {
         return EngineMode::Embedded { api: api.clone() };
     }
-    match store.engine_pid() {
-        Some(pid) => EngineMode::Attached { pid: Some(pid) },
-        None => EngineMode::Stopped,
+    match (store.live_engines(), store.engine_pid()) {
+        (n, _) if n > 1 => EngineMode::Deployment { workers: n },
+        (_, Some(pid)) => EngineMode::Attached { pid: Some(pid) },
+        (_, None) => EngineMode::Stopped,
     }
 }
 

@@ -26,6 +26,8 @@ pub enum EngineMode {
     Embedded { api: Result<String, String> },
     /// Another process runs the engine on this database.
     Attached { pid: Option<u32> },
+    /// Several workers share this database's deliveries.
+    Deployment { workers: usize },
     /// Nobody delivers: deliveries wait.
     Stopped,
 }

@@ -47,6 +47,7 @@ pub struct PgStore {
     commits: Arc<LocalCommits>,
     changes: Arc<AtomicI64>,
     live_pid: Arc<AtomicU32>,
+    live_count: Arc<AtomicU32>,
     publishes: tokio::sync::mpsc::Sender<super::batch::Publish>,
     /// Dropped with the store, which ends its listener.
     _closed: watch::Sender<()>,
@@ -62,6 +63,9 @@ impl PgStore {
         let stale = settings.lease_ms;
         let live = workers::live(&pool, stale).await?;
         let live_pid = Arc::new(AtomicU32::new(live.last().map_or(0, |w| w.pid)));
+        let live_count = Arc::new(AtomicU32::new(
+            u32::try_from(live.len()).unwrap_or(u32::MAX),
+        ));
         let (closed_tx, closed) = watch::channel(());
         let (publishes, queued) = tokio::sync::mpsc::channel(4096);
         let queued = Arc::new(tokio::sync::Mutex::new(queued));
@@ -70,6 +74,7 @@ impl PgStore {
                 commits: commits.clone(),
                 changes: changes.clone(),
                 live_pid: live_pid.clone(),
+                live_count: live_count.clone(),
             };
             tokio::spawn(super::batch::run(pool.clone(), queued.clone(), move || {
                 heard.work()
@@ -81,6 +86,7 @@ impl PgStore {
                 commits: commits.clone(),
                 changes: changes.clone(),
                 live_pid: live_pid.clone(),
+                live_count: live_count.clone(),
             },
             stale,
             closed,
@@ -92,6 +98,7 @@ impl PgStore {
             commits,
             changes,
             live_pid,
+            live_count,
             publishes,
             _closed: closed_tx,
         }))
@@ -121,6 +128,7 @@ impl PgStore {
             commits: self.commits.clone(),
             changes: self.changes.clone(),
             live_pid: self.live_pid.clone(),
+            live_count: self.live_count.clone(),
         }
     }
 
@@ -189,6 +197,7 @@ impl PgStore {
             commits: self.commits.clone(),
             changes: self.changes.clone(),
             live_pid: self.live_pid.clone(),
+            live_count: self.live_count.clone(),
             publishes: self.publishes.clone(),
             _closed: watch::channel(()).0,
         }
@@ -363,6 +372,10 @@ impl Store for PgStore {
 
     fn engine_pid(&self) -> Option<u32> {
         Some(self.live_pid.load(Ordering::Relaxed)).filter(|p| *p != 0)
+    }
+
+    fn live_engines(&self) -> usize {
+        self.live_count.load(Ordering::Relaxed) as usize
     }
 
     async fn engines(&self) -> Result<Vec<EngineInfo>> {

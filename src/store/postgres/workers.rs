@@ -52,6 +52,8 @@ pub struct Heard {
     pub changes: Arc<AtomicI64>,
     /// A live worker's pid (0: none), for `engine_pid`.
     pub live_pid: Arc<AtomicU32>,
+    /// How many workers are live, for `live_engines`.
+    pub live_count: Arc<AtomicU32>,
 }
 
 impl Heard {
@@ -117,6 +119,7 @@ pub async fn listen(pool: PgPool, heard: Heard, stale_ms: i64, mut closed: watch
             _ = refresh.tick() => {
                 if let Ok(w) = live(&pool, stale_ms).await {
                     heard.live_pid.store(w.last().map_or(0, |w| w.pid), Ordering::Relaxed);
+                    heard.live_count.store(u32::try_from(w.len()).unwrap_or(u32::MAX), Ordering::Relaxed);
                 }
             }
             n = async {

@@ -81,6 +81,9 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         }
         EngineMode::Attached { pid: Some(p) } => (format!("attached to pid {p}"), theme.ok()),
         EngineMode::Attached { pid: None } => ("attached".to_string(), theme.ok()),
+        EngineMode::Deployment { workers } => {
+            (format!("attached to {workers} workers"), theme.ok())
+        }
         EngineMode::Stopped => ("no engine running".to_string(), theme.bad()),
     };
     let queue = s.counts.pending + s.counts.retrying;
@@ -100,6 +103,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         EngineMode::Embedded { api: Err(_) } => "embedded · no API".to_string(),
         EngineMode::Attached { pid: Some(p) } => format!("attached {p}"),
         EngineMode::Attached { pid: None } => "attached".to_string(),
+        EngineMode::Deployment { workers } => format!("{workers} workers"),
         EngineMode::Stopped => "no engine".to_string(),
     };
     let clock = format!("{} UTC", fmt::hhmm(s.now));
