@@ -20,6 +20,20 @@ const LIMITS: hookctl::store::postgres::work::Limits = hookctl::store::postgres:
     probe_ms: 1_000,
 };
 
+/// `n` ContactCreate events, e0 to e(n-1).
+fn contacts(n: usize) -> Vec<hookctl::store::NewEvent> {
+    (0..n)
+        .map(|i| hookctl::store::NewEvent {
+            id: format!("e{i}"),
+            event_type: "ContactCreate".into(),
+            location_id: None,
+            timestamp: 0,
+            data: serde_json::json!({}),
+            received_at: None,
+        })
+        .collect()
+}
+
 #[test]
 fn a_fresh_database_gets_the_schema_and_bad_targets_get_one_line() {
     use hookctl::store::postgres;
@@ -168,7 +182,7 @@ fn publishes_fan_out_and_parallel_claims_are_disjoint() {
 #[test]
 fn outcomes_record_attempts_bodies_counters_and_health() {
     use hookctl::model::{Attempt, DeliveryStatus, ErrorClass};
-    use hookctl::store::{NewEvent, Outcome, SentBody, postgres};
+    use hookctl::store::{Outcome, SentBody, postgres};
     let c = Cluster::start();
     rt().block_on(async {
         let pool = postgres::connect(&c.url, 4).await.expect("connect");
@@ -190,17 +204,7 @@ fn outcomes_record_attempts_bodies_counters_and_health() {
         .execute(&pool)
         .await
         .unwrap();
-        let events: Vec<NewEvent> = (0..4)
-            .map(|i| NewEvent {
-                id: format!("e{i}"),
-                event_type: "ContactCreate".into(),
-                location_id: None,
-                timestamp: 0,
-                data: serde_json::json!({}),
-                received_at: None,
-            })
-            .collect();
-        postgres::work::publish(&pool, &events).await.unwrap();
+        postgres::work::publish(&pool, &contacts(4)).await.unwrap();
         let now = hookctl::model::now_ms();
         let leased = postgres::work::claim(&pool, &[("sub_a".into(), 10)], (now, now + 60_000), "w", &LIMITS, 0)
             .await
@@ -292,7 +296,7 @@ fn outcomes_record_attempts_bodies_counters_and_health() {
 /// An open circuit has one probe leased per interval, whichever workers ask.
 #[test]
 fn an_open_circuit_is_probed_once_per_interval_whoever_asks() {
-    use hookctl::store::{NewEvent, postgres};
+    use hookctl::store::postgres;
     let c = Cluster::start();
     rt().block_on(async {
         let pool = postgres::connect(&c.url, 4).await.expect("connect");
@@ -305,17 +309,7 @@ fn an_open_circuit_is_probed_once_per_interval_whoever_asks() {
         .execute(&pool)
         .await
         .unwrap();
-        let events: Vec<NewEvent> = (0..5)
-            .map(|i| NewEvent {
-                id: format!("e{i}"),
-                event_type: "ContactCreate".into(),
-                location_id: None,
-                timestamp: 0,
-                data: serde_json::json!({}),
-                received_at: None,
-            })
-            .collect();
-        postgres::work::publish(&pool, &events).await.unwrap();
+        postgres::work::publish(&pool, &contacts(5)).await.unwrap();
         let now = hookctl::model::now_ms();
         let claim = |worker: &'static str, at: i64| {
             let pool = pool.clone();

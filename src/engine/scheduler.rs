@@ -3,8 +3,9 @@
 //! Each active endpoint has a lane: leased jobs waiting to start (`ready`, claimed a few
 //! batches ahead so the next request can start the moment one ends) and a count of requests
 //! on the wire, bounded by the endpoint's own limit (this engine's part of it, where
-//! engines share the endpoints) — a slow endpoint only fills its own lane. An endpoint's slot is free as soon as its HTTP exchange ends; the lease itself is
-//! forgotten once the recorder has committed the outcome. Everything leased in memory
+//! engines share the endpoints) — a slow endpoint only fills its own lane. An endpoint's
+//! slot is free as soon as its HTTP exchange ends; the lease itself is forgotten once the
+//! recorder has committed the outcome. Everything leased in memory
 //! (ready, sending, awaiting its commit) stays within a fixed budget, so a backlog waits
 //! in the database, not here.
 

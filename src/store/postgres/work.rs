@@ -208,11 +208,11 @@ impl Deployment {
 /// split), or where a worker no longer live holds leases on the endpoint, the leases
 /// across all workers are its requests in flight: a claim takes at most `slots` less
 /// those held. While its circuit is open an endpoint has one lease at most, a probe leased
-/// once per `probe_ms` by whichever worker asks first. Bounds change under an exclusive advisory
-/// lock, which claims that only read them take shared, so no claim decides on bounds that
-/// are changing. A rate-limited endpoint's claims take from a token bucket that refills at
-/// its rate for the whole deployment. Claims for one endpoint take turns (a
-/// transaction-scoped advisory lock); rows another transaction holds are skipped, never
+/// once per `probe_ms` by whichever worker asks first. Bounds change under an exclusive
+/// advisory lock, which claims that only read them take shared, so no claim decides on
+/// bounds that are changing. A rate-limited endpoint's claims take from a token bucket
+/// that refills at its rate for the whole deployment. Claims for one endpoint take turns
+/// (a transaction-scoped advisory lock); rows another transaction holds are skipped, never
 /// waited for.
 pub async fn claim(
     pool: &PgPool,
@@ -231,6 +231,8 @@ pub async fn claim(
     let mut wants: Vec<&(String, usize)> = wants.iter().filter(|(_, n)| *n > 0).collect();
     wants.sort_by(|a, b| a.0.cmp(&b.0));
     let mut tx = pool.begin().await?;
+    // Read once to choose the lock, and again under it: only what is read under the lock
+    // is decided on.
     let guess = Deployment::read(&mut tx, worker, slots, lease_ms).await?;
     let changes = guess.own_bound != Some(on_wire.max(guess.share(slots)));
     let lock = if changes {
